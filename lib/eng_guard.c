@@ -1,0 +1,87 @@
+#include "eng_guard.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+enum eng_status eng_guard_acquire(struct eng_db *db, const char *job,
+				  const char *run_id, int ttl_s,
+				  bool *acquired, char *holder, size_t holdersz,
+				  struct eng_err *err)
+{
+	char host[256] = "unknown";
+	char who[320];
+	char ttl[16];
+	gethostname(host, sizeof(host) - 1);
+	host[sizeof(host) - 1] = '\0';
+	snprintf(who, sizeof(who), "%s pid %ld", host, (long)getpid());
+	snprintf(ttl, sizeof(ttl), "%d", ttl_s);
+
+	const char *p[] = {job, run_id, who, ttl};
+	PGresult *r = eng_db_query(
+		db,
+		"INSERT INTO engagement.job_locks AS l "
+		"  (job, run_id, holder, acquired_at, expires_at) "
+		"VALUES ($1, $2, $3, clock_timestamp(), "
+		"        clock_timestamp() + make_interval(secs => $4::int)) "
+		"ON CONFLICT (job) DO UPDATE SET run_id = EXCLUDED.run_id, "
+		"  holder = EXCLUDED.holder, acquired_at = EXCLUDED.acquired_at, "
+		"  expires_at = EXCLUDED.expires_at "
+		"WHERE l.expires_at < clock_timestamp() "
+		"RETURNING run_id",
+		4, p, err);
+	if (!r)
+		return err->status;
+	*acquired = PQntuples(r) == 1;
+	PQclear(r);
+	if (*acquired)
+		return ENG_OK;
+
+	const char *q[] = {job};
+	r = eng_db_query(db,
+			 "SELECT run_id, holder, to_char(expires_at AT TIME ZONE "
+			 "'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+			 "FROM engagement.job_locks WHERE job = $1",
+			 1, q, err);
+	if (!r)
+		return err->status;
+	if (PQntuples(r) == 1)
+		snprintf(holder, holdersz, "run %s on %s, lease until %s",
+			 PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1),
+			 PQgetvalue(r, 0, 2));
+	else
+		snprintf(holder, holdersz, "another run (just finished)");
+	PQclear(r);
+	return ENG_OK;
+}
+
+enum eng_status eng_guard_renew(struct eng_db *db, const char *job,
+				const char *run_id, int ttl_s,
+				struct eng_err *err)
+{
+	char ttl[16];
+	long long n = 0;
+	snprintf(ttl, sizeof(ttl), "%d", ttl_s);
+	const char *p[] = {job, run_id, ttl};
+	if (eng_db_exec_count(db,
+			      "UPDATE engagement.job_locks SET expires_at = "
+			      "clock_timestamp() + make_interval(secs => $3::int) "
+			      "WHERE job = $1 AND run_id = $2",
+			      3, p, &n, err))
+		return err->status;
+	if (n != 1)
+		return eng_err_set(err, ENG_ETEMP,
+				   "lost the %s run lease (this run stalled past "
+				   "its lease and another run took over)",
+				   job);
+	return ENG_OK;
+}
+
+void eng_guard_release(struct eng_db *db, const char *job, const char *run_id)
+{
+	struct eng_err err = ENG_ERR_INIT;
+	const char *p[] = {job, run_id};
+	eng_db_exec(db,
+		    "DELETE FROM engagement.job_locks WHERE job = $1 AND run_id = $2",
+		    2, p, &err);
+}

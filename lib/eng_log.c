@@ -1,0 +1,179 @@
+#include "eng_log.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "eng_buf.h"
+#include "eng_json.h"
+#include "eng_mask.h"
+
+/* A log value longer than this is cut: a line stays well under a pipe's
+ * atomic-write size in the common case. */
+#define MAX_VALUE_BYTES 1500
+#define MAX_LINE_BYTES (64 * 1024)
+
+static struct {
+	char program[64];
+	char run_id[40];
+	int fd;
+	enum eng_level level;
+} g_log = {"engagement", "", 2, ENG_INFO};
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+void eng_log_init(const char *program, const char *run_id, int fd)
+{
+	snprintf(g_log.program, sizeof(g_log.program), "%s", program);
+	snprintf(g_log.run_id, sizeof(g_log.run_id), "%s", run_id);
+	g_log.fd = fd;
+}
+
+void eng_log_set_level(enum eng_level lvl)
+{
+	g_log.level = lvl;
+}
+
+enum eng_level eng_log_get_level(void)
+{
+	return g_log.level;
+}
+
+bool eng_log_enabled(enum eng_level lvl)
+{
+	return lvl >= g_log.level;
+}
+
+int eng_log_parse_level(const char *s)
+{
+	for (int i = 0; i < 4; i++)
+		if (strcmp(s, level_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+const char *eng_log_level_name(enum eng_level lvl)
+{
+	return (unsigned)lvl < 4 ? level_names[lvl] : "error";
+}
+
+void eng_log_timestamp(char out[32])
+{
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
+		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		 tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+}
+
+static void add_key(struct eng_buf *b, const char *k)
+{
+	eng_buf_addc(b, ',');
+	eng_json_escape(b, k, strlen(k), 0);
+	eng_buf_addc(b, ':');
+}
+
+static void add_text(struct eng_buf *b, const char *s)
+{
+	struct eng_buf m = ENG_BUF_INIT(MAX_LINE_BYTES);
+	size_t n = strlen(s);
+	eng_mask_scrub(&m, s, n > MAX_VALUE_BYTES * 2 ? MAX_VALUE_BYTES * 2 : n);
+	eng_json_escape(b, eng_buf_str(&m), m.len, MAX_VALUE_BYTES);
+	eng_buf_release(&m);
+}
+
+static void write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return; /* nowhere left to report to */
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+void eng_log_fields(enum eng_level lvl, const char *event,
+		    const struct eng_field *f, size_t n)
+{
+	if (!eng_log_enabled(lvl))
+		return;
+
+	struct eng_buf b = ENG_BUF_INIT(MAX_LINE_BYTES);
+	char ts[32];
+	eng_log_timestamp(ts);
+
+	eng_buf_adds(&b, "{\"ts\":\"");
+	eng_buf_adds(&b, ts);
+	eng_buf_adds(&b, "\",\"level\":\"");
+	eng_buf_adds(&b, eng_log_level_name(lvl));
+	eng_buf_adds(&b, "\",\"program\":");
+	eng_json_escape(&b, g_log.program, strlen(g_log.program), 0);
+	eng_buf_adds(&b, ",\"run_id\":");
+	eng_json_escape(&b, g_log.run_id, strlen(g_log.run_id), 0);
+	eng_buf_adds(&b, ",\"event\":");
+	eng_json_escape(&b, event, strlen(event), 0);
+
+	for (size_t i = 0; i < n; i++) {
+		const struct eng_field *x = &f[i];
+		if (x->type == ENG_FT_NONE || !x->key)
+			continue;
+		add_key(&b, x->key);
+		switch (x->type) {
+		case ENG_FT_STR:
+			if (x->s)
+				add_text(&b, x->s);
+			else
+				eng_buf_adds(&b, "null");
+			break;
+		case ENG_FT_PHONE:
+			if (x->s) {
+				char masked[48];
+				eng_mask_phone(x->s, masked, sizeof(masked));
+				eng_json_escape(&b, masked, strlen(masked), 0);
+			} else {
+				eng_buf_adds(&b, "null");
+			}
+			break;
+		case ENG_FT_INT:
+			eng_buf_addf(&b, "%lld", x->i);
+			break;
+		case ENG_FT_DBL:
+			if (isfinite(x->d))
+				eng_buf_addf(&b, "%.6g", x->d);
+			else
+				eng_buf_adds(&b, "null");
+			break;
+		case ENG_FT_BOOL:
+			eng_buf_adds(&b, x->b ? "true" : "false");
+			break;
+		case ENG_FT_JSON:
+			eng_buf_adds(&b, x->s ? x->s : "null");
+			break;
+		case ENG_FT_NONE:
+			break;
+		}
+	}
+	if (b.overflow || eng_buf_adds(&b, "}\n")) {
+		/* A pathological line: say so rather than cut the JSON. */
+		eng_buf_reset(&b);
+		eng_buf_addf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"program\":",
+			     ts, eng_log_level_name(lvl));
+		eng_json_escape(&b, g_log.program, strlen(g_log.program), 0);
+		eng_buf_adds(&b, ",\"run_id\":");
+		eng_json_escape(&b, g_log.run_id, strlen(g_log.run_id), 0);
+		eng_buf_adds(&b, ",\"event\":");
+		eng_json_escape(&b, event, strlen(event), 0);
+		eng_buf_adds(&b, ",\"truncated\":true}\n");
+	}
+	write_all(g_log.fd, b.data, b.len);
+	eng_buf_release(&b);
+}

@@ -1,0 +1,62 @@
+/*
+ * Options every program shares (DESIGN.md §2.1), merged into each
+ * program's getopt_long table so that all of them behave the same.
+ */
+#ifndef ENG_OPT_H
+#define ENG_OPT_H
+
+#include <getopt.h>
+#include <stdbool.h>
+
+#include "eng_err.h"
+#include "eng_time.h"
+
+/* Which shared options a program takes, beyond --db, --help, --version and
+ * --log-level, which all take. */
+enum {
+	ENG_OPT_NOW = 1u << 0,    /* --now RFC3339 */
+	ENG_OPT_DRYRUN = 1u << 1, /* --dry-run */
+	ENG_OPT_NODB = 1u << 2,   /* no --db (a program that needs none) */
+};
+
+/* getopt_long values of the shared options (program options use their
+ * own, below 0x1000). */
+enum {
+	ENG_OPTC_DB = 0x1000,
+	ENG_OPTC_HELP,
+	ENG_OPTC_VERSION,
+	ENG_OPTC_LOGLEVEL,
+	ENG_OPTC_NOW,
+	ENG_OPTC_DRYRUN,
+};
+
+struct eng_common {
+	const char *db;
+	bool help;
+	bool version;
+	bool dry_run;
+	bool have_now;
+	eng_time now;
+};
+
+/* A program's option handler: ENG_OK, or an error (normally ENG_EUSAGE)
+ * with err filled. */
+typedef enum eng_status (*eng_opt_fn)(void *ctx, int opt, const char *arg,
+				      struct eng_err *err);
+
+struct eng_cmd {
+	const char *usage;           /* --help text */
+	const struct option *opts;   /* the program's own, {0}-terminated */
+	unsigned common;             /* ENG_OPT_* */
+	eng_opt_fn handle;           /* may be NULL when opts is empty */
+	void *ctx;
+};
+
+/* Parse argv. Returns ENG_OK with *first_arg the index of the first
+ * positional argument, or ENG_EUSAGE with err filled. --help/--version only
+ * set flags in c. */
+enum eng_status eng_opt_parse(const struct eng_cmd *cmd, int argc,
+			      char **argv, struct eng_common *c,
+			      int *first_arg, struct eng_err *err);
+
+#endif

@@ -1,0 +1,39 @@
+/*
+ * Instants as microseconds since the Unix epoch, UTC. Programs read "now"
+ * once per run (from --now or the database's clock) and do all date
+ * arithmetic against it.
+ */
+#ifndef ENG_TIME_H
+#define ENG_TIME_H
+
+#include <stdint.h>
+
+typedef int64_t eng_time;
+
+#define ENG_USEC_PER_SEC INT64_C(1000000)
+#define ENG_USEC_PER_DAY (INT64_C(86400) * ENG_USEC_PER_SEC)
+
+/* Days since 1970-01-01 for a proleptic Gregorian date, and back. */
+int64_t eng_days_from_civil(int64_t y, unsigned m, unsigned d);
+void eng_civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d);
+
+/* RFC 3339: YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM); 'T' may be 't' or
+ * a space, 'Z' may be 'z'. Years 0001-9999, real calendar dates, hour
+ * 00-23, seconds 00-59. Returns 0, or -1 when the text is not one. */
+int eng_time_parse(const char *s, eng_time *out);
+
+/* "2026-11-22T06:00:00.000000Z": exact, and what PostgreSQL parses. */
+void eng_time_format(eng_time t, char out[32]);
+/* "2026-11-22T06:00:00.000Z": for people and logs. */
+void eng_time_format_ms(eng_time t, char out[32]);
+/* "2026-11-22": the UTC date. */
+void eng_time_format_date(eng_time t, char out[16]);
+
+/* ISO 8601 week-numbering year and week (1..53) of the UTC date of t. */
+void eng_iso_week(eng_time t, int *iso_year, int *iso_week);
+
+eng_time eng_time_now(void);
+/* Monotonic clock in microseconds, for durations. */
+int64_t eng_mono_us(void);
+
+#endif

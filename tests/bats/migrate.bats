@@ -1,0 +1,406 @@
+#!/usr/bin/env bats
+# migrate: black-box tests against the real test cluster.
+
+load helpers
+
+setup() {
+	TMP=$(mktemp -d)
+}
+
+teardown() {
+	drop_dbs
+	rm -rf "$TMP"
+}
+
+# Write a migration pair into $TMP/m: mig VERSION NAME UP_SQL [DOWN_SQL]
+mig() {
+	mkdir -p "$TMP/m"
+	printf '%s\n' "$3" >"$TMP/m/$1_$2.up.sql"
+	if [ -n "${4:-}" ]; then printf '%s\n' "$4" >"$TMP/m/$1_$2.down.sql"; fi
+}
+
+tables() {
+	q "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'engagement'"
+}
+
+# ---- command line -----------------------------------------------------
+
+@test "--help prints usage on stdout and exits 0" {
+	run --separate-stderr "$ENG_BIN/migrate" --help
+	[ "$status" -eq 0 ]
+	[[ "$output" == Usage:\ migrate* ]]
+	[ -z "$stderr" ]
+}
+
+@test "--version prints NAME VERSION" {
+	run --separate-stderr "$ENG_BIN/migrate" --version
+	[ "$status" -eq 0 ]
+	[[ "$output" =~ ^migrate\ [0-9]+\.[0-9]+\.[0-9]+$ ]]
+}
+
+@test "an unknown option exits 64 with one JSON line" {
+	eng migrate --bogus up
+	[ "$status" -eq 64 ]
+	[ "$(stderr_lines)" -eq 1 ]
+	[ "$(jq -r .event <<<"$stderr")" = usage_error ]
+	[[ "$(jq -r .error <<<"$stderr")" == *"'--bogus'"* ]]
+	[ "$(sj .status)" = failed ]
+}
+
+@test "bad option values exit 64" {
+	for args in "--lock-wait abc up" "--lock-wait -1 up" "--to x up" \
+		"--lock-timeout 5parsecs up" "--steps 0 down" "--log-level loud up"; do
+		# shellcheck disable=SC2086
+		eng migrate $args
+		[ "$status" -eq 64 ] || { echo "args: $args -> $status"; return 1; }
+		[ "$(stderr_lines)" -eq 1 ]
+	done
+}
+
+@test "a missing or unknown command exits 64" {
+	eng migrate
+	[ "$status" -eq 64 ]
+	eng migrate sideways
+	[ "$status" -eq 64 ]
+	eng migrate up extra
+	[ "$status" -eq 64 ]
+	eng migrate down --steps 1 --to 2
+	[ "$status" -eq 64 ]
+}
+
+# ---- connections ------------------------------------------------------
+
+@test "an unreachable database exits 75 and still prints the summary" {
+	eng migrate --db "host=127.0.0.1 port=1 dbname=x connect_timeout=3" status
+	[ "$status" -eq 75 ]
+	[ "$(sj .status)" = failed ]
+	[[ "$(sj .error)" == *unreachable* ]]
+}
+
+@test "a wrong password exits 77 and the password appears nowhere" {
+	eng migrate --db "host=127.0.0.1 port=$PGPORT dbname=postgres user=engagement_pw password=wrong-secret-pw" status
+	[ "$status" -eq 77 ]
+	[[ "$output$stderr" != *wrong-secret-pw* ]]
+	[[ "$(sj .error)" == *credentials* ]]
+}
+
+@test "the right password through DATABASE_URL connects" {
+	new_db
+	q "GRANT USAGE ON SCHEMA engagement TO engagement_pw;
+	   GRANT SELECT ON engagement.schema_migrations TO engagement_pw"
+	DATABASE_URL="postgresql://engagement_pw:correct-horse-battery@127.0.0.1:$PGPORT/$DB" \
+		eng migrate status
+	[ "$status" -eq 0 ]
+	[ "$(sj .current)" -eq 4 ]
+}
+
+@test "a role without privileges on the schema exits 77" {
+	new_db
+	eng migrate --db "$CONN user=engagement_noperm" status
+	[ "$status" -eq 77 ]
+	[[ "$(sj .error)" == *"permission denied"* ]]
+}
+
+@test "a connection string libpq cannot parse exits 78" {
+	eng migrate --db "host='unterminated" status
+	[ "$status" -eq 78 ]
+	[[ "$(sj .error)" == *"invalid connection string"* ]]
+	DATABASE_URL="postgresql://[::1" eng migrate status
+	[ "$status" -eq 78 ]
+}
+
+@test "a database that does not exist exits 78" {
+	eng migrate --db "dbname=no_such_database_here" status
+	[ "$status" -eq 78 ]
+}
+
+@test "the connection reports application_name migrate" {
+	new_db
+	eng migrate --db "$CONN application_name=other" status
+	[ "$status" -eq 0 ]
+	# Seen from the server while a lock makes migrate wait.
+	psql -X -q -d "$DB" -c "SELECT pg_advisory_lock(7236251001), pg_sleep(3)" >/dev/null &
+	sleep 0.5
+	"$ENG_BIN/migrate" --db "$CONN application_name=other" --lock-wait 2 up >/dev/null 2>&1 &
+	sleep 1
+	run q "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'migrate' AND datname = current_database()"
+	wait
+	[ "$output" -eq 1 ]
+}
+
+# ---- up ---------------------------------------------------------------
+
+@test "up on an empty database builds the whole schema" {
+	new_db empty
+	eng migrate --db "$CONN" up
+	[ "$status" -eq 0 ]
+	[ "$(sj .current)" -eq 4 ]
+	[ "$(sj '.applied | length')" -eq 4 ]
+	[ "$(tables)" = "activity_events,audit_log,engagement_states,job_locks,job_runs,message_queue,message_templates,outbox_events,schema_migrations,state_transitions,time_zones,user_preferences,users" ]
+	[ "$(q "SELECT count(*) FROM engagement.schema_migrations")" -eq 4 ]
+	[ "$(q "SELECT count(*) FROM engagement.schema_migrations WHERE checksum ~ '^[0-9a-f]{64}$'")" -eq 4 ]
+	# one migration_applied line per migration
+	[ "$(log_events migration_applied | wc -l)" -eq 4 ]
+}
+
+@test "up twice in a row: the second does nothing" {
+	new_db empty
+	eng migrate --db "$CONN" up
+	[ "$status" -eq 0 ]
+	before=$(q "SELECT string_agg(version || '@' || applied_at, ',') FROM engagement.schema_migrations")
+	eng migrate --db "$CONN" up
+	[ "$status" -eq 0 ]
+	[ "$(sj '.applied | length')" -eq 0 ]
+	[ "$(q "SELECT string_agg(version || '@' || applied_at, ',') FROM engagement.schema_migrations")" = "$before" ]
+}
+
+@test "four copies at once: each migration applied exactly once" {
+	new_db empty
+	for i in 1 2 3 4; do
+		"$ENG_BIN/migrate" --db "$CONN" up >"$TMP/out$i" 2>"$TMP/err$i" &
+	done
+	codes=""
+	for job in $(jobs -p); do
+		wait "$job"
+		codes="$codes$?"
+	done
+	[ "$codes" = "0000" ]
+	total=0
+	for i in 1 2 3 4; do
+		check_log_lines "$(cat "$TMP/err$i")"
+		n=$(jq '.applied | length' "$TMP/out$i")
+		total=$((total + n))
+	done
+	[ "$total" -eq 4 ]
+	[ "$(q "SELECT count(*) FROM engagement.schema_migrations")" -eq 4 ]
+}
+
+@test "up --to stops at the version asked" {
+	new_db empty
+	eng migrate --db "$CONN" up --to 2
+	[ "$status" -eq 0 ]
+	[ "$(sj .current)" -eq 2 ]
+	[ "$(q "SELECT to_regclass('engagement.message_queue') IS NULL")" = t ]
+	eng migrate --db "$CONN" up --to 99
+	[ "$status" -eq 64 ]
+}
+
+@test "up --dry-run shows the SQL and changes nothing" {
+	new_db empty
+	eng migrate --db "$CONN" up --dry-run
+	[ "$status" -eq 0 ]
+	[ "$(sj '.plan | length')" -eq 4 ]
+	[[ "$(sj '.plan[0].sql')" == *"CREATE TABLE engagement.users"* ]]
+	[ "$(sj .dry_run)" = true ]
+	[ "$(q "SELECT to_regclass('engagement.schema_migrations') IS NULL")" = t ]
+}
+
+# ---- down -------------------------------------------------------------
+
+@test "down then up for every migration restores the same schema" {
+	new_db empty
+	eng migrate --db "$CONN" up
+	dump() { pg_dump --schema-only --schema=engagement -d "$DB" | grep -v -e '^--' -e '^$' -e '^\\'; }
+	dump >"$TMP/before.sql"
+	for v in 4 3 2 1; do
+		eng migrate --db "$CONN" down --to $((v - 1))
+		[ "$status" -eq 0 ]
+		[ "$(sj .current)" -eq $((v - 1)) ]
+		[ "$(sj '.reverted | length')" -eq $((5 - v)) ]
+		[ "$(sj '.reverted[-1].version')" -eq "$v" ]
+		eng migrate --db "$CONN" up
+		[ "$status" -eq 0 ]
+		[ "$(sj .current)" -eq 4 ]
+	done
+	eng migrate --db "$CONN" down --to 0
+	[ "$status" -eq 0 ]
+	[ "$(sj .current)" -eq 0 ]
+	[ "$(tables)" = schema_migrations ]
+	eng migrate --db "$CONN" up
+	dump >"$TMP/after.sql"
+	diff "$TMP/before.sql" "$TMP/after.sql"
+}
+
+@test "down --steps 2 reverts the two newest" {
+	new_db empty
+	eng migrate --db "$CONN" up
+	eng migrate --db "$CONN" down --steps 2
+	[ "$status" -eq 0 ]
+	[ "$(sj '[.reverted[].version] | join(",")')" = "4,3" ]
+	[ "$(sj .current)" -eq 2 ]
+}
+
+@test "down without a down file exits 65 and reverts nothing" {
+	mig 0001 a "CREATE TABLE engagement.a (x int);" "DROP TABLE engagement.a;"
+	mig 0002 b "CREATE TABLE engagement.b (x int);"
+	new_db empty
+	eng migrate --db "$CONN" --dir "$TMP/m" up
+	[ "$status" -eq 0 ]
+	eng migrate --db "$CONN" --dir "$TMP/m" down --steps 2
+	[ "$status" -eq 65 ]
+	[[ "$(sj .error)" == *"no down file"* ]]
+	[ "$(q "SELECT count(*) FROM engagement.schema_migrations")" -eq 2 ]
+}
+
+# ---- drift and order ---------------------------------------------------
+
+@test "a changed applied file is drift: status shows it, up and verify exit 65" {
+	cp "$ENG_SRC"/sql/*.sql "$TMP/" && mkdir -p "$TMP/m" && mv "$TMP"/*.sql "$TMP/m/"
+	new_db empty
+	eng migrate --db "$CONN" --dir "$TMP/m" up
+	[ "$status" -eq 0 ]
+	echo "-- an innocent-looking edit" >>"$TMP/m/0002_events.up.sql"
+	eng migrate --db "$CONN" --dir "$TMP/m" status
+	[ "$status" -eq 0 ]
+	[ "$(sj '.drift | join(",")')" = 2 ]
+	[ "$(sj '.migrations[1].state')" = drift ]
+	eng migrate --db "$CONN" --dir "$TMP/m" up
+	[ "$status" -eq 65 ]
+	[[ "$(sj .error)" == *0002_events.up.sql*drift* ]]
+	eng migrate --db "$CONN" --dir "$TMP/m" verify
+	[ "$status" -eq 65 ]
+}
+
+@test "line endings do not count as drift" {
+	mkdir -p "$TMP/m" && cp "$ENG_SRC"/sql/*.sql "$TMP/m/"
+	new_db empty
+	eng migrate --db "$CONN" --dir "$TMP/m" up
+	sed -i 's/$/\r/' "$TMP/m/0001_core.up.sql"
+	eng migrate --db "$CONN" --dir "$TMP/m" verify
+	[ "$status" -eq 0 ]
+	# and the built-in copy has the same checksums as the files on disk
+	eng migrate --db "$CONN" verify
+	[ "$status" -eq 0 ]
+}
+
+@test "a pending file numbered below the newest applied is out of order (65)" {
+	mig 0001 a "CREATE TABLE engagement.a (x int);" "DROP TABLE engagement.a;"
+	mig 0003 c "CREATE TABLE engagement.c (x int);" "DROP TABLE engagement.c;"
+	new_db empty
+	eng migrate --db "$CONN" --dir "$TMP/m" up
+	[ "$status" -eq 0 ]
+	mig 0002 b "CREATE TABLE engagement.b (x int);" "DROP TABLE engagement.b;"
+	eng migrate --db "$CONN" --dir "$TMP/m" status
+	[ "$status" -eq 0 ]
+	[ "$(sj '.out_of_order | join(",")')" = 2 ]
+	eng migrate --db "$CONN" --dir "$TMP/m" up
+	[ "$status" -eq 65 ]
+	[[ "$(sj .error)" == *"out of order"* ]]
+	[ "$(q "SELECT to_regclass('engagement.b') IS NULL")" = t ]
+	eng migrate --db "$CONN" --dir "$TMP/m" verify
+	[ "$status" -eq 65 ]
+}
+
+@test "verify: 78 while migrations are pending, 0 when complete" {
+	new_db empty
+	eng migrate --db "$CONN" up --to 3
+	eng migrate --db "$CONN" verify
+	[ "$status" -eq 78 ]
+	[[ "$(sj .error)" == *"migrate up"* ]]
+	eng migrate --db "$CONN" up
+	eng migrate --db "$CONN" verify
+	[ "$status" -eq 0 ]
+}
+
+# ---- failures -----------------------------------------------------------
+
+@test "a failing migration applies nothing of itself and names file and line" {
+	mig 0001 ok "CREATE TABLE engagement.ok (x int);" "DROP TABLE engagement.ok;"
+	mig 0002 bad "-- creates a table, then fails
+CREATE TABLE engagement.half (x int);
+
+INSERT INTO engagement.half VALUES (1);
+SELECT x
+  FROM engagement.no_such_table;
+CREATE TABLE engagement.never (x int);" "DROP TABLE engagement.half;"
+	new_db empty
+	eng migrate --db "$CONN" --dir "$TMP/m" up
+	[ "$status" -eq 65 ]
+	[ "$(sj .failed.line)" -eq 6 ]
+	[[ "$(sj .error)" == *"0002_bad.up.sql:6:"*"no_such_table"* ]]
+	[ "$(sj .current)" -eq 1 ]
+	[ "$(q "SELECT to_regclass('engagement.half') IS NULL")" = t ]
+	[ "$(q "SELECT string_agg(version::text, ',') FROM engagement.schema_migrations")" = 1 ]
+	[ "$(log_events run_failed | wc -l)" -eq 1 ]
+}
+
+@test "an error without a position names the statement's first line" {
+	mig 0001 dup "CREATE TABLE engagement.d (x int PRIMARY KEY);
+INSERT INTO engagement.d VALUES (1);
+
+INSERT INTO engagement.d
+VALUES (1);"
+	new_db empty
+	eng migrate --db "$CONN" --dir "$TMP/m" up
+	[ "$status" -eq 65 ]
+	[ "$(sj .failed.line)" -eq 4 ]
+	[ "$(sj .failed.sqlstate)" = 23505 ]
+}
+
+@test "an unterminated string is reported with its line, nothing applied" {
+	mig 0001 broken "CREATE TABLE engagement.x (y text);
+INSERT INTO engagement.x VALUES ('oops);"
+	new_db empty
+	eng migrate --db "$CONN" --dir "$TMP/m" up
+	[ "$status" -eq 65 ]
+	[[ "$(sj .error)" == *"0001_broken.up.sql:2"* ]]
+	[ "$(q "SELECT to_regclass('engagement.x') IS NULL")" = t ]
+}
+
+@test "no-transaction migrations run CREATE INDEX CONCURRENTLY; without the marker it fails" {
+	mig 0001 t "CREATE TABLE engagement.t (x int);" "DROP TABLE engagement.t;"
+	mig 0002 idx "CREATE INDEX CONCURRENTLY t_x_idx ON engagement.t (x);"
+	new_db empty
+	eng migrate --db "$CONN" --dir "$TMP/m" up
+	[ "$status" -eq 65 ]
+	[[ "$(sj .error)" == *"cannot run inside a transaction block"* ]]
+	mig 0002 idx "-- migrate:no-transaction
+CREATE INDEX CONCURRENTLY t_x_idx ON engagement.t (x);"
+	eng migrate --db "$CONN" --dir "$TMP/m" up
+	[ "$status" -eq 0 ]
+	[ "$(q "SELECT indisvalid FROM pg_index WHERE indexrelid = 'engagement.t_x_idx'::regclass")" = t ]
+}
+
+@test "the lock held longer than --lock-wait exits 75" {
+	new_db empty
+	psql -X -q -d "$DB" -c "SELECT pg_advisory_lock(7236251001), pg_sleep(6)" >/dev/null &
+	sleep 0.5
+	start=$(date +%s)
+	eng migrate --db "$CONN" --lock-wait 1 up
+	end=$(date +%s)
+	wait
+	[ "$status" -eq 75 ]
+	[[ "$(sj .error)" == *"--lock-wait"* ]]
+	[ $((end - start)) -lt 5 ]
+	[ "$(q "SELECT to_regclass('engagement.schema_migrations') IS NULL")" = t ]
+}
+
+@test "--lock-timeout bounds a migration statement waiting for a table lock (75)" {
+	mig 0001 t "CREATE TABLE engagement.t (x int);" "DROP TABLE engagement.t;"
+	mig 0002 alter "ALTER TABLE engagement.t ADD COLUMN y int;"
+	new_db empty
+	eng migrate --db "$CONN" --dir "$TMP/m" up --to 1
+	psql -X -q -d "$DB" -c "BEGIN; LOCK TABLE engagement.t; SELECT pg_sleep(6); COMMIT;" >/dev/null &
+	sleep 0.5
+	eng migrate --db "$CONN" --dir "$TMP/m" --lock-timeout 500ms up
+	wait
+	[ "$status" -eq 75 ]
+	[ "$(sj .failed.sqlstate)" = 55P03 ]
+	[ "$(q "SELECT max(version) FROM engagement.schema_migrations")" -eq 1 ]
+}
+
+# ---- new ------------------------------------------------------------------
+
+@test "new writes the next pair of files" {
+	mig 0001 a "SELECT 1;" "SELECT 1;"
+	mig 0007 b "SELECT 1;" "SELECT 1;"
+	eng migrate --dir "$TMP/m" new add_widgets
+	[ "$status" -eq 0 ]
+	[ -f "$TMP/m/0008_add_widgets.up.sql" ]
+	[ -f "$TMP/m/0008_add_widgets.down.sql" ]
+	[ "$(sj .version)" -eq 8 ]
+	eng migrate --dir "$TMP/m" new "Bad Name"
+	[ "$status" -eq 64 ]
+	eng migrate --dir "$TMP/nonexistent" new x
+	[ "$status" -eq 78 ]
+}
