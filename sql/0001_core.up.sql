@@ -81,6 +81,9 @@ CREATE TABLE engagement.engagement_states (
     goodbye_sent_at    timestamptz,
     goodbye_expires_at timestamptz,
     remind_at          timestamptz,
+    -- When the current state was entered: an activity that happened
+    -- before it (a late webhook) does not undo it.
+    state_changed_at   timestamptz NOT NULL DEFAULT now(),
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT engagement_states_goodbye_check
@@ -92,10 +95,11 @@ CREATE TABLE engagement.engagement_states (
 CREATE TRIGGER engagement_states_touch BEFORE UPDATE ON engagement.engagement_states
     FOR EACH ROW EXECUTE FUNCTION engagement.touch_updated_at();
 
--- The three checks of engagement-daily, each a range scan of its own state.
+-- The three checks of engagement-daily, each a range scan of its own state,
+-- walked in batches by (time, user_id) keyset.
 CREATE INDEX engagement_states_inactive_idx
-    ON engagement.engagement_states (last_activity_at) WHERE state = 'active';
+    ON engagement.engagement_states (last_activity_at, user_id) WHERE state = 'active';
 CREATE INDEX engagement_states_goodbye_due_idx
-    ON engagement.engagement_states (goodbye_expires_at) WHERE state = 'goodbye_sent';
+    ON engagement.engagement_states (goodbye_expires_at, user_id) WHERE state = 'goodbye_sent';
 CREATE INDEX engagement_states_remind_due_idx
-    ON engagement.engagement_states (remind_at) WHERE state = 'remind_later';
+    ON engagement.engagement_states (remind_at, user_id) WHERE state = 'remind_later';

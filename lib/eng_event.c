@@ -1,0 +1,522 @@
+#include "eng_event.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eng_batch.h"
+#include "eng_buf.h"
+#include "eng_log.h"
+#include "eng_mask.h"
+#include "eng_parse.h"
+
+/* Events resolved per query, and the most events in one transaction. */
+#define WINDOW 1000
+
+/* ---- parsing ----------------------------------------------------------- */
+
+enum eng_status eng_event_parse_json(const char *text, size_t len,
+				     eng_time default_at, struct eng_event *ev,
+				     struct eng_err *err)
+{
+	json_error_t je;
+	long line = ev->line;
+	memset(ev, 0, sizeof(*ev));
+	ev->line = line;
+	ev->at = default_at;
+
+	json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+	if (!o)
+		return eng_err_set(err, ENG_EDATA, "not valid JSON: %s", je.text);
+	enum eng_status st = ENG_OK;
+	int who = 0, what = 0;
+	const char *key;
+	json_t *v;
+	if (!json_is_object(o)) {
+		st = eng_err_set(err, ENG_EDATA, "expected a JSON object");
+		goto out;
+	}
+	json_object_foreach(o, key, v) {
+		if (strcmp(key, "user_id") == 0) {
+			who++;
+			if (!json_is_string(v) ||
+			    eng_parse_uuid(json_string_value(v), ev->user_id)) {
+				st = eng_err_set(err, ENG_EDATA,
+						 "\"user_id\" is not a UUID");
+				goto out;
+			}
+		} else if (strcmp(key, "phone") == 0) {
+			who++;
+			if (!json_is_string(v) || !eng_is_e164(json_string_value(v))) {
+				st = eng_err_set(err, ENG_EDATA,
+						 "\"phone\" is not an E.164 number "
+						 "(+ and 8 to 15 digits)");
+				goto out;
+			}
+			snprintf(ev->phone, sizeof(ev->phone), "%s",
+				 json_string_value(v));
+		} else if (strcmp(key, "activity") == 0) {
+			what++;
+			if (!json_is_true(v)) {
+				st = eng_err_set(err, ENG_EDATA,
+						 "\"activity\" must be true");
+				goto out;
+			}
+			ev->activity = true;
+		} else if (strcmp(key, "goodbye_reply") == 0) {
+			what++;
+			json_int_t n = json_is_integer(v) ? json_integer_value(v) : 0;
+			if (n < 1 || n > 3) {
+				st = eng_err_set(err, ENG_EDATA,
+						 "\"goodbye_reply\" must be 1, 2 or 3");
+				goto out;
+			}
+			ev->trigger = (enum eng_trigger)(ENG_TR_GOODBYE_RESPONSE_1 + n - 1);
+		} else if (strcmp(key, "trigger") == 0) {
+			what++;
+			int t = json_is_string(v) ? eng_trigger_parse(json_string_value(v))
+						  : -1;
+			if (t < 0) {
+				st = eng_err_set(err, ENG_EDATA,
+						 "\"trigger\" is not one of inactivity_14d, "
+						 "user_message, goodbye_response_1..3, "
+						 "goodbye_timeout, reminder_due");
+				goto out;
+			}
+			ev->trigger = (enum eng_trigger)t;
+		} else if (strcmp(key, "at") == 0) {
+			if (!json_is_string(v) ||
+			    eng_time_parse(json_string_value(v), &ev->at)) {
+				st = eng_err_set(err, ENG_EDATA,
+						 "\"at\" is not an RFC 3339 timestamp");
+				goto out;
+			}
+		} else {
+			st = eng_err_set(err, ENG_EDATA, "unknown field \"%.40s\"", key);
+			goto out;
+		}
+	}
+	if (who != 1)
+		st = eng_err_set(err, ENG_EDATA,
+				 "give exactly one of \"user_id\" and \"phone\"");
+	else if (what != 1)
+		st = eng_err_set(err, ENG_EDATA,
+				 "give exactly one of \"activity\", \"goodbye_reply\" "
+				 "and \"trigger\"");
+out:
+	json_decref(o);
+	return st;
+}
+
+/* ---- small helpers ------------------------------------------------------- */
+
+static void fail(struct eng_event *e, enum eng_status st, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void fail(struct eng_event *e, enum eng_status st, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	eng_err_vset(&e->err, st, fmt, ap);
+	va_end(ap);
+	e->outcome = ENG_EV_FAILED;
+}
+
+/* An open-addressing set of user ids, to cut chunks of distinct users. */
+struct idset {
+	const char *slot[2 * WINDOW + 1];
+};
+
+static size_t hash(const char *s)
+{
+	size_t h = 1469598103934665603ULL;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+/* false when id was already present */
+static bool idset_add(struct idset *set, const char *id)
+{
+	size_t cap = sizeof(set->slot) / sizeof(*set->slot);
+	for (size_t i = hash(id) % cap;; i = (i + 1) % cap) {
+		if (!set->slot[i]) {
+			set->slot[i] = id;
+			return true;
+		}
+		if (strcmp(set->slot[i], id) == 0)
+			return false;
+	}
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* ---- resolving users ------------------------------------------------------- */
+
+/* Fill user_id for phone events and check that every user exists. */
+static enum eng_status resolve(struct eng_db *db, struct eng_event *ev,
+			       size_t n, struct eng_err *err)
+{
+	const char **ids = eng_xcalloc(n + 1, sizeof(*ids));
+	const char **phones = eng_xcalloc(n + 1, sizeof(*phones));
+	size_t ni = 0, np = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (ev[i].outcome == ENG_EV_FAILED)
+			continue;
+		if (ev[i].phone[0])
+			phones[np++] = ev[i].phone;
+		else
+			ids[ni++] = ev[i].user_id;
+	}
+	char *aids = eng_pg_array(ids, ni);
+	char *aphones = eng_pg_array(phones, np);
+	const char *p[] = {aids, aphones};
+	PGresult *r = eng_db_query(db,
+				   "SELECT id::text, phone_e164 FROM engagement.users "
+				   "WHERE id = ANY ($1::uuid[]) OR phone_e164 = ANY ($2::text[])",
+				   2, p, err);
+	free(aids);
+	free(aphones);
+	free(ids);
+	free(phones);
+	if (!r)
+		return err->status;
+
+	int rows = PQntuples(r);
+	const char **by_id = eng_xcalloc((size_t)rows + 1, sizeof(*by_id));
+	/* by_phone holds pairs: phone, then its id */
+	const char **by_phone = eng_xcalloc(2 * (size_t)rows + 2, sizeof(*by_phone));
+	for (int i = 0; i < rows; i++) {
+		by_id[i] = PQgetvalue(r, i, 0);
+		by_phone[2 * i] = PQgetvalue(r, i, 1);
+		by_phone[2 * i + 1] = PQgetvalue(r, i, 0);
+	}
+	qsort(by_id, (size_t)rows, sizeof(*by_id), cmp_str);
+	qsort(by_phone, (size_t)rows, 2 * sizeof(*by_phone), cmp_str);
+
+	for (size_t i = 0; i < n; i++) {
+		struct eng_event *e = &ev[i];
+		if (e->outcome == ENG_EV_FAILED)
+			continue;
+		if (e->phone[0]) {
+			const char *key = e->phone;
+			const char **hit = bsearch(&key, by_phone, (size_t)rows,
+						   2 * sizeof(*by_phone), cmp_str);
+			if (!hit) {
+				char masked[32];
+				eng_mask_phone(e->phone, masked, sizeof(masked));
+				fail(e, ENG_ENOUSER, "no user with phone %s", masked);
+				continue;
+			}
+			snprintf(e->user_id, sizeof(e->user_id), "%s", hit[1]);
+		} else {
+			const char *key = e->user_id;
+			if (!bsearch(&key, by_id, (size_t)rows, sizeof(*by_id), cmp_str))
+				fail(e, ENG_ENOUSER, "no user with id %s", e->user_id);
+		}
+	}
+	free(by_id);
+	free(by_phone);
+	PQclear(r);
+	return ENG_OK;
+}
+
+/* ---- applying a chunk of events for distinct users ----------------------- */
+
+struct chunk {
+	struct eng_event **ev;
+	size_t n;
+	const char *run_id;
+};
+
+struct locked {
+	const char *id;
+	enum eng_state state;
+};
+
+static int cmp_locked(const void *a, const void *b)
+{
+	return strcmp(((const struct locked *)a)->id, ((const struct locked *)b)->id);
+}
+
+/* Arrays of ids and instants for the events of c selected by want. */
+static size_t collect(struct chunk *c, size_t off, size_t n,
+		      bool (*want)(const struct eng_event *, void *), void *arg,
+		      const char **ids, eng_time *ats, struct eng_event **sel)
+{
+	size_t k = 0;
+	for (size_t i = off; i < off + n; i++) {
+		struct eng_event *e = c->ev[i];
+		if (e->outcome == ENG_EV_FAILED || !want(e, arg))
+			continue;
+		ids[k] = e->user_id;
+		ats[k] = e->at;
+		sel[k] = e;
+		k++;
+	}
+	return k;
+}
+
+static bool is_activity(const struct eng_event *e, void *arg)
+{
+	(void)arg;
+	return e->activity;
+}
+
+static bool any_event(const struct eng_event *e, void *arg)
+{
+	(void)e;
+	(void)arg;
+	return true;
+}
+
+struct group_key {
+	enum eng_trigger trigger;
+	const struct locked *states;
+	size_t nstates;
+};
+
+static enum eng_state state_of(const struct group_key *g, const char *id)
+{
+	struct locked key = {id, ENG_ST_ACTIVE};
+	const struct locked *hit = bsearch(&key, g->states, g->nstates,
+					   sizeof(*g->states), cmp_locked);
+	return hit ? hit->state : ENG_ST_ACTIVE; /* no row yet: active */
+}
+
+/* Events that make trigger g->trigger: named triggers, and activities of
+ * users not active (their user_message). */
+static bool in_group(const struct eng_event *e, void *arg)
+{
+	const struct group_key *g = arg;
+	if (e->activity)
+		return g->trigger == ENG_TR_USER_MESSAGE &&
+		       state_of(g, e->user_id) != ENG_ST_ACTIVE;
+	return e->trigger == g->trigger;
+}
+
+static enum eng_status apply(struct chunk *c, struct eng_db *db, size_t off,
+			     size_t n, struct eng_err *err)
+{
+	const char **ids = eng_xcalloc(n, sizeof(*ids));
+	eng_time *ats = eng_xcalloc(n, sizeof(*ats));
+	struct eng_event **sel = eng_xcalloc(n, sizeof(*sel));
+	struct locked *states = NULL;
+	PGresult *r = NULL;
+	char *aids = NULL, *aats = NULL;
+	enum eng_status st = ENG_OK;
+
+	/* 1. activities: make sure the user has a state row */
+	size_t na = collect(c, off, n, is_activity, NULL, ids, ats, sel);
+	if (na) {
+		aids = eng_pg_array(ids, na);
+		aats = eng_pg_time_array(ats, na);
+		const char *p[] = {aids, aats};
+		if ((st = eng_db_exec(db,
+				      "INSERT INTO engagement.engagement_states "
+				      "(user_id, state, last_activity_at, state_changed_at) "
+				      "SELECT i.user_id, 'active', i.at, i.at "
+				      "FROM unnest($1::uuid[], $2::timestamptz[]) AS i(user_id, at) "
+				      "ON CONFLICT (user_id) DO NOTHING",
+				      2, p, err)))
+			goto out;
+	}
+
+	/* 2. lock every user of the chunk, in user_id order */
+	size_t nall = collect(c, off, n, any_event, NULL, ids, ats, sel);
+	char *all = eng_pg_array(ids, nall);
+	const char *lp[] = {all};
+	r = eng_db_query(db,
+			 "SELECT user_id::text, state FROM engagement.engagement_states "
+			 "WHERE user_id = ANY ($1::uuid[]) ORDER BY user_id FOR UPDATE",
+			 1, lp, err);
+	free(all);
+	if (!r) {
+		st = err->status;
+		goto out;
+	}
+	size_t nst = (size_t)PQntuples(r);
+	states = eng_xcalloc(nst + 1, sizeof(*states));
+	for (size_t i = 0; i < nst; i++) {
+		states[i].id = PQgetvalue(r, (int)i, 0);
+		int s = eng_state_parse(PQgetvalue(r, (int)i, 1));
+		states[i].state = s < 0 ? ENG_ST_ACTIVE : (enum eng_state)s;
+	}
+	qsort(states, nst, sizeof(*states), cmp_locked);
+
+	/* 3. activities: the event row, and last_activity_at moves forward */
+	if (na) {
+		const char *p[] = {aids, aats};
+		if ((st = eng_db_exec(db,
+				      "WITH i AS (SELECT * FROM unnest($1::uuid[], "
+				      "  $2::timestamptz[]) AS i(user_id, at)), "
+				      "ins AS (INSERT INTO engagement.activity_events "
+				      "  (user_id, occurred_at, kind) "
+				      "  SELECT user_id, at, 'message' FROM i) "
+				      "UPDATE engagement.engagement_states s "
+				      "SET last_activity_at = i.at FROM i "
+				      "WHERE s.user_id = i.user_id AND s.state = 'active' "
+				      "AND s.last_activity_at < i.at",
+				      2, p, err)))
+			goto out;
+	}
+
+	/* 4. transitions, one statement per trigger present */
+	for (int t = 0; t < ENG_TR_COUNT; t++) {
+		struct group_key g = {(enum eng_trigger)t, states, nst};
+		size_t k = collect(c, off, n, in_group, &g, ids, ats, sel);
+		if (k == 0)
+			continue;
+		struct eng_tr_batch tb = {0};
+		tb.trigger = (enum eng_trigger)t;
+		tb.n = k;
+		tb.user_ids = ids;
+		tb.at = ats;
+		tb.run_id = c->run_id;
+		/* an activity older than the state it would undo is history */
+		tb.after_state_change = t == ENG_TR_USER_MESSAGE;
+		struct eng_tr_result res;
+		if ((st = eng_transition_batch(db, &tb, &res, err)))
+			goto out;
+		for (size_t m = 0; m < res.n; m++) {
+			struct eng_event *e = sel[res.moved[m].index];
+			e->outcome = ENG_EV_TRANSITIONED;
+			e->from = res.moved[m].from;
+			e->to = (enum eng_state)eng_transition_target(e->from, tb.trigger);
+		}
+		eng_tr_result_release(&res);
+		for (size_t m = 0; m < k; m++) {
+			struct eng_event *e = sel[m];
+			if (e->outcome == ENG_EV_TRANSITIONED)
+				continue;
+			enum eng_state s = state_of(&g, e->user_id);
+			if (e->activity) {
+				e->outcome = ENG_EV_RECORDED; /* older than the state */
+				e->from = e->to = s;
+				continue;
+			}
+			char srcs[128];
+			eng_trigger_sources(tb.trigger, srcs, sizeof(srcs));
+			fail(e, ENG_EDATA,
+			     "invalid transition: user %s is in state %s, and %s "
+			     "applies only from %s",
+			     e->user_id, eng_state_name(s), eng_trigger_name(tb.trigger),
+			     srcs);
+			e->from = e->to = s;
+		}
+	}
+	/* activities of active users: recorded, no transition */
+	for (size_t i = off; i < off + n; i++) {
+		struct eng_event *e = c->ev[i];
+		if (e->activity && e->outcome == ENG_EV_PENDING) {
+			e->outcome = ENG_EV_RECORDED;
+			e->from = e->to = ENG_ST_ACTIVE;
+		}
+	}
+out:
+	PQclear(r);
+	free(states);
+	free(aids);
+	free(aats);
+	free(ids);
+	free(ats);
+	free(sel);
+	return st;
+}
+
+static enum eng_status do_all(void *ctx, struct eng_db *db, struct eng_err *err)
+{
+	struct chunk *c = ctx;
+	return apply(c, db, 0, c->n, err);
+}
+
+static enum eng_status do_one(void *ctx, struct eng_db *db, size_t i,
+			      struct eng_err *err)
+{
+	struct chunk *c = ctx;
+	if (c->ev[i]->outcome != ENG_EV_FAILED)
+		c->ev[i]->outcome = ENG_EV_PENDING;
+	return apply(c, db, i, 1, err);
+}
+
+static void on_failed(void *ctx, size_t i, const struct eng_err *e)
+{
+	struct chunk *c = ctx;
+	c->ev[i]->err = *e;
+	c->ev[i]->outcome = ENG_EV_FAILED;
+}
+
+static const struct eng_batch_ops ops = {do_all, do_one, on_failed};
+
+static enum eng_status apply_chunk(struct eng_db *db, struct chunk *c,
+				   bool dry_run, struct eng_err *err)
+{
+	size_t nfailed;
+	enum eng_status st = ENG_OK;
+	/* Events that failed before (unknown user) stay failed: reset the
+	 * others in case this chunk is retried. */
+	if (!dry_run && (st = eng_db_begin(db, err)))
+		return st;
+	st = eng_batch_apply(db, c->n, &ops, c, &nfailed, err);
+	if (st == ENG_OK && !dry_run)
+		st = eng_db_commit(db, err);
+	if (st && !dry_run)
+		eng_db_rollback(db);
+	return st;
+}
+
+enum eng_status eng_events_apply(struct eng_db *db, struct eng_event *ev,
+				 size_t n, const char *run_id, bool dry_run,
+				 struct eng_ev_counts *counts,
+				 struct eng_err *err)
+{
+	struct eng_event **chunk_ev = eng_xcalloc(WINDOW, sizeof(*chunk_ev));
+	struct idset *seen = eng_xcalloc(1, sizeof(*seen));
+	enum eng_status st = ENG_OK;
+
+	for (size_t w = 0; w < n && st == ENG_OK; w += WINDOW) {
+		size_t wn = n - w < WINDOW ? n - w : WINDOW;
+		if ((st = resolve(db, ev + w, wn, err)))
+			break;
+		size_t i = 0;
+		while (i < wn && st == ENG_OK) {
+			struct chunk c = {chunk_ev, 0, run_id};
+			memset(seen, 0, sizeof(*seen));
+			for (; i < wn; i++) {
+				struct eng_event *e = &ev[w + i];
+				if (e->outcome == ENG_EV_FAILED)
+					continue;
+				if (!idset_add(seen, e->user_id))
+					break; /* same user again: next chunk */
+				c.ev[c.n++] = e;
+			}
+			st = apply_chunk(db, &c, dry_run, err);
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		switch (ev[i].outcome) {
+		case ENG_EV_TRANSITIONED:
+			counts->transitions++;
+			counts->applied++;
+			counts->activities += ev[i].activity;
+			break;
+		case ENG_EV_RECORDED:
+			counts->applied++;
+			counts->activities += ev[i].activity;
+			break;
+		case ENG_EV_FAILED:
+			counts->failed++;
+			break;
+		case ENG_EV_PENDING:
+			break;
+		}
+	}
+	free(chunk_ev);
+	free(seen);
+	return st;
+}
