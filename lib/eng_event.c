@@ -281,12 +281,13 @@ struct group_key {
 	size_t nstates;
 };
 
-static enum eng_state state_of(const struct group_key *g, const char *id)
+/* The locked state of a user, or -1 when they have no state row yet. */
+static int state_of(const struct group_key *g, const char *id)
 {
 	struct locked key = {id, ENG_ST_ACTIVE};
 	const struct locked *hit = bsearch(&key, g->states, g->nstates,
 					   sizeof(*g->states), cmp_locked);
-	return hit ? hit->state : ENG_ST_ACTIVE; /* no row yet: active */
+	return hit ? (int)hit->state : -1;
 }
 
 /* Events that make trigger g->trigger: named triggers, and activities of
@@ -294,9 +295,11 @@ static enum eng_state state_of(const struct group_key *g, const char *id)
 static bool in_group(const struct eng_event *e, void *arg)
 {
 	const struct group_key *g = arg;
-	if (e->activity)
-		return g->trigger == ENG_TR_USER_MESSAGE &&
-		       state_of(g, e->user_id) != ENG_ST_ACTIVE;
+	if (e->activity) {
+		int st = state_of(g, e->user_id);
+		return g->trigger == ENG_TR_USER_MESSAGE && st >= 0 &&
+		       st != ENG_ST_ACTIVE;
+	}
 	return e->trigger == g->trigger;
 }
 
@@ -306,6 +309,9 @@ static enum eng_status apply(struct chunk *c, struct eng_db *db, size_t off,
 	const char **ids = eng_xcalloc(n, sizeof(*ids));
 	eng_time *ats = eng_xcalloc(n, sizeof(*ats));
 	struct eng_event **sel = eng_xcalloc(n, sizeof(*sel));
+	const char **late = eng_xcalloc(n, sizeof(*late));
+	eng_time *late_at = eng_xcalloc(n, sizeof(*late_at));
+	size_t nlate = 0;
 	struct locked *states = NULL;
 	PGresult *r = NULL;
 	char *aids = NULL, *aats = NULL;
@@ -394,10 +400,20 @@ static enum eng_status apply(struct chunk *c, struct eng_db *db, size_t off,
 			struct eng_event *e = sel[m];
 			if (e->outcome == ENG_EV_TRANSITIONED)
 				continue;
-			enum eng_state s = state_of(&g, e->user_id);
+			int s = state_of(&g, e->user_id);
 			if (e->activity) {
-				e->outcome = ENG_EV_RECORDED; /* older than the state */
-				e->from = e->to = s;
+				/* older than the state it would undo: history */
+				e->outcome = ENG_EV_RECORDED;
+				e->from = e->to = (enum eng_state)s;
+				late[nlate] = e->user_id;
+				late_at[nlate++] = e->at;
+				continue;
+			}
+			if (s < 0) {
+				fail(e, ENG_EDATA,
+				     "invalid transition: user %s has no engagement "
+				     "state yet (no activity recorded), and %s needs one",
+				     e->user_id, eng_trigger_name(tb.trigger));
 				continue;
 			}
 			char srcs[128];
@@ -405,10 +421,27 @@ static enum eng_status apply(struct chunk *c, struct eng_db *db, size_t off,
 			fail(e, ENG_EDATA,
 			     "invalid transition: user %s is in state %s, and %s "
 			     "applies only from %s",
-			     e->user_id, eng_state_name(s), eng_trigger_name(tb.trigger),
-			     srcs);
-			e->from = e->to = s;
+			     e->user_id, eng_state_name((enum eng_state)s),
+			     eng_trigger_name(tb.trigger), srcs);
+			e->from = e->to = (enum eng_state)s;
 		}
+	}
+	/* late activities still move last_activity_at forward; done after
+	 * the transitions, whose days_inactive reads the previous value */
+	if (nlate) {
+		char *lids = eng_pg_array(late, nlate);
+		char *lats = eng_pg_time_array(late_at, nlate);
+		const char *p[] = {lids, lats};
+		st = eng_db_exec(db,
+				 "UPDATE engagement.engagement_states s "
+				 "SET last_activity_at = i.at "
+				 "FROM unnest($1::uuid[], $2::timestamptz[]) AS i(user_id, at) "
+				 "WHERE s.user_id = i.user_id AND s.last_activity_at < i.at",
+				 2, p, err);
+		free(lids);
+		free(lats);
+		if (st)
+			goto out;
 	}
 	/* activities of active users: recorded, no transition */
 	for (size_t i = off; i < off + n; i++) {
@@ -426,6 +459,8 @@ out:
 	free(ids);
 	free(ats);
 	free(sel);
+	free(late);
+	free(late_at);
 	return st;
 }
 

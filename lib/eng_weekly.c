@@ -18,15 +18,16 @@ void eng_weekly_key(eng_time t, char out[16])
 
 /* Users with activity in [$1, $2), after user $3, $4 at a time: user_id,
  * activity count, opted out. The inner query walks the (user_id,
- * occurred_at) index, so a batch reads only its own users' events. */
+ * occurred_at) index, so a batch reads only its own users' events; the
+ * opt-out is a per-user lookup (a join here would hash the whole table). */
 static const char candidates_sql[] =
-	"SELECT a.user_id, a.n, coalesce(p.reengagement_opt_out, false) "
+	"SELECT a.user_id, a.n, coalesce((SELECT p.reengagement_opt_out "
+	"    FROM engagement.user_preferences p WHERE p.user_id = a.user_id), false) "
 	"FROM (SELECT e.user_id, count(*) AS n "
 	"      FROM engagement.activity_events e "
 	"      WHERE e.occurred_at >= $1::timestamptz AND e.occurred_at < $2::timestamptz "
 	"        AND ($3::uuid IS NULL OR e.user_id > $3::uuid) "
 	"      GROUP BY e.user_id ORDER BY e.user_id LIMIT $4::int) a "
-	"LEFT JOIN engagement.user_preferences p USING (user_id) "
 	"ORDER BY a.user_id";
 
 /* $1 users, $2 counts, $3 week key, $4 now, $5 expires, $6 run id. Returns
