@@ -16,7 +16,7 @@ WITH cand AS (
   FOR UPDATE OF s
 ), upd AS (
   UPDATE engagement.engagement_states s
-  SET state = 'goodbye_sent', state_changed_at = :'now', goodbye_sent_at = :'now',
+  SET state = 'goodbye_sent', state_changed_at = :'now', state_trigger = 'inactivity_14d', goodbye_sent_at = :'now',
       goodbye_expires_at = :'now'::timestamptz + interval '48 hours'
   FROM cand c WHERE s.user_id = c.user_id
   RETURNING s.user_id, c.prev, s.goodbye_expires_at
@@ -56,7 +56,7 @@ WITH cand AS (
   WHERE s.state = 'goodbye_sent' AND s.goodbye_expires_at < :'now'::timestamptz
   FOR UPDATE OF s
 ), upd AS (
-  UPDATE engagement.engagement_states s SET state = 'dormant', state_changed_at = :'now'
+  UPDATE engagement.engagement_states s SET state = 'dormant', state_changed_at = :'now', state_trigger = 'goodbye_timeout'
   FROM cand c WHERE s.user_id = c.user_id RETURNING s.user_id, c.prev
 ), tr AS (
   INSERT INTO engagement.state_transitions (user_id, from_state, to_state, trigger, run_id, metadata, created_at)
@@ -81,7 +81,7 @@ WITH cand AS (
   WHERE s.state = 'remind_later' AND s.remind_at < :'now'::timestamptz
   FOR UPDATE OF s
 ), upd AS (
-  UPDATE engagement.engagement_states s SET state = 'dormant', state_changed_at = :'now', remind_at = NULL
+  UPDATE engagement.engagement_states s SET state = 'dormant', state_changed_at = :'now', state_trigger = 'reminder_due', remind_at = NULL
   FROM cand c WHERE s.user_id = c.user_id RETURNING s.user_id, c.prev
 ), tr AS (
   INSERT INTO engagement.state_transitions (user_id, from_state, to_state, trigger, run_id, metadata, created_at)

@@ -1,12 +1,12 @@
 /*
  * Set-based work that isolates failures: apply a batch of items with one
- * statement; if that fails (one bad row, a trigger, a constraint), roll the
- * batch back and apply the items one by one, each under its own savepoint,
- * so that one item's failure neither stops nor undoes the others.
+ * statement; if that fails (one bad row, a trigger, a constraint), roll it
+ * back and apply each half under its own savepoint, recursing down to the
+ * single items that fail. k bad items among n cost O(k log n) statements,
+ * and one item's failure neither stops nor undoes the others.
  *
- * Runs inside the caller's open transaction. ops->all records its results
- * only when it succeeds (or ops->one overwrites them): after a failed
- * attempt, every item is done again by ops->one.
+ * Runs inside the caller's open transaction. ops->range must record its
+ * results only when it succeeds: a failed range is done again in halves.
  */
 #ifndef ENG_BATCH_H
 #define ENG_BATCH_H
@@ -17,9 +17,9 @@
 #include "eng_err.h"
 
 struct eng_batch_ops {
-	enum eng_status (*all)(void *ctx, struct eng_db *db, struct eng_err *err);
-	enum eng_status (*one)(void *ctx, struct eng_db *db, size_t i,
-			       struct eng_err *err);
+	/* Apply items [off, off + n). */
+	enum eng_status (*range)(void *ctx, struct eng_db *db, size_t off,
+				 size_t n, struct eng_err *err);
 	/* Told of each item that failed on its own (may be NULL). */
 	void (*failed)(void *ctx, size_t i, const struct eng_err *err);
 };

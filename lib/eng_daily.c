@@ -10,89 +10,44 @@
 #include "eng_log.h"
 #include "eng_state.h"
 
-/* Candidates of a check, in (time, user_id) order after the keyset
- * ($2, $3); $1 is the cutoff, $4 the batch size. Columns: user_id, the
- * keyset time as exact UTC text, opted out. */
-#define CANDIDATES(col, state)                                                 \
-	"SELECT s.user_id, to_char(s." col " AT TIME ZONE 'UTC', "             \
-	"'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "                               \
-	"coalesce(p.reengagement_opt_out, false) "                             \
-	"FROM engagement.engagement_states s "                                 \
-	"LEFT JOIN engagement.user_preferences p USING (user_id) "             \
-	"WHERE s.state = '" state "' AND s." col " < $1::timestamptz "         \
-	"AND ($2::timestamptz IS NULL OR (s." col ", s.user_id) > ($2, $3::uuid)) " \
-	"ORDER BY s." col ", s.user_id LIMIT $4::int"
-
-struct check {
+static const struct check {
 	const char *name;
-	enum eng_trigger trigger;
-	const char *sql;
-	bool respects_opt_out;
-};
-
-static const struct check checks[] = {
-	{"inactivity", ENG_TR_INACTIVITY_14D,
-	 CANDIDATES("last_activity_at", "active"), true},
-	{"goodbye_timeout", ENG_TR_GOODBYE_TIMEOUT,
-	 CANDIDATES("goodbye_expires_at", "goodbye_sent"), false},
-	{"reminder_due", ENG_TR_REMINDER_DUE,
-	 CANDIDATES("remind_at", "remind_later"), false},
+	enum eng_due_check due;
+} checks[] = {
+	{"inactivity", ENG_DUE_INACTIVITY},
+	{"goodbye_timeout", ENG_DUE_GOODBYE_TIMEOUT},
+	{"reminder_due", ENG_DUE_REMINDER},
 };
 
 struct counts {
 	long long processed, succeeded, failed, skipped, messages;
 };
 
-/* One batch of one check, as the batch-apply callbacks see it. */
+/* A failed batch, retried through eng_transition_batch in halves. */
 struct batch {
-	struct eng_run *run;
 	const struct check *check;
 	struct eng_tr_batch tb;
-	const char **ids;  /* eligible users */
+	const char **ids;
 	eng_time *ats;
 	size_t n;
-	bool *moved;       /* per eligible user */
-	bool *queued;
-	bool *failed;
+	bool *moved, *queued, *failed;
 };
 
-/* Record who moved; offset is where the transition's batch starts. */
-static void mark(struct batch *b, size_t offset, const struct eng_tr_result *res)
+static enum eng_status do_range(void *ctx, struct eng_db *db, size_t off,
+				size_t n, struct eng_err *err)
 {
-	for (size_t k = 0; k < res->n; k++) {
-		size_t i = offset + res->moved[k].index;
-		if (i < b->n) {
-			b->moved[i] = true;
-			b->queued[i] = res->moved[k].message_queued;
-		}
+	struct batch *b = ctx;
+	struct eng_tr_result res;
+	b->tb.user_ids = b->ids + off;
+	b->tb.at = b->ats + off;
+	b->tb.n = n;
+	if (eng_transition_batch(db, &b->tb, &res, err))
+		return err->status;
+	for (size_t k = 0; k < res.n; k++) {
+		size_t i = off + res.moved[k].index;
+		b->moved[i] = true;
+		b->queued[i] = res.moved[k].message_queued;
 	}
-}
-
-static enum eng_status do_all(void *ctx, struct eng_db *db, struct eng_err *err)
-{
-	struct batch *b = ctx;
-	struct eng_tr_result res;
-	b->tb.user_ids = b->ids;
-	b->tb.at = b->ats;
-	b->tb.n = b->n;
-	if (eng_transition_batch(db, &b->tb, &res, err))
-		return err->status;
-	mark(b, 0, &res);
-	eng_tr_result_release(&res);
-	return ENG_OK;
-}
-
-static enum eng_status do_one(void *ctx, struct eng_db *db, size_t i,
-			      struct eng_err *err)
-{
-	struct batch *b = ctx;
-	struct eng_tr_result res;
-	b->tb.user_ids = &b->ids[i];
-	b->tb.at = &b->ats[i];
-	b->tb.n = 1;
-	if (eng_transition_batch(db, &b->tb, &res, err))
-		return err->status;
-	mark(b, i, &res);
 	eng_tr_result_release(&res);
 	return ENG_OK;
 }
@@ -106,7 +61,88 @@ static void on_failed(void *ctx, size_t i, const struct eng_err *e)
 		ENG_S("sqlstate", e->sqlstate[0] ? e->sqlstate : NULL));
 }
 
-static const struct eng_batch_ops ops = {do_all, do_one, on_failed};
+static const struct eng_batch_ops ops = {do_range, on_failed};
+
+/* The batch the one-statement path failed on: fetch its users and do them
+ * in halves, isolating the ones that fail. Advances the keyset. */
+static enum eng_status retry_batch(struct eng_run *run, const struct check *c,
+				   struct eng_due_batch *db_batch,
+				   struct counts *k, bool *more,
+				   struct eng_err *err)
+{
+	PGresult *r;
+	if (eng_due_candidates(&run->db, db_batch, &r, err))
+		return err->status;
+	int rows = PQntuples(r);
+	struct batch b = {0};
+	b.check = c;
+	b.n = (size_t)rows;
+	b.ids = eng_xcalloc(b.n + 1, sizeof(*b.ids));
+	b.ats = eng_xcalloc(b.n + 1, sizeof(*b.ats));
+	b.moved = eng_xcalloc(b.n + 1, sizeof(bool));
+	b.queued = eng_xcalloc(b.n + 1, sizeof(bool));
+	b.failed = eng_xcalloc(b.n + 1, sizeof(bool));
+	for (int i = 0; i < rows; i++) {
+		b.ids[i] = PQgetvalue(r, i, 0);
+		b.ats[i] = db_batch->now;
+	}
+	b.tb.trigger = eng_due_trigger(c->due);
+	b.tb.run_id = db_batch->run_id;
+	b.tb.skip_opted_out = c->due == ENG_DUE_INACTIVITY;
+	b.tb.goodbye_hours = db_batch->goodbye_hours;
+	if (c->due == ENG_DUE_INACTIVITY)
+		b.tb.activity_before = db_batch->cutoff;
+	else
+		b.tb.due_before = db_batch->cutoff;
+
+	size_t nfailed = 0;
+	enum eng_status st = eng_batch_apply(&run->db, b.n, &ops, &b, &nfailed, err);
+	for (size_t i = 0; st == ENG_OK && i < b.n; i++) {
+		if (b.failed[i]) {
+			k->failed++;
+		} else if (b.moved[i]) {
+			k->succeeded++;
+			k->messages += b.queued[i];
+		} else { /* changed by someone else meanwhile: no longer due */
+			k->skipped++;
+		}
+	}
+	if (rows) {
+		snprintf(db_batch->after_id, sizeof(db_batch->after_id), "%s",
+			 PQgetvalue(r, rows - 1, 0));
+		snprintf(db_batch->after_k, sizeof(db_batch->after_k), "%s",
+			 PQgetvalue(r, rows - 1, 1));
+	}
+	*more = rows == db_batch->limit;
+	free(b.ids);
+	free(b.ats);
+	free(b.moved);
+	free(b.queued);
+	free(b.failed);
+	PQclear(r);
+	return st;
+}
+
+/* Opted-out users the inactivity check leaves alone: counted once. */
+static enum eng_status count_opted_out(struct eng_db *db, eng_time cutoff,
+				       long long *n, struct eng_err *err)
+{
+	char ts[32];
+	eng_time_format(cutoff, ts);
+	const char *p[] = {ts};
+	PGresult *r = eng_db_query(
+		db,
+		"SELECT count(*) FROM engagement.engagement_states s "
+		"WHERE s.state = 'active' AND s.last_activity_at < $1::timestamptz "
+		"AND EXISTS (SELECT 1 FROM engagement.user_preferences p "
+		"            WHERE p.user_id = s.user_id AND p.reengagement_opt_out)",
+		1, p, err);
+	if (!r)
+		return err->status;
+	*n = atoll(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return ENG_OK;
+}
 
 static enum eng_status run_check(struct eng_run *run,
 				 const struct eng_daily_opts *o,
@@ -115,102 +151,60 @@ static enum eng_status run_check(struct eng_run *run,
 {
 	struct eng_db *db = &run->db;
 	bool dry = run->opt.dry_run;
-	char cutoff[32], last_ts[32] = "", last_id[37] = "", limit[16];
-	eng_time cut = c->trigger == ENG_TR_INACTIVITY_14D
-			       ? run->now - (eng_time)o->inactivity_days * ENG_USEC_PER_DAY
-			       : run->now;
-	eng_time_format(cut, cutoff);
-	snprintf(limit, sizeof(limit), "%d", o->batch_size);
+	struct eng_due_batch b = {0};
+	b.check = c->due;
+	b.now = run->now;
+	b.cutoff = c->due == ENG_DUE_INACTIVITY
+			   ? run->now - (eng_time)o->inactivity_days * ENG_USEC_PER_DAY
+			   : run->now;
+	b.run_id = run->run_id;
+	b.limit = o->batch_size;
+	b.goodbye_hours = o->goodbye_hours;
 
-	for (;;) {
+	if (c->due == ENG_DUE_INACTIVITY &&
+	    count_opted_out(db, b.cutoff, &k->skipped, err))
+		return eng_err_prefix(err, "could not count opted-out users");
+
+	bool more = true;
+	while (more) {
 		if (eng_interrupted)
 			return eng_err_set(err, ENG_ETEMP,
 					   "interrupted by signal %d during the %s check",
 					   (int)eng_interrupted, c->name);
 		if (eng_run_heartbeat(run, err))
 			return err->status;
+		if (!dry && eng_db_begin(db, err))
+			return err->status;
 
-		const char *p[] = {cutoff, last_ts[0] ? last_ts : NULL,
-				   last_id[0] ? last_id : NULL, limit};
-		PGresult *r = eng_db_query(db, c->sql, 4, p, err);
-		if (!r)
-			return eng_err_prefix(err, "could not select the %s candidates",
-					      c->name);
-		int rows = PQntuples(r);
-		if (rows == 0) {
-			PQclear(r);
-			return ENG_OK;
-		}
-		snprintf(last_id, sizeof(last_id), "%s", PQgetvalue(r, rows - 1, 0));
-		snprintf(last_ts, sizeof(last_ts), "%s", PQgetvalue(r, rows - 1, 1));
-
-		struct batch b = {0};
-		b.run = run;
-		b.check = c;
-		b.ids = eng_xcalloc((size_t)rows, sizeof(*b.ids));
-		b.ats = eng_xcalloc((size_t)rows, sizeof(*b.ats));
-		b.moved = eng_xcalloc((size_t)rows, sizeof(bool));
-		b.queued = eng_xcalloc((size_t)rows, sizeof(bool));
-		b.failed = eng_xcalloc((size_t)rows, sizeof(bool));
-		for (int i = 0; i < rows; i++) {
-			const char *id = PQgetvalue(r, i, 0);
-			if (c->respects_opt_out && strcmp(PQgetvalue(r, i, 2), "t") == 0) {
-				k->skipped++;
-				eng_log(ENG_DEBUG, "user_skipped", ENG_S("user_id", id),
-					ENG_S("check", c->name), ENG_S("reason", "opted_out"));
-				continue;
+		struct eng_err e = ENG_ERR_INIT;
+		struct eng_due_result res;
+		enum eng_status st = eng_db_exec(db, "SAVEPOINT eng_due", 0, NULL, err);
+		if (st == ENG_OK && eng_transition_due(db, &b, &res, &e) == ENG_OK) {
+			st = eng_db_exec(db, "RELEASE SAVEPOINT eng_due", 0, NULL, err);
+			k->succeeded += (long long)res.moved;
+			k->messages += (long long)res.queued;
+			if (res.moved) {
+				memcpy(b.after_k, res.last_k, sizeof(b.after_k));
+				memcpy(b.after_id, res.last_id, sizeof(b.after_id));
 			}
-			b.ids[b.n] = id;
-			b.ats[b.n] = run->now;
-			b.n++;
+			more = res.moved == (size_t)b.limit;
+		} else if (st == ENG_OK) {
+			if (!eng_db_alive(db))
+				return eng_err_set(err, ENG_ETEMP,
+						   "lost the database connection: %s", e.msg);
+			eng_log(ENG_DEBUG, "batch_retried", ENG_S("check", c->name),
+				ENG_S("error", e.msg));
+			st = eng_db_exec(db, "ROLLBACK TO SAVEPOINT eng_due", 0, NULL, err);
+			if (st == ENG_OK)
+				st = retry_batch(run, c, &b, k, &more, err);
 		}
-		k->processed += rows;
-		b.tb.trigger = c->trigger;
-		b.tb.run_id = run->run_id;
-		b.tb.skip_opted_out = c->respects_opt_out;
-		b.tb.goodbye_hours = o->goodbye_hours;
-		if (c->trigger == ENG_TR_INACTIVITY_14D)
-			b.tb.activity_before = cut;
-		else
-			b.tb.due_before = run->now;
-
-		size_t nfailed = 0;
-		enum eng_status st = ENG_OK;
-		if (!dry)
-			st = eng_db_begin(db, err);
-		if (st == ENG_OK)
-			st = eng_batch_apply(db, b.n, &ops, &b, &nfailed, err);
 		if (st == ENG_OK && !dry)
 			st = eng_db_commit(db, err);
-		if (st == ENG_OK) {
-			for (size_t i = 0; i < b.n; i++) {
-				if (b.failed[i]) {
-					k->failed++;
-				} else if (b.moved[i]) {
-					k->succeeded++;
-					k->messages += b.queued[i];
-				} else {
-					/* Changed by someone else since the
-					 * select: no longer due. */
-					k->skipped++;
-					eng_log(ENG_DEBUG, "user_skipped",
-						ENG_S("user_id", b.ids[i]),
-						ENG_S("check", c->name),
-						ENG_S("reason", "changed_concurrently"));
-				}
-			}
-		}
-		free(b.ids);
-		free(b.ats);
-		free(b.moved);
-		free(b.queued);
-		free(b.failed);
-		PQclear(r);
 		if (st)
 			return st;
-		if (rows < o->batch_size)
-			return ENG_OK;
 	}
+	k->processed = k->succeeded + k->failed + k->skipped;
+	return ENG_OK;
 }
 
 static json_t *counts_json(const struct counts *k)

@@ -464,19 +464,15 @@ out:
 	return st;
 }
 
-static enum eng_status do_all(void *ctx, struct eng_db *db, struct eng_err *err)
+static enum eng_status do_range(void *ctx, struct eng_db *db, size_t off,
+			       size_t n, struct eng_err *err)
 {
 	struct chunk *c = ctx;
-	return apply(c, db, 0, c->n, err);
-}
-
-static enum eng_status do_one(void *ctx, struct eng_db *db, size_t i,
-			      struct eng_err *err)
-{
-	struct chunk *c = ctx;
-	if (c->ev[i]->outcome != ENG_EV_FAILED)
-		c->ev[i]->outcome = ENG_EV_PENDING;
-	return apply(c, db, i, 1, err);
+	/* a retried range starts afresh (outcomes of a failed try are void) */
+	for (size_t i = off; i < off + n; i++)
+		if (c->ev[i]->outcome != ENG_EV_FAILED)
+			c->ev[i]->outcome = ENG_EV_PENDING;
+	return apply(c, db, off, n, err);
 }
 
 static void on_failed(void *ctx, size_t i, const struct eng_err *e)
@@ -486,7 +482,7 @@ static void on_failed(void *ctx, size_t i, const struct eng_err *e)
 	c->ev[i]->outcome = ENG_EV_FAILED;
 }
 
-static const struct eng_batch_ops ops = {do_all, do_one, on_failed};
+static const struct eng_batch_ops ops = {do_range, on_failed};
 
 static enum eng_status apply_chunk(struct eng_db *db, struct chunk *c,
 				   bool dry_run, struct eng_err *err)

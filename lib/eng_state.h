@@ -7,7 +7,8 @@
  * trigger's guard under the lock, updates the state, writes one
  * state_transitions row (metadata: days_inactive always, response_type for
  * goodbye triggers, unprompted_return for returns from dormant) and one
- * outbox event per user, and for inactivity_14d queues the goodbye message.
+ * outbox event per user, and for inactivity_14d queues the goodbye message;
+ * a user_message out of goodbye_sent cancels the goodbye still queued.
  * A user whose state does not allow the trigger is left unchanged and simply
  * not reported as moved. Callers own the transaction.
  */
@@ -68,7 +69,8 @@ struct eng_tr_batch {
 	eng_time activity_before;    /* last_activity_at < this */
 	eng_time due_before;         /* goodbye_expires_at / remind_at < this */
 	bool skip_opted_out;         /* leave opted-out users alone */
-	bool after_state_change;     /* only if at >= state_changed_at */
+	bool after_state_change;     /* an activity: not older than a state
+	                                the user entered by a goodbye reply */
 	int goodbye_hours;           /* 0 means ENG_GOODBYE_HOURS */
 	int remind_days;             /* 0 means ENG_REMIND_DAYS */
 };
@@ -89,6 +91,47 @@ enum eng_status eng_transition_batch(struct eng_db *db,
 				     struct eng_tr_result *res,
 				     struct eng_err *err);
 void eng_tr_result_release(struct eng_tr_result *res);
+
+/* The daily checks, each a trigger applied to the users its index finds
+ * due: inactive (and not opted out), goodbye window over, reminder due. */
+enum eng_due_check {
+	ENG_DUE_INACTIVITY,
+	ENG_DUE_GOODBYE_TIMEOUT,
+	ENG_DUE_REMINDER,
+};
+
+struct eng_due_batch {
+	enum eng_due_check check;
+	eng_time cutoff;   /* due when the check's time column < cutoff */
+	eng_time now;      /* the transitions' instant */
+	const char *run_id;
+	char after_k[32];  /* keyset: continue after (after_k, after_id); "" */
+	char after_id[37]; /*   to start from the beginning */
+	int limit;
+	int goodbye_hours, remind_days;
+};
+
+struct eng_due_result {
+	size_t moved;      /* users transitioned (< limit: the check is done) */
+	size_t queued;     /* goodbye messages queued */
+	char last_k[32];   /* keyset of the last user moved */
+	char last_id[37];
+};
+
+enum eng_trigger eng_due_trigger(enum eng_due_check c);
+
+/* Select, lock and transition the next batch of a daily check in one
+ * statement, through the same SQL body as eng_transition_batch. */
+enum eng_status eng_transition_due(struct eng_db *db,
+				   const struct eng_due_batch *b,
+				   struct eng_due_result *res,
+				   struct eng_err *err);
+
+/* The same batch's users (user_id, keyset time), untouched: what a failed
+ * eng_transition_due is retried with, through eng_transition_batch. */
+enum eng_status eng_due_candidates(struct eng_db *db,
+				   const struct eng_due_batch *b,
+				   PGresult **out, struct eng_err *err);
 
 /* Build a PostgreSQL array literal ("{a,b}") from n strings that need no
  * quoting (UUIDs, timestamps, numbers). Caller frees. */

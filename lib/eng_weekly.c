@@ -88,16 +88,10 @@ static enum eng_status queue(struct batch *b, struct eng_db *db, size_t off,
 	return ENG_OK;
 }
 
-static enum eng_status do_all(void *ctx, struct eng_db *db, struct eng_err *err)
+static enum eng_status do_range(void *ctx, struct eng_db *db, size_t off,
+			       size_t n, struct eng_err *err)
 {
-	struct batch *b = ctx;
-	return queue(b, db, 0, b->n, err);
-}
-
-static enum eng_status do_one(void *ctx, struct eng_db *db, size_t i,
-			      struct eng_err *err)
-{
-	return queue(ctx, db, i, 1, err);
+	return queue(ctx, db, off, n, err);
 }
 
 static void on_failed(void *ctx, size_t i, const struct eng_err *e)
@@ -109,7 +103,7 @@ static void on_failed(void *ctx, size_t i, const struct eng_err *e)
 		ENG_S("sqlstate", e->sqlstate[0] ? e->sqlstate : NULL));
 }
 
-static const struct eng_batch_ops ops = {do_all, do_one, on_failed};
+static const struct eng_batch_ops ops = {do_range, on_failed};
 
 enum eng_status eng_weekly_run(struct eng_run *run,
 			       const struct eng_weekly_opts *o, int *exit_code,

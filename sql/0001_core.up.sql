@@ -69,6 +69,10 @@ CREATE TABLE engagement.user_preferences (
 );
 CREATE TRIGGER user_preferences_touch BEFORE UPDATE ON engagement.user_preferences
     FOR EACH ROW EXECUTE FUNCTION engagement.touch_updated_at();
+-- The few who opted out: every job's "not opted out" test reads this small
+-- index instead of the whole table.
+CREATE INDEX user_preferences_opted_out_idx
+    ON engagement.user_preferences (user_id) WHERE reengagement_opt_out;
 
 CREATE TABLE engagement.engagement_states (
     user_id uuid PRIMARY KEY
@@ -81,9 +85,12 @@ CREATE TABLE engagement.engagement_states (
     goodbye_sent_at    timestamptz,
     goodbye_expires_at timestamptz,
     remind_at          timestamptz,
-    -- When the current state was entered: an activity that happened
-    -- before it (a late webhook) does not undo it.
+    -- When and by which trigger the current state was entered. A late
+    -- activity (it happened before) does not undo a state the user chose
+    -- with a goodbye reply; it does undo one the system entered for lack
+    -- of activity.
     state_changed_at   timestamptz NOT NULL DEFAULT now(),
+    state_trigger      text,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT engagement_states_goodbye_check

@@ -393,11 +393,11 @@ check_transition() {
 
 # ---- 5. late activity ------------------------------------------------------
 
-@test "a late activity (before state_changed_at) on a dormant user is only recorded" {
+@test "a late activity does not undo a state the user chose by a goodbye reply" {
 	mkuser 1 dormant
-	local id before
+	local id
 	id=$(uid 1)
-	before=$(state_json "$id")
+	q "UPDATE engagement.engagement_states SET state_trigger = 'goodbye_response_3' WHERE user_id = '$id'" >/dev/null
 	eng engagement-event --db "$CONN" --user "$id" --activity --at 2026-11-10T06:00:00Z
 	[ "$status" -eq 0 ]
 	jqe "$output" '.outcome == "recorded" and .from_state == "dormant" and .to_state == "dormant"'
@@ -409,11 +409,34 @@ check_transition() {
 
 @test "a late activity still moves last_activity_at forward (max of old and at)" {
 	mkuser 1 dormant # last activity Nov 1, dormant since Nov 20
+	q "UPDATE engagement.engagement_states SET state_trigger = 'goodbye_response_3' WHERE user_id = '$(uid 1)'" >/dev/null
 	eng engagement-event --db "$CONN" --user "$(uid 1)" --activity --at 2026-11-10T06:00:00Z
 	[ "$status" -eq 0 ]
 	[ "$(sj .outcome)" = recorded ]
 	jqe "$(state_json "$(uid 1)")" '.state == "dormant"
 		and .last_activity_at == "2026-11-10T06:00:00Z"'
+}
+
+@test "a late activity undoes a state the system entered for lack of activity" {
+	# dormant by goodbye_timeout on Nov 20; the activity happened on Nov 10
+	mkuser 1 dormant
+	q "UPDATE engagement.engagement_states SET state_trigger = 'goodbye_timeout' WHERE user_id = '$(uid 1)'" >/dev/null
+	eng engagement-event --db "$CONN" --user "$(uid 1)" --activity --at 2026-11-10T06:00:00Z
+	[ "$status" -eq 0 ]
+	jqe "$output" '.outcome == "transitioned" and .from_state == "dormant" and .to_state == "active"'
+	jqe "$(state_json "$(uid 1)")" '.state == "active" and .last_activity_at == "2026-11-10T06:00:00Z"'
+}
+
+@test "coming back from goodbye_sent cancels the goodbye still queued" {
+	mkuser 1 active 2026-11-01T06:00:00Z
+	eng engagement-event --db "$CONN" --user "$(uid 1)" --trigger inactivity_14d --at "$T0"
+	[ "$(q "SELECT status FROM engagement.message_queue WHERE user_id = '$(uid 1)'")" = queued ]
+	eng engagement-event --db "$CONN" --user "$(uid 1)" --activity --at "$T0"
+	[ "$status" -eq 0 ]
+	[ "$(sj .to_state)" = active ]
+	run q "SELECT status, last_error_code FROM engagement.message_queue WHERE user_id = '$(uid 1)'"
+	[ "$output" = "cancelled|user_returned" ]
+	[ "$(q "SELECT count(*) FROM engagement.outbox_events WHERE event_type = 'message.cancelled'")" -eq 1 ]
 }
 
 # ---- 6. users by phone, unknown users ------------------------------------
