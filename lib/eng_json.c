@@ -148,7 +148,7 @@ json_t *eng_json_text(const char *s)
 
 char *eng_json_dump(const json_t *v)
 {
-	char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(10));
 	if (!s)
 		return eng_xstrdup("null");
 	return s;

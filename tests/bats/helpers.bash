@@ -119,3 +119,45 @@ log_events() {
 		jq -c "select(.event == \"$1\")" <<<"$line"
 	done <<<"$stderr"
 }
+
+# start_standin [ARGS...]: the WhatsApp Cloud API stand-in on a free port,
+# with a fresh token; exports the queue-send configuration for it. Its
+# request log is $STANDIN_RECORD. Stopped by stop_standin (call it in
+# teardown).
+start_standin() {
+	STANDIN_TOKEN="tok-$RANDOM$RANDOM-secret"
+	STANDIN_RECORD="$BATS_TEST_TMPDIR/requests.jsonl"
+	printf '%s\n' "$STANDIN_TOKEN" >"$BATS_TEST_TMPDIR/token"
+	rm -f "$BATS_TEST_TMPDIR/port" "$STANDIN_RECORD"
+	"$ENG_BIN/tests/wa-standin/wa-standin" --token-file "$BATS_TEST_TMPDIR/token" \
+		--port 0 --port-file "$BATS_TEST_TMPDIR/port" \
+		--record "$STANDIN_RECORD" --phone-number-id 1234567890 "$@" \
+		2>"$BATS_TEST_TMPDIR/standin.log" &
+	STANDIN_PID=$!
+	local i
+	for i in $(seq 100); do
+		[ -s "$BATS_TEST_TMPDIR/port" ] && break
+		sleep 0.05
+	done
+	[ -s "$BATS_TEST_TMPDIR/port" ] || { echo "wa-standin did not start" >&2; cat "$BATS_TEST_TMPDIR/standin.log" >&2; return 1; }
+	export WHATSAPP_API_URL="http://127.0.0.1:$(cat "$BATS_TEST_TMPDIR/port")"
+	export WHATSAPP_API_VERSION=v23.0
+	export WHATSAPP_PHONE_NUMBER_ID=1234567890
+	export WHATSAPP_ACCESS_TOKEN_FILE="$BATS_TEST_TMPDIR/token"
+	unset WHATSAPP_ACCESS_TOKEN
+}
+
+stop_standin() {
+	if [ -n "${STANDIN_PID:-}" ]; then
+		kill "$STANDIN_PID" 2>/dev/null || true
+		wait "$STANDIN_PID" 2>/dev/null || true
+		STANDIN_PID=
+	fi
+}
+
+# The number of requests the stand-in received (optionally matching a jq
+# filter, e.g. 'select(.status == 200)').
+requests() {
+	[ -f "$STANDIN_RECORD" ] || { echo 0; return; }
+	jq -c "${1:-.}" "$STANDIN_RECORD" | grep -c . || true
+}

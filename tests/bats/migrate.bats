@@ -91,7 +91,7 @@ tables() {
 	DATABASE_URL="postgresql://engagement_pw:correct-horse-battery@127.0.0.1:$PGPORT/$DB" \
 		eng migrate status
 	[ "$status" -eq 0 ]
-	[ "$(sj .current)" -eq 4 ]
+	[ "$(sj .current)" -eq 5 ]
 }
 
 @test "a role without privileges on the schema exits 77" {
@@ -134,13 +134,13 @@ tables() {
 	new_db empty
 	eng migrate --db "$CONN" up
 	[ "$status" -eq 0 ]
-	[ "$(sj .current)" -eq 4 ]
-	[ "$(sj '.applied | length')" -eq 4 ]
-	[ "$(tables)" = "activity_events,audit_log,engagement_states,job_locks,job_runs,message_queue,message_templates,outbox_events,schema_migrations,state_transitions,time_zones,user_preferences,users" ]
-	[ "$(q "SELECT count(*) FROM engagement.schema_migrations")" -eq 4 ]
-	[ "$(q "SELECT count(*) FROM engagement.schema_migrations WHERE checksum ~ '^[0-9a-f]{64}$'")" -eq 4 ]
+	[ "$(sj .current)" -eq 5 ]
+	[ "$(sj '.applied | length')" -eq 5 ]
+	[ "$(tables)" = "activity_events,audit_log,engagement_states,job_locks,job_runs,message_queue,message_templates,outbox_events,schema_migrations,send_rate,state_transitions,time_zones,user_preferences,users" ]
+	[ "$(q "SELECT count(*) FROM engagement.schema_migrations")" -eq 5 ]
+	[ "$(q "SELECT count(*) FROM engagement.schema_migrations WHERE checksum ~ '^[0-9a-f]{64}$'")" -eq 5 ]
 	# one migration_applied line per migration
-	[ "$(log_events migration_applied | wc -l)" -eq 4 ]
+	[ "$(log_events migration_applied | wc -l)" -eq 5 ]
 }
 
 @test "up twice in a row: the second does nothing" {
@@ -171,8 +171,8 @@ tables() {
 		n=$(jq '.applied | length' "$TMP/out$i")
 		total=$((total + n))
 	done
-	[ "$total" -eq 4 ]
-	[ "$(q "SELECT count(*) FROM engagement.schema_migrations")" -eq 4 ]
+	[ "$total" -eq 5 ]
+	[ "$(q "SELECT count(*) FROM engagement.schema_migrations")" -eq 5 ]
 }
 
 @test "up --to stops at the version asked" {
@@ -189,7 +189,7 @@ tables() {
 	new_db empty
 	eng migrate --db "$CONN" up --dry-run
 	[ "$status" -eq 0 ]
-	[ "$(sj '.plan | length')" -eq 4 ]
+	[ "$(sj '.plan | length')" -eq 5 ]
 	[[ "$(sj '.plan[0].sql')" == *"CREATE TABLE engagement.users"* ]]
 	[ "$(sj .dry_run)" = true ]
 	[ "$(q "SELECT to_regclass('engagement.schema_migrations') IS NULL")" = t ]
@@ -202,15 +202,15 @@ tables() {
 	eng migrate --db "$CONN" up
 	dump() { pg_dump --schema-only --schema=engagement -d "$DB" | grep -v -e '^--' -e '^$' -e '^\\'; }
 	dump >"$TMP/before.sql"
-	for v in 4 3 2 1; do
+	for v in 5 4 3 2 1; do
 		eng migrate --db "$CONN" down --to $((v - 1))
 		[ "$status" -eq 0 ]
 		[ "$(sj .current)" -eq $((v - 1)) ]
-		[ "$(sj '.reverted | length')" -eq $((5 - v)) ]
+		[ "$(sj '.reverted | length')" -eq $((6 - v)) ]
 		[ "$(sj '.reverted[-1].version')" -eq "$v" ]
 		eng migrate --db "$CONN" up
 		[ "$status" -eq 0 ]
-		[ "$(sj .current)" -eq 4 ]
+		[ "$(sj .current)" -eq 5 ]
 	done
 	eng migrate --db "$CONN" down --to 0
 	[ "$status" -eq 0 ]
@@ -226,8 +226,8 @@ tables() {
 	eng migrate --db "$CONN" up
 	eng migrate --db "$CONN" down --steps 2
 	[ "$status" -eq 0 ]
-	[ "$(sj '[.reverted[].version] | join(",")')" = "4,3" ]
-	[ "$(sj .current)" -eq 2 ]
+	[ "$(sj '[.reverted[].version] | join(",")')" = "5,4" ]
+	[ "$(sj .current)" -eq 3 ]
 }
 
 @test "down without a down file exits 65 and reverts nothing" {

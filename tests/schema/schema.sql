@@ -1,12 +1,12 @@
 -- The schema of DESIGN.md §3: tables, constraints, erasure, maintenance.
 BEGIN;
-SELECT plan(57);
+SELECT plan(58);
 
 -- Tables ------------------------------------------------------------------
 SELECT tables_are('engagement', ARRAY[
     'users', 'user_preferences', 'engagement_states', 'state_transitions',
     'activity_events', 'message_templates', 'message_queue', 'audit_log',
-    'outbox_events', 'job_runs', 'job_locks', 'schema_migrations', 'time_zones']);
+    'outbox_events', 'job_runs', 'job_locks', 'schema_migrations', 'time_zones', 'send_rate']);
 SELECT col_is_pk('engagement', 'users', 'id', 'users keyed by id');
 SELECT col_is_pk('engagement', 'user_preferences', 'user_id', 'preferences 1:1');
 SELECT col_is_pk('engagement', 'engagement_states', 'user_id', 'state 1:1');
@@ -29,6 +29,7 @@ SELECT has_index('engagement', 'message_queue', 'message_queue_due_idx', 'claim 
 SELECT has_index('engagement', 'message_queue', 'message_queue_lease_idx', 'lease recovery index');
 SELECT has_index('engagement', 'outbox_events', 'outbox_events_unpublished_idx', 'outbox backlog index');
 SELECT has_index('engagement', 'activity_events', 'activity_events_occurred_at_idx', 'weekly activity index');
+SELECT has_index('engagement', 'user_preferences', 'user_preferences_opted_out_idx', 'the opted-out index');
 SELECT is((SELECT indpred IS NOT NULL FROM pg_index WHERE indexrelid = 'engagement.message_queue_due_idx'::regclass),
           true, 'the claim index is partial');
 

@@ -1,0 +1,55 @@
+/*
+ * The re-engagement opt-out, from any channel, last write wins by the time
+ * the person made the change (DESIGN.md §2.3 optout-set). Used by
+ * optout-set and by queue-send when WhatsApp answers 131050.
+ *
+ * A change applies only if `at` is not older than the stored
+ * reengagement_opt_out_updated_at (ties apply). Outcomes: applied (the value
+ * changed: column, timestamp, source, an audit_log row, an outbox event and
+ * a NOTIFY on engagement_preferences, all in the caller's transaction),
+ * unchanged (same value: the timestamp and source move forward and the
+ * audit log records the reaffirmation, nothing is published) and stale
+ * (older than what is stored: nothing is written).
+ */
+#ifndef ENG_OPTOUT_H
+#define ENG_OPTOUT_H
+
+#include <stdbool.h>
+
+#include "eng_db.h"
+#include "eng_err.h"
+#include "eng_time.h"
+
+enum eng_optout_outcome {
+	ENG_OPTOUT_APPLIED,
+	ENG_OPTOUT_UNCHANGED,
+	ENG_OPTOUT_STALE,
+};
+
+struct eng_optout_change {
+	const char *user_id;    /* a validated UUID */
+	bool opt_out;
+	const char *source;     /* whatsapp, web, cli or api */
+	eng_time at;            /* 0: the database's now() */
+	const char *reason;     /* free text for the consent record, or NULL */
+	const char *run_id;
+	const char *message_id; /* the queue message behind it, or NULL */
+};
+
+struct eng_optout_result {
+	enum eng_optout_outcome outcome;
+	bool old_value;
+	eng_time at;            /* the instant the change carries */
+};
+
+const char *eng_optout_outcome_name(enum eng_optout_outcome o);
+/* true when s is whatsapp, web, cli or api */
+bool eng_optout_source_valid(const char *s);
+
+/* ENG_ENOUSER when the user does not exist. Run inside a transaction. */
+enum eng_status eng_optout_apply(struct eng_db *db,
+				 const struct eng_optout_change *c,
+				 struct eng_optout_result *res,
+				 struct eng_err *err);
+
+#endif

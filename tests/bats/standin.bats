@@ -1,0 +1,609 @@
+#!/usr/bin/env bats
+# Black-box tests of wa-standin, the local WhatsApp Cloud API stand-in
+# (tests/wa-standin). No database: helpers.bash is not loaded.
+# Each test runs in its own subshell; run sets stderr and stderr_lines.
+# shellcheck disable=SC2030,SC2031,SC2154
+bats_require_minimum_version 1.5.0
+
+WA="${ENG_BIN:?run through ctest, or set ENG_BIN to the build dir}/tests/wa-standin/wa-standin"
+
+# A valid template send; tests change it with jq filters.
+BODY='{"messaging_product":"whatsapp","recipient_type":"individual","to":"+5511987654321","type":"template","biz_opaque_callback_data":"mq:42","template":{"name":"engagement_goodbye","language":{"code":"pt_BR"},"components":[{"type":"body","parameters":[{"type":"text","text":"Ana"},{"type":"text","text":"30"}]}]}}'
+
+setup() {
+	TOKEN="standin-bats-token-${RANDOM}${RANDOM}-Zq9"
+	printf '%s\n' "$TOKEN" >"$BATS_TEST_TMPDIR/token"
+	PORTF="$BATS_TEST_TMPDIR/port"
+	REC="$BATS_TEST_TMPDIR/requests.jsonl"
+	SA_ERR="$BATS_TEST_TMPDIR/stderr"
+	SA_PID=
+}
+
+teardown() {
+	if [ -n "$SA_PID" ] && kill -0 "$SA_PID" 2>/dev/null; then
+		kill -TERM "$SA_PID" 2>/dev/null || true
+		wait "$SA_PID" 2>/dev/null || true
+	fi
+}
+
+# start_standin [OPTION]...: start wa-standin on a free port with a token
+# file, --port-file and --record; sets SA_PID, BASE and URL.
+start_standin() {
+	"$WA" --token-file "$BATS_TEST_TMPDIR/token" --port 0 --port-file "$PORTF" \
+		--record "$REC" "$@" 2>"$SA_ERR" 3>&- &
+	SA_PID=$!
+	local i
+	for i in $(seq 200); do
+		[ -s "$PORTF" ] && break
+		if ! kill -0 "$SA_PID" 2>/dev/null; then
+			echo "wa-standin died at start:" >&2
+			cat "$SA_ERR" >&2
+			return 1
+		fi
+		sleep 0.05
+	done
+	[ -s "$PORTF" ] || {
+		echo "no port file after 10 s" >&2
+		return 1
+	}
+	[ ! -e "$PORTF.tmp" ]
+	BASE="http://127.0.0.1:$(cat "$PORTF")"
+	URL="$BASE/v23.0/1234567890/messages"
+}
+
+# body [JQ FILTER]: the valid body, changed by the filter.
+body() {
+	jq -c "${1:-.}" <<<"$BODY"
+}
+
+# to NUMBER: the valid body sent to NUMBER.
+to() {
+	body ".to = \"$1\""
+}
+
+# raw CURL ARGS...: a request with nothing added; sets CODE, RESP and CTYPE.
+raw() {
+	CODE=$(curl -sS -o "$BATS_TEST_TMPDIR/resp" -D "$BATS_TEST_TMPDIR/headers" \
+		-w '%{http_code}' "$@" 2>"$BATS_TEST_TMPDIR/curl_err") || true
+	RESP=$(cat "$BATS_TEST_TMPDIR/resp" 2>/dev/null || true)
+	CTYPE=$(sed -n 's/^[Cc]ontent-[Tt]ype: *//p' "$BATS_TEST_TMPDIR/headers" 2>/dev/null |
+		tr -d '\r')
+}
+
+# post BODY [CURL ARGS...]: send BODY to URL with the token and JSON type.
+post() {
+	local b=$1
+	shift
+	raw -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+		"$@" --data-binary "$b" "$URL"
+}
+
+# expect_error STATUS CODE: the last answer is a Graph error body.
+expect_error() {
+	if [ "$CODE" != "$1" ]; then
+		echo "HTTP $CODE, expected $1: $RESP" >&2
+		return 1
+	fi
+	jq -e --argjson c "$2" '.error.code == $c and (.error.message | type == "string")
+		and (.error.type | type == "string") and (.error.fbtrace_id | type == "string")
+		and (.error.error_subcode | type == "number")' <<<"$RESP" >/dev/null || {
+		echo "not a Graph error with code $2: $RESP" >&2
+		return 1
+	}
+}
+
+# expect_invalid DETAIL: a 400 code 100 whose details mention DETAIL.
+expect_invalid() {
+	expect_error 400 100 || return 1
+	jq -e --arg d "$1" '.error.message == "(#100) Invalid parameter" and
+		.error.error_data.messaging_product == "whatsapp" and
+		(.error.error_data.details | contains($d))' <<<"$RESP" >/dev/null || {
+		echo "details do not mention '$1': $RESP" >&2
+		return 1
+	}
+}
+
+expect_success() {
+	if [ "$CODE" != 200 ]; then
+		echo "HTTP $CODE, expected 200: $RESP" >&2
+		return 1
+	fi
+	jq -e '.messaging_product == "whatsapp" and (.messages[0].id | startswith("wamid."))
+		and .messages[0].message_status == "accepted"' <<<"$RESP" >/dev/null || {
+		echo "not a success body: $RESP" >&2
+		return 1
+	}
+}
+
+stats() {
+	curl -sS "$BASE/_standin/stats"
+}
+
+@test "success: the real answer's shape, one unique wamid per message" {
+	start_standin
+	post "$(body)"
+	expect_success
+	[[ "$CTYPE" == application/json* ]]
+	jq -e '.contacts == [{"input": "+5511987654321", "wa_id": "5511987654321"}]
+		and (.messages | length) == 1 and (keys | sort) == ["contacts", "messages", "messaging_product"]' \
+		<<<"$RESP"
+	local ids=() i
+	for i in $(seq 20); do
+		post "$(to "+44770090$(printf '%04d' "$i")")"
+		expect_success
+		ids+=("$(jq -r '.messages[0].id' <<<"$RESP")")
+	done
+	[ "$(printf '%s\n' "${ids[@]}" | sort -u | wc -l)" -eq 20 ]
+	# The trace id header is there, like Graph's.
+	grep -qi '^x-fb-trace-id: ' "$BATS_TEST_TMPDIR/headers"
+}
+
+@test "success: group recipients, named parameters, charset, no components" {
+	start_standin
+	post "$(body '.recipient_type = "group" | .to = "Ez8abCdEf0123-group"')"
+	expect_success
+	jq -e '.contacts[0].input == "Ez8abCdEf0123-group"' <<<"$RESP"
+	post "$(body '.template.components[0].parameters = [{"type":"text","parameter_name":"first_name","text":"Ana"},{"type":"text","parameter_name":"days","text":"30"}]')"
+	expect_success
+	post "$(body 'del(.template.components) | del(.recipient_type) | del(.biz_opaque_callback_data)')"
+	expect_success
+	raw -H "Authorization: Bearer $TOKEN" -H 'Content-Type: Application/JSON; charset=utf-8' \
+		--data-binary "$(body '.template.language.code = "en"')" "$URL"
+	expect_success
+	post "$(body ".biz_opaque_callback_data = \"$(printf 'x%.0s' $(seq 512))\"")"
+	expect_success
+	post "$(body '.template.components += [{"type":"header","parameters":[{"type":"image","image":{"link":"https://example.com/a.png"}}]},{"type":"button","sub_type":"url","index":"0","parameters":[{"type":"text","text":"x"}]}]')"
+	expect_success
+}
+
+@test "keep-alive: one connection serves several requests" {
+	start_standin
+	run --separate-stderr curl -sv -H "Authorization: Bearer $TOKEN" \
+		-H 'Content-Type: application/json' --data-binary "$(body)" "$URL" "$URL" "$URL"
+	[ "$status" -eq 0 ]
+	[ "$(grep -c 'Re-using existing connection\|Reusing existing connection' <<<"$stderr")" -eq 2 ]
+}
+
+@test "401 code 190 for a missing or wrong token; the token is never recorded" {
+	start_standin
+	raw -H 'Content-Type: application/json' --data-binary "$(body)" "$URL"
+	expect_error 401 190
+	jq -e '.error.message == "Invalid OAuth access token - Cannot parse access token"
+		and .error.type == "OAuthException"' <<<"$RESP"
+	grep -qi '^www-authenticate: OAuth' "$BATS_TEST_TMPDIR/headers"
+	raw -H "Authorization: Bearer ${TOKEN}x" -H 'Content-Type: application/json' \
+		--data-binary "$(body)" "$URL"
+	expect_error 401 190
+	raw -H "Authorization: Bearer ${TOKEN:0:10}" -H 'Content-Type: application/json' \
+		--data-binary "$(body)" "$URL"
+	expect_error 401 190
+	raw -H "Authorization: Basic $TOKEN" -H 'Content-Type: application/json' \
+		--data-binary "$(body)" "$URL"
+	expect_error 401 190
+	raw -H 'Authorization: Bearer' -H 'Content-Type: application/json' \
+		--data-binary "$(body)" "$URL"
+	expect_error 401 190
+	post "$(body)"
+	expect_success
+	# A wrong token is checked before the body.
+	raw -H 'Authorization: Bearer nope' -H 'Content-Type: text/plain' --data-binary 'x' "$URL"
+	expect_error 401 190
+
+	[ "$(jq -r .auth "$REC" | tr '\n' ' ')" = "missing invalid invalid invalid invalid ok invalid " ]
+	run grep -F "$TOKEN" "$REC"
+	[ "$status" -eq 1 ]
+	run grep -F "${TOKEN:0:10}" "$REC" "$SA_ERR"
+	[ "$status" -eq 1 ]
+}
+
+@test "400 code 100 for every kind of invalid body" {
+	start_standin
+	local cases=(
+		'del(.messaging_product)|messaging_product is required'
+		'.messaging_product = "sms"|messaging_product must be'
+		'.messaging_product = 1|messaging_product must be'
+		'.recipient_type = "broadcast"|recipient_type must be'
+		'.recipient_type = 7|recipient_type must be'
+		'del(.to)|The parameter to is required'
+		'.to = 5511987654321|to must be a string'
+		'.to = "5511987654321"|to must be a phone number'
+		'.to = "+0511987654321"|to must be a phone number'
+		'.to = "+1234567"|to must be a phone number'
+		'.to = "+1234567890123456"|to must be a phone number'
+		'.to = "+55 11 98765 4321"|to must be a phone number'
+		'.to = ""|to must be a phone number'
+		'.recipient_type = "group" | .to = ""|non-empty group id'
+		'del(.type)|The parameter type is required'
+		'.type = "text"|type must be "template"'
+		'del(.template)|The parameter template is required'
+		'.template = "engagement_goodbye"|template must be an object'
+		'del(.template.name)|template.name must be'
+		'.template.name = ""|template.name must be'
+		'.template.name = 3|template.name must be'
+		'del(.template.language)|template.language must be'
+		'.template.language = "pt_BR"|template.language must be'
+		'del(.template.language.code)|template.language.code'
+		'.template.language.code = "pt-BR"|template.language.code'
+		'.template.language.code = "PT_BR"|template.language.code'
+		'.template.language.code = "p"|template.language.code'
+		'.template.language.code = "pt_BRAZL"|template.language.code'
+		'.template.components = {}|template.components must be an array'
+		'.template.components = [1]|template.components[0] must be an object'
+		'.template.components = [{}]|template.components[0].type'
+		'.template.components[0].parameters = {}|parameters must be an array'
+		'.template.components[0].parameters[1] = "30"|parameters[1] must be an object'
+		'.template.components[0].parameters[0].type = "currency"|parameters[0].type must be "text"'
+		'del(.template.components[0].parameters[0].type)|parameters[0].type is required'
+		'.template.components[0].parameters[1].text = 30|parameters[1].text must be a string'
+		'del(.template.components[0].parameters[1].text)|parameters[1].text must be a string'
+		'.template.components[0].parameters[0].parameter_name = "first_name"|mixes named and positional'
+		'.template.components[0].parameters[0].parameter_name = ""|parameter_name must be a non-empty string'
+		'.biz_opaque_callback_data = 42|biz_opaque_callback_data must be a string'
+		"$(printf '.biz_opaque_callback_data = "%s"|at most 512' "$(printf 'y%.0s' $(seq 513))")"
+	)
+	local c filter detail
+	for c in "${cases[@]}"; do
+		filter=${c%|*}
+		detail=${c##*|}
+		post "$(body "$filter")"
+		expect_invalid "$detail" || {
+			echo "case: $filter" >&2
+			return 1
+		}
+	done
+	# Bodies that are not a JSON object at all.
+	post '{"messaging_product": "whatsapp", "to": '
+	expect_invalid 'not valid JSON'
+	post '[1, 2]'
+	expect_invalid 'must be a JSON object'
+	post '"text"'
+	expect_invalid 'must be a JSON object'
+	raw -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -X POST "$URL"
+	expect_invalid 'empty'
+	# Wrong or missing Content-Type.
+	local ct
+	for ct in 'text/plain' 'application/x-www-form-urlencoded' 'application/jsonx' \
+		'text/json' ''; do
+		raw -H "Authorization: Bearer $TOKEN" -H "Content-Type:${ct:+ $ct}" \
+			--data-binary "$(body)" "$URL"
+		expect_invalid 'Content-Type' || {
+			echo "Content-Type: $ct" >&2
+			return 1
+		}
+	done
+}
+
+@test "413 for a body over 64 KiB, with and without Expect: 100-continue" {
+	start_standin
+	local big="$BATS_TEST_TMPDIR/big.json"
+	printf '{"messaging_product":"whatsapp","pad":"%s"}' "$(head -c 70000 /dev/zero | tr '\0' a)" >"$big"
+	raw -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+		--data-binary "@$big" "$URL"
+	expect_error 413 100
+	raw -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+		-H 'Expect: 100-continue' --data-binary "@$big" "$URL"
+	expect_error 413 100
+	# Exactly 64 KiB is still read (and then judged on its content).
+	printf '{"messaging_product":"whatsapp","pad":"%s"}' \
+		"$(head -c $((65536 - 41)) /dev/zero | tr '\0' a)" >"$big"
+	[ "$(wc -c <"$big")" -eq 65536 ]
+	raw -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+		--data-binary "@$big" "$URL"
+	expect_invalid 'The parameter to is required'
+	post "$(body)"
+	expect_success
+}
+
+@test "404 for other paths, 405 for other methods" {
+	start_standin
+	local p
+	for p in / /v23.0/1234567890 /v23.0/1234567890/message /v23.0/1234567890/messages/x \
+		/23.0/1234567890/messages /v23/1234567890/messages /v23.0/12a4/messages \
+		/v23.0//messages /v.0/1/messages /_standin/nothing; do
+		raw -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+			--data-binary "$(body)" "$BASE$p"
+		expect_error 404 100 || {
+			echo "path: $p" >&2
+			return 1
+		}
+	done
+	# Bytes that are not UTF-8 in the path keep the answer and record valid.
+	raw "$BASE/x%ff%fe/messages"
+	expect_error 404 100
+	jq -se 'length == 11 and .[10].status == 404' "$REC"
+	raw "$BASE/v25.0/1/messages" -H "Authorization: Bearer $TOKEN"
+	expect_error 405 100
+	grep -qi '^allow: POST' "$BATS_TEST_TMPDIR/headers"
+	for p in PUT DELETE PATCH; do
+		raw -X "$p" "$URL" -H "Authorization: Bearer $TOKEN"
+		expect_error 405 100
+	done
+	raw -X POST "$BASE/_standin/stats"
+	expect_error 405 100
+	grep -qi '^allow: GET' "$BATS_TEST_TMPDIR/headers"
+}
+
+@test "--phone-number-id: other ids get 400 code 100" {
+	start_standin --phone-number-id 1234567890
+	post "$(body)"
+	expect_success
+	URL="$BASE/v23.0/999/messages"
+	post "$(body)"
+	expect_error 400 100
+	jq -e '.error.message | contains("999")' <<<"$RESP"
+}
+
+@test "chosen errors by the last three digits of to" {
+	start_standin
+	local row suffix status code
+	for row in 901:400:131026 902:429:130429 903:400:131056 904:400:131050 \
+		905:404:132001 910:400:131000 911:400:131049 913:403:131031 \
+		914:400:987654 915:503:2 916:400:131057 917:400:132015; do
+		IFS=: read -r suffix status code <<<"$row"
+		post "$(to "+5511987654$suffix")"
+		expect_error "$status" "$code" || {
+			echo "suffix $suffix" >&2
+			return 1
+		}
+		jq -e --arg c "$code" '(.error.message | startswith("(#" + $c + ") "))
+			and .error.type == "OAuthException"
+			and .error.error_data.messaging_product == "whatsapp"
+			and (.error.error_data.details | length) > 0
+			and (.error | keys == ["code", "error_data", "error_subcode", "fbtrace_id", "message", "type"])' \
+			<<<"$RESP" || {
+			echo "suffix $suffix: $RESP" >&2
+			return 1
+		}
+	done
+	# Group ids ending in the digits behave the same.
+	post "$(body '.recipient_type = "group" | .to = "grp-x-901"')"
+	expect_error 400 131026
+	# 905 names the template and language.
+	post "$(to +5511987654905)"
+	jq -e '.error.error_data.details == "template name (engagement_goodbye) does not exist in pt_BR"' <<<"$RESP"
+	# A suffix outside the table succeeds.
+	post "$(to +5511987654918)"
+	expect_success
+}
+
+@test "906: 500 with a plain-text body" {
+	start_standin
+	post "$(to +5511987654906)"
+	[ "$CODE" = 500 ]
+	[ "$RESP" = "Internal Server Error" ]
+	[[ "$CTYPE" == text/plain* ]]
+	run jq . <<<"$RESP"
+	[ "$status" -ne 0 ]
+}
+
+@test "907: 200 with an HTML body that is not JSON" {
+	start_standin
+	post "$(to +5511987654907)"
+	[ "$CODE" = 200 ]
+	[ "$RESP" = "<html>not json</html>" ]
+	[[ "$CTYPE" == text/html* ]]
+	run jq . <<<"$RESP"
+	[ "$status" -ne 0 ]
+}
+
+@test "912: 200 JSON without messages" {
+	start_standin
+	post "$(to +5511987654912)"
+	[ "$CODE" = 200 ]
+	jq -e '(keys == ["contacts", "messaging_product"]) and .contacts[0].wa_id == "5511987654912"' <<<"$RESP"
+	jq -se 'map(select(.to == "+5511987654912")) | length == 1 and .[0].status == 200
+		and .[0].wamid == null' "$REC"
+}
+
+@test "909: the connection is closed without an answer" {
+	start_standin
+	run -52 curl -sS -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+		--data-binary "$(to +5511987654909)" "$URL"
+	# The stand-in goes on serving.
+	post "$(body)"
+	expect_success
+	jq -se 'map(select(.to == "+5511987654909")) | length == 1 and .[0].status == 0
+		and .[0].wamid == null' "$REC"
+	stats | jq -e '.by_status["0"] == 1 and .by_status["200"] == 1'
+}
+
+@test "908: slow answers after --slow-ms and do not hold up others" {
+	start_standin --slow-ms 300
+	local slow_out="$BATS_TEST_TMPDIR/slow"
+	curl -sS -o "$slow_out.body" -w '%{http_code} %{time_total}' \
+		-H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+		--data-binary "$(to +5511987654908)" "$URL" >"$slow_out" 3>&- &
+	local slow_pid=$!
+	sleep 0.05
+	local t0 t1 fast
+	t0=$(date +%s%N)
+	post "$(body)"
+	t1=$(date +%s%N)
+	expect_success
+	fast=$(((t1 - t0) / 1000000))
+	# The slow one is still waiting when the fast one is answered.
+	kill -0 "$slow_pid"
+	[ "$fast" -lt 200 ] || {
+		echo "a normal answer took $fast ms next to a slow one" >&2
+		return 1
+	}
+	wait "$slow_pid"
+	local code secs
+	read -r code secs <"$slow_out" || true
+	[ "$code" = 200 ]
+	awk -v s="$secs" 'BEGIN { exit !(s >= 0.29 && s < 3) }' || {
+		echo "slow answer after $secs s" >&2
+		return 1
+	}
+	jq -e '.messages[0].id | startswith("wamid.")' "$slow_out.body"
+}
+
+@test "--latency-ms delays every answer" {
+	start_standin --latency-ms 150
+	local t0 t1
+	t0=$(date +%s%N)
+	post "$(body)"
+	t1=$(date +%s%N)
+	expect_success
+	[ $(((t1 - t0) / 1000000)) -ge 140 ]
+	t0=$(date +%s%N)
+	post "$(to +5511987654901)"
+	t1=$(date +%s%N)
+	expect_error 400 131026
+	[ $(((t1 - t0) / 1000000)) -ge 140 ]
+}
+
+@test "920: the first request for a recipient fails with 500 code 1, later ones succeed" {
+	start_standin
+	post "$(to +5511987654920)"
+	expect_error 500 1
+	post "$(to +5511987654920)"
+	expect_success
+	post "$(to +5511987654920)"
+	expect_success
+	post "$(to +4477009000920)"
+	expect_error 500 1
+	post "$(to +4477009000920)"
+	expect_success
+}
+
+@test "record: one JSON line per request with the documented fields" {
+	start_standin
+	post "$(body)"
+	expect_success
+	local wamid
+	wamid=$(jq -r '.messages[0].id' <<<"$RESP")
+	post "$(body '.template.components[0].parameters = [{"type":"text","parameter_name":"first_name","text":"Ana"}]')"
+	post "$(to +5511987654901)"
+	post 'this is { not json'
+	printf '\xff\xfe{' | curl -sS -o /dev/null -H "Authorization: Bearer $TOKEN" \
+		-H 'Content-Type: application/json' --data-binary @- "$URL"
+	raw "$BASE/elsewhere"
+	stats >/dev/null
+
+	[ "$(wc -l <"$REC")" -eq 6 ]
+	# Every line is a JSON object with every field; seq counts from 1.
+	jq -se 'length == 6 and ([.[].seq] == [1, 2, 3, 4, 5, 6]) and
+		all(.[]; has("seq") and has("ts") and has("method") and has("path")
+			and has("auth") and has("status") and has("to")
+			and has("recipient_type") and has("template") and has("language")
+			and has("parameters") and has("biz_opaque_callback_data")
+			and has("wamid") and has("body")
+			and (.ts | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z$")))' "$REC"
+	# The success, field by field.
+	jq -se --arg w "$wamid" --argjson b "$BODY" '.[0] | .method == "POST"
+		and .path == "/v23.0/1234567890/messages" and .auth == "ok" and .status == 200
+		and .to == "+5511987654321" and .recipient_type == "individual"
+		and .template == "engagement_goodbye" and .language == "pt_BR"
+		and .parameters == ["Ana", "30"] and .biz_opaque_callback_data == "mq:42"
+		and .wamid == $w and .body == $b and .error_code == null' "$REC"
+	jq -se '.[1] | .parameters == ["Ana"] and .parameter_names == ["first_name"]' "$REC"
+	jq -se '.[2] | .status == 400 and .error_code == 131026 and .wamid == null' "$REC"
+	# Bodies that are not JSON are kept as strings (bad UTF-8 replaced).
+	jq -se '.[3] | .status == 400 and .body == "this is { not json" and .to == null' "$REC"
+	jq -se '.[4] | .body == "\ufffd\ufffd{"' "$REC"
+	jq -se '.[5] | .method == "GET" and .path == "/elsewhere" and .status == 404
+		and .auth == "missing" and .body == null' "$REC"
+}
+
+@test "stats: counts by status and by error code, no token needed" {
+	start_standin
+	stats | jq -e '.requests == 0 and .by_status == {}'
+	post "$(body)"
+	post "$(body)"
+	post "$(to +5511987654902)"
+	post "$(to +5511987654901)"
+	post "$(to +5511987654901)"
+	post "$(body 'del(.to)')"
+	raw "$URL"
+	raw -H 'Content-Type: application/json' --data-binary "$(body)" "$URL"
+	run -0 stats
+	jq -e '.requests == 8 and .by_status == {"200": 2, "400": 3, "401": 1, "405": 1, "429": 1}
+		and .by_code == {"130429": 1, "131026": 2, "100": 2, "190": 1}' <<<"$output"
+	# Stats requests themselves are neither counted nor recorded.
+	stats | jq -e '.requests == 8'
+	[ "$(wc -l <"$REC")" -eq 8 ]
+}
+
+@test "SIGTERM and SIGINT stop it cleanly with exit 0" {
+	start_standin --slow-ms 10000
+	post "$(body)"
+	expect_success
+	kill -TERM "$SA_PID"
+	local rc=0
+	wait "$SA_PID" || rc=$?
+	[ "$rc" -eq 0 ]
+	grep -q 'stopped by SIGTERM' "$SA_ERR"
+	[ ! -e "$PORTF" ]
+
+	# SIGINT, with a slow request in flight: it does not wait for it.
+	start_standin --slow-ms 10000
+	curl -s -o /dev/null -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+		--data-binary "$(to +5511987654908)" "$URL" 3>&- &
+	local cpid=$! t0 t1
+	sleep 0.2
+	t0=$(date +%s%N)
+	kill -INT "$SA_PID"
+	rc=0
+	wait "$SA_PID" || rc=$?
+	[ "$rc" -eq 0 ]
+	grep -q 'stopped by SIGINT' "$SA_ERR"
+	t1=$(date +%s%N)
+	[ $(((t1 - t0) / 1000000)) -lt 3000 ]
+	wait "$cpid" || true
+}
+
+@test "bad options exit 64 with one line on stderr" {
+	local t="$BATS_TEST_TMPDIR/token"
+	local bad=(
+		"--bogus"
+		"--port"
+		"--port abc"
+		"--port 70000"
+		"--port -1"
+		"--slow-ms x"
+		"--latency-ms 1.5"
+		"--listen nowhere.example"
+		"--phone-number-id 12ab"
+		"extra-argument"
+	)
+	local args
+	for args in "${bad[@]}"; do
+		# shellcheck disable=SC2086
+		run -64 --separate-stderr "$WA" --token-file "$t" $args
+		[ -z "$output" ]
+		[ "${#stderr_lines[@]}" -eq 1 ] || {
+			echo "$args: $stderr" >&2
+			return 1
+		}
+		[[ "$stderr" == wa-standin:* ]]
+	done
+	run -0 "$WA" --help
+	[[ "$output" == *"--token-file"* ]]
+}
+
+@test "a missing token exits 78; WA_STANDIN_TOKEN works instead of a file" {
+	run -78 --separate-stderr env -u WA_STANDIN_TOKEN "$WA" --port 0
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	run -78 --separate-stderr "$WA" --token-file "$BATS_TEST_TMPDIR/nonexistent"
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	: >"$BATS_TEST_TMPDIR/empty"
+	run -78 --separate-stderr "$WA" --token-file "$BATS_TEST_TMPDIR/empty"
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	run -78 --separate-stderr env WA_STANDIN_TOKEN= "$WA"
+	[ "${#stderr_lines[@]}" -eq 1 ]
+
+	WA_STANDIN_TOKEN="$TOKEN" "$WA" --port 0 --port-file "$PORTF" 2>"$SA_ERR" 3>&- &
+	SA_PID=$!
+	local i
+	for i in $(seq 200); do
+		[ -s "$PORTF" ] && break
+		sleep 0.05
+	done
+	BASE="http://127.0.0.1:$(cat "$PORTF")"
+	URL="$BASE/v23.0/1/messages"
+	post "$(body)"
+	expect_success
+	run grep -F "$TOKEN" "$SA_ERR"
+	[ "$status" -eq 1 ]
+}

@@ -1,0 +1,147 @@
+/*
+ * wa-standin: a local stand-in for the WhatsApp Cloud API send endpoint.
+ * Test and demo infrastructure only; see README.md in this folder.
+ */
+#ifndef STANDIN_H
+#define STANDIN_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+/* Largest request body accepted (bigger ones get 413). */
+#define SA_MAX_BODY (64 * 1024)
+/* Longest biz_opaque_callback_data, in characters. */
+#define SA_MAX_OPAQUE 512
+
+/* Exit codes (sysexits). */
+enum {
+	SA_EXIT_OK = 0,
+	SA_EXIT_USAGE = 64,
+	SA_EXIT_UNAVAILABLE = 69,
+	SA_EXIT_SOFTWARE = 70,
+	SA_EXIT_CANTCREAT = 73,
+	SA_EXIT_CONFIG = 78,
+};
+
+struct sa_config {
+	char *token; /* never printed, never recorded */
+	size_t token_len;
+	const char *listen;
+	unsigned port;
+	const char *port_file;
+	const char *phone_number_id; /* NULL: any digits */
+	const char *record_path;     /* NULL: no record */
+	unsigned slow_ms;
+	unsigned latency_ms;
+	bool verbose;
+};
+
+/* Recipients that already had their first 920 failure. */
+struct sa_strset {
+	char **slot; /* open addressing, NULL = empty */
+	size_t cap;  /* power of two */
+	size_t len;
+};
+
+struct sa_code_count {
+	long code;
+	uint64_t n;
+};
+
+#define SA_MAX_CODES 64
+#define SA_MAX_STATUS 600
+
+struct sa_server {
+	struct sa_config cfg;
+	int record_fd; /* -1 without --record */
+
+	/* mu guards everything below up to the stop fields. */
+	pthread_mutex_t mu;
+	uint64_t seq;
+	uint64_t requests;
+	uint64_t by_status[SA_MAX_STATUS];
+	struct sa_code_count by_code[SA_MAX_CODES];
+	size_t n_codes;
+	struct sa_strset failed_once;
+
+	/* Naps (slow and latency) end early when stopping turns true. */
+	pthread_mutex_t stop_mu;
+	pthread_cond_t stop_cv; /* CLOCK_MONOTONIC */
+	bool stopping;
+};
+
+/* ---- sa_check.c: what a send request must look like ---- */
+
+/*
+ * Check a parsed send request against the rules of the real endpoint
+ * (template messages only). True when valid; otherwise false with the
+ * problem, one line, in detail.
+ */
+bool sa_check_message(const json_t *body, char *detail, size_t n);
+
+/*
+ * Copy what can be found of the send fields (to, recipient_type, template,
+ * language, parameters, parameter_names, biz_opaque_callback_data) from any
+ * parsed body into the record object rec; missing ones become null.
+ */
+void sa_extract(const json_t *body, json_t *rec);
+
+/* ^v[0-9]+\.[0-9]+$ */
+bool sa_is_version(const char *s, size_t n);
+/* ^[0-9]+$ */
+bool sa_is_digits(const char *s, size_t n);
+/* ^\+[1-9][0-9]{7,14}$ */
+bool sa_is_phone(const char *s);
+/* ^[a-z]{2,3}(_[A-Za-z]{2,4})?$ */
+bool sa_is_language(const char *s);
+
+/* ---- sa_util.c ---- */
+
+/* Seed the id generators (call once, before serving). */
+void sa_ids_init(void);
+/* fbtrace_id-like string: 23 characters of [A-Za-z0-9_-] and a NUL. */
+void sa_fbtrace_id(char out[24]);
+/* A unique wamid for a message to wa_id (malloc'd). */
+char *sa_wamid(const char *wa_id);
+
+/* "2026-01-02T03:04:05.678Z" from a CLOCK_REALTIME time. */
+void sa_rfc3339_ms(const struct timespec *ts, char out[32]);
+/* Milliseconds between two CLOCK_MONOTONIC times. */
+long long sa_ms_between(const struct timespec *a, const struct timespec *b);
+
+/* A JSON string from arbitrary bytes: invalid UTF-8 becomes U+FFFD. */
+json_t *sa_json_lossy_string(const char *s, size_t n);
+/* Characters (code points) in valid UTF-8. */
+size_t sa_utf8_chars(const char *s, size_t n);
+
+/* Constant-time equality of two byte strings (time depends on b's length). */
+bool sa_secret_equal(const char *a, size_t an, const char *b, size_t bn);
+
+/* Write all of buf, retrying on EINTR and short writes. */
+bool sa_write_all(int fd, const char *buf, size_t n);
+
+bool sa_strset_add(struct sa_strset *set, const char *s); /* false: had it */
+void sa_strset_free(struct sa_strset *set);
+
+/*
+ * Sleep ms milliseconds unless the server stops first. True when the whole
+ * nap was taken.
+ */
+bool sa_nap(struct sa_server *srv, unsigned ms);
+
+/* ---- sa_http.c ---- */
+
+/* libmicrohttpd callbacks; cls is the struct sa_server. */
+enum MHD_Result sa_handle(void *cls, struct MHD_Connection *conn,
+			  const char *url, const char *method,
+			  const char *version, const char *upload_data,
+			  size_t *upload_data_size, void **req_cls);
+void sa_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+		  enum MHD_RequestTerminationCode toe);
+
+#endif

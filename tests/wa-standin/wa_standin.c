@@ -1,0 +1,320 @@
+/* wa-standin: a local stand-in for the WhatsApp Cloud API send endpoint. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "standin.h"
+
+static const char usage[] =
+	"Usage: wa-standin --token-file FILE [OPTION]...\n"
+	"A local stand-in for the WhatsApp Cloud API send endpoint\n"
+	"(POST /{version}/{phone-number-id}/messages), for tests and demos.\n"
+	"\n"
+	"Options:\n"
+	"      --token-file FILE       the bearer token to accept (else the\n"
+	"                              WA_STANDIN_TOKEN environment variable)\n"
+	"      --listen ADDR           address to listen on (default 127.0.0.1)\n"
+	"      --port N                port (default 0: any free port)\n"
+	"      --port-file FILE        write the bound port there once listening\n"
+	"      --phone-number-id ID    accept only this phone number id\n"
+	"      --record FILE           append one JSON line per request\n"
+	"      --slow-ms N             wait for \"slow\" recipients (default 5000)\n"
+	"      --latency-ms N          added to every answer (default 0)\n"
+	"      --verbose               show libmicrohttpd's messages while serving\n"
+	"      --help                  show this help and exit\n"
+	"\n"
+	"Recipients ending in 901..920 get chosen errors; see README.md.\n"
+	"Exit status: 0 stopped by SIGINT/SIGTERM; 64 bad command line;\n"
+	"69 cannot listen; 73 cannot write the record or port file;\n"
+	"78 no token.\n";
+
+enum {
+	OPT_TOKEN_FILE = 1,
+	OPT_LISTEN,
+	OPT_PORT,
+	OPT_PORT_FILE,
+	OPT_PHONE_NUMBER_ID,
+	OPT_RECORD,
+	OPT_SLOW_MS,
+	OPT_LATENCY_MS,
+	OPT_VERBOSE,
+	OPT_HELP,
+};
+
+static const struct option opts[] = {
+	{"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+	{"listen", required_argument, NULL, OPT_LISTEN},
+	{"port", required_argument, NULL, OPT_PORT},
+	{"port-file", required_argument, NULL, OPT_PORT_FILE},
+	{"phone-number-id", required_argument, NULL, OPT_PHONE_NUMBER_ID},
+	{"record", required_argument, NULL, OPT_RECORD},
+	{"slow-ms", required_argument, NULL, OPT_SLOW_MS},
+	{"latency-ms", required_argument, NULL, OPT_LATENCY_MS},
+	{"verbose", no_argument, NULL, OPT_VERBOSE},
+	{"help", no_argument, NULL, OPT_HELP},
+	{NULL, 0, NULL, 0},
+};
+
+static atomic_bool serving;
+static bool verbose;
+
+static void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+
+static void die(int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("wa-standin: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	exit(code);
+}
+
+static unsigned parse_uint(const char *name, const char *arg, unsigned max)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(arg, &end, 10);
+	if (arg[0] < '0' || arg[0] > '9' || *end || errno || v > max)
+		die(SA_EXIT_USAGE, "--%s wants a whole number from 0 to %u, not '%s'",
+		    name, max, arg);
+	return (unsigned)v;
+}
+
+/* The token, from a file: surrounding white space is not part of it. */
+static void read_token(struct sa_config *cfg, const char *file)
+{
+	char buf[4096];
+	size_t n = 0;
+	if (file) {
+		FILE *f = fopen(file, "r");
+		if (!f)
+			die(SA_EXIT_CONFIG, "cannot read the token file %s: %s", file,
+			    strerror(errno));
+		n = fread(buf, 1, sizeof buf, f);
+		bool more = !feof(f) && fgetc(f) != EOF;
+		fclose(f);
+		if (more)
+			die(SA_EXIT_CONFIG, "the token file %s is too large", file);
+	} else {
+		const char *env = getenv("WA_STANDIN_TOKEN");
+		if (!env)
+			die(SA_EXIT_CONFIG,
+			    "no token: give --token-file FILE or set WA_STANDIN_TOKEN");
+		n = strlen(env);
+		if (n >= sizeof buf)
+			die(SA_EXIT_CONFIG, "WA_STANDIN_TOKEN is too long");
+		memcpy(buf, env, n);
+	}
+	size_t a = 0;
+	while (a < n && (buf[a] == ' ' || buf[a] == '\t' || buf[a] == '\n' || buf[a] == '\r'))
+		a++;
+	while (n > a && (buf[n - 1] == ' ' || buf[n - 1] == '\t' || buf[n - 1] == '\n' ||
+			 buf[n - 1] == '\r'))
+		n--;
+	if (n == a)
+		die(SA_EXIT_CONFIG, "the token is empty");
+	for (size_t i = a; i < n; i++)
+		if ((unsigned char)buf[i] <= ' ' || buf[i] == 0x7f)
+			die(SA_EXIT_CONFIG, "the token holds white space or control characters");
+	cfg->token = malloc(n - a + 1);
+	if (!cfg->token)
+		die(SA_EXIT_SOFTWARE, "out of memory");
+	memcpy(cfg->token, buf + a, n - a);
+	cfg->token[n - a] = '\0';
+	cfg->token_len = n - a;
+	explicit_bzero(buf, sizeof buf);
+}
+
+static void parse_args(int argc, char **argv, struct sa_config *cfg)
+{
+	const char *token_file = NULL;
+	int c;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_TOKEN_FILE:
+			token_file = optarg;
+			break;
+		case OPT_LISTEN:
+			cfg->listen = optarg;
+			break;
+		case OPT_PORT:
+			cfg->port = parse_uint("port", optarg, 65535);
+			break;
+		case OPT_PORT_FILE:
+			cfg->port_file = optarg;
+			break;
+		case OPT_PHONE_NUMBER_ID:
+			if (!sa_is_digits(optarg, strlen(optarg)))
+				die(SA_EXIT_USAGE, "--phone-number-id wants digits, not '%s'",
+				    optarg);
+			cfg->phone_number_id = optarg;
+			break;
+		case OPT_RECORD:
+			cfg->record_path = optarg;
+			break;
+		case OPT_SLOW_MS:
+			cfg->slow_ms = parse_uint("slow-ms", optarg, 3600000);
+			break;
+		case OPT_LATENCY_MS:
+			cfg->latency_ms = parse_uint("latency-ms", optarg, 3600000);
+			break;
+		case OPT_VERBOSE:
+			cfg->verbose = true;
+			break;
+		case OPT_HELP:
+			fputs(usage, stdout);
+			exit(SA_EXIT_OK);
+		case ':':
+			die(SA_EXIT_USAGE, "option %s needs a value (try --help)",
+			    argv[optind - 1]);
+		default:
+			die(SA_EXIT_USAGE, "unknown option %s (try --help)",
+			    argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		die(SA_EXIT_USAGE, "unexpected argument '%s' (try --help)", argv[optind]);
+	read_token(cfg, token_file);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	(void)cls;
+	if (atomic_load(&serving) && !verbose)
+		return;
+	char line[512];
+	vsnprintf(line, sizeof line, fmt, ap);
+	size_t n = strlen(line);
+	while (n > 0 && line[n - 1] == '\n')
+		line[--n] = '\0';
+	fprintf(stderr, "wa-standin: libmicrohttpd: %s\n", line);
+}
+
+static void write_port_file(const char *file, unsigned port)
+{
+	char tmp[PATH_MAX];
+	if (snprintf(tmp, sizeof tmp, "%s.tmp", file) >= (int)sizeof tmp)
+		die(SA_EXIT_CANTCREAT, "the port file name is too long");
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		die(SA_EXIT_CANTCREAT, "cannot write %s: %s", tmp, strerror(errno));
+	int bad = fprintf(f, "%u\n", port) < 0;
+	bad |= fclose(f) != 0;
+	if (bad || rename(tmp, file) != 0) {
+		int e = errno;
+		unlink(tmp);
+		die(SA_EXIT_CANTCREAT, "cannot write %s: %s", file, strerror(e));
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static struct sa_server srv = {
+		.cfg = {.listen = "127.0.0.1", .slow_ms = 5000},
+		.record_fd = -1,
+	};
+	parse_args(argc, argv, &srv.cfg);
+	verbose = srv.cfg.verbose;
+
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+	struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6};
+	const struct sockaddr *addr;
+	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+			 MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	if (inet_pton(AF_INET, srv.cfg.listen, &sin.sin_addr) == 1) {
+		sin.sin_port = htons((uint16_t)srv.cfg.port);
+		addr = (const struct sockaddr *)&sin;
+	} else if (inet_pton(AF_INET6, srv.cfg.listen, &sin6.sin6_addr) == 1) {
+		sin6.sin6_port = htons((uint16_t)srv.cfg.port);
+		addr = (const struct sockaddr *)&sin6;
+		flags |= MHD_USE_IPv6;
+	} else {
+		die(SA_EXIT_USAGE, "--listen wants an IPv4 or IPv6 address, not '%s'",
+		    srv.cfg.listen);
+	}
+
+	if (srv.cfg.record_path) {
+		srv.record_fd = open(srv.cfg.record_path,
+				     O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+		if (srv.record_fd < 0)
+			die(SA_EXIT_CANTCREAT, "cannot open the record file %s: %s",
+			    srv.cfg.record_path, strerror(errno));
+	}
+
+	pthread_mutex_init(&srv.mu, NULL);
+	pthread_mutex_init(&srv.stop_mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&srv.stop_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	sa_ids_init();
+	json_object_seed(0); /* before any thread makes an object */
+
+	/* Signals: SIGPIPE ignored; SIGINT and SIGTERM taken by sigwait here
+	 * (blocked before any thread starts, so every thread inherits that). */
+	signal(SIGPIPE, SIG_IGN);
+	sigset_t stop;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+
+	struct MHD_Daemon *d = MHD_start_daemon(
+		flags, (uint16_t)srv.cfg.port, NULL, NULL, sa_handle, &srv,
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+		MHD_OPTION_SOCK_ADDR, addr,
+		MHD_OPTION_NOTIFY_COMPLETED, sa_completed, &srv,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+		MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)511,
+		MHD_OPTION_END);
+	if (!d)
+		die(SA_EXIT_UNAVAILABLE, "cannot listen on %s port %u", srv.cfg.listen,
+		    srv.cfg.port);
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+	unsigned port = info ? info->port : srv.cfg.port;
+	if (srv.cfg.port_file)
+		write_port_file(srv.cfg.port_file, port);
+	atomic_store(&serving, true);
+	fprintf(stderr, "wa-standin: listening on %s port %u\n", srv.cfg.listen, port);
+
+	int sig = 0;
+	while (sigwait(&stop, &sig) != 0)
+		;
+
+	pthread_mutex_lock(&srv.stop_mu);
+	srv.stopping = true;
+	pthread_cond_broadcast(&srv.stop_cv);
+	pthread_mutex_unlock(&srv.stop_mu);
+	MHD_stop_daemon(d);
+
+	if (srv.cfg.port_file)
+		unlink(srv.cfg.port_file);
+	if (srv.record_fd >= 0)
+		close(srv.record_fd);
+	sa_strset_free(&srv.failed_once);
+	pthread_cond_destroy(&srv.stop_cv);
+	pthread_mutex_destroy(&srv.stop_mu);
+	pthread_mutex_destroy(&srv.mu);
+	explicit_bzero(srv.cfg.token, srv.cfg.token_len);
+	free(srv.cfg.token);
+	fprintf(stderr, "wa-standin: stopped by %s after %llu requests\n",
+		sig == SIGINT ? "SIGINT" : "SIGTERM", (unsigned long long)srv.requests);
+	return SA_EXIT_OK;
+}
