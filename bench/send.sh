@@ -54,11 +54,11 @@ src_db() {
     FROM generate_series(1, $2) i;
     INSERT INTO engagement.message_queue (user_id, message_type, template_key, params, idempotency_key, next_attempt_at)
     SELECT id, 'weekly_review', 'weekly_review', '{\"activity_count\": 3}', id::text, now() - interval '1 minute'
-    FROM engagement.users;
-    VACUUM ANALYZE;" >/dev/null 2>&1
+    FROM engagement.users;" >/dev/null
+  psql -X -q -d "$1" -c "VACUUM ANALYZE"
   psql -X -q -d postgres -c CHECKPOINT
 }
-clone() { psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $2" -c "CREATE DATABASE $2 TEMPLATE $1 STRATEGY FILE_COPY"; }
+clone() { psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $2" -c "CREATE DATABASE $2 TEMPLATE $1 STRATEGY FILE_COPY" 2>&1 | grep -v NOTICE || true; }
 # the rate the API saw: requests between the first and last, per second
 api_rate() {
   jq -r .ts "$tmp/requests.jsonl" | sort | awk '

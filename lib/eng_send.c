@@ -54,7 +54,11 @@ static const char recover_sql[] =
 
 /* Claim up to $4 due messages for worker $1 (lease $3 s) as of $2 (NULL:
  * now()), with everything the checks need. The ARRAY(...) fence keeps the
- * planner from updating more rows than the SKIP LOCKED select chose. */
+ * planner from updating more rows than the SKIP LOCKED select chose. The
+ * user's newest $5 (the hourly cap) sends are found by sent_at alone (only
+ * sent messages have one), which only message_queue_user_sent_idx serves:
+ * planned from statistics taken before anything was sent, the retention
+ * index was chosen and became a scan of every sent row per message. */
 static const char claim_sql[] =
 	"WITH claimed AS ("
 	"  UPDATE engagement.message_queue m"
@@ -75,11 +79,12 @@ static const char claim_sql[] =
 	"  (extract(epoch FROM CASE WHEN c.quiet_hours_override THEN NULL ELSE"
 	"     engagement.quiet_until(t.now, coalesce(p.timezone, 'UTC'),"
 	"       p.quiet_hours_start, p.quiet_hours_end) END) * 1000000)::bigint,"
-	"  (SELECT string_agg((extract(epoch FROM s.sent_at) * 1000000)::bigint::text,"
-	"            ',' ORDER BY s.sent_at)"
+	"  (SELECT string_agg(y.us::text, ',' ORDER BY y.us) FROM ("
+	"     SELECT (extract(epoch FROM s.sent_at) * 1000000)::bigint AS us"
 	"     FROM engagement.message_queue s"
-	"     WHERE s.user_id = c.user_id AND s.status = 'sent'"
-	"       AND s.sent_at > t.now - interval '1 hour' AND s.sent_at <= t.now),"
+	"     WHERE s.user_id = c.user_id"
+	"       AND s.sent_at > t.now - interval '1 hour' AND s.sent_at <= t.now"
+	"     ORDER BY s.sent_at DESC LIMIT $5::int) y),"
 	"  u.phone_e164, coalesce(p.preferred_destination, 'individual'), p.group_id,"
 	"  tp.provider_name, tp.provider_language, tp.param_names::text,"
 	"  (extract(epoch FROM t.now) * 1000000)::bigint,"
@@ -631,9 +636,11 @@ static enum eng_status claim(struct sender *s, int want, struct eng_err *err)
 	snprintf(limit, sizeof(limit), "%d", want);
 	if (s->run->opt.have_now)
 		eng_time_format(s->run->opt.now, now);
+	char cap[16];
+	snprintf(cap, sizeof(cap), "%d", s->o->per_user_hourly);
 	const char *p[] = {s->o->worker_id, s->run->opt.have_now ? now : NULL,
-			   lease, limit};
-	PGresult *r = eng_db_query(s->db, claim_sql, 4, p, err);
+			   lease, limit, cap};
+	PGresult *r = eng_db_query(s->db, claim_sql, 5, p, err);
 	if (!r)
 		return eng_err_prefix(err, "could not claim messages");
 	int rows = PQntuples(r);
@@ -930,7 +937,8 @@ static void summarize(struct sender *s, int64_t t0)
 	json_object_set_new(sum, "leases_lost", json_integer(s->k.lease_lost));
 	json_object_set_new(sum, "purged", json_integer(s->k.purged));
 	json_object_set_new(sum, "errors", json_incref(s->errors));
-	qsort(s->lat, s->nlat, sizeof(*s->lat), cmp_double);
+	if (s->nlat)
+		qsort(s->lat, s->nlat, sizeof(*s->lat), cmp_double);
 	json_t *lat = json_object();
 	json_object_set_new(lat, "p50", json_real(round(percentile(s->lat, s->nlat, 0.50) * 10) / 10));
 	json_object_set_new(lat, "p99", json_real(round(percentile(s->lat, s->nlat, 0.99) * 10) / 10));

@@ -78,9 +78,12 @@ CREATE INDEX message_queue_due_idx
 -- Lease recovery: claims whose lease ran out.
 CREATE INDEX message_queue_lease_idx
     ON engagement.message_queue (locked_until) WHERE status = 'sending';
--- The per-user hourly cap counts a user's recent sends.
+-- The per-user hourly cap reads a user's recent sends. Only sent messages
+-- have sent_at; keyed on that rather than on status, so that the retention
+-- index below can never be chosen for this query (it was, from statistics
+-- taken before anything was sent, and became a scan of every sent row).
 CREATE INDEX message_queue_user_sent_idx
-    ON engagement.message_queue (user_id, sent_at) WHERE status = 'sent';
+    ON engagement.message_queue (user_id, sent_at) WHERE sent_at IS NOT NULL;
 -- Retention purge of finished rows.
 CREATE INDEX message_queue_finished_idx
     ON engagement.message_queue (updated_at)

@@ -22,7 +22,8 @@ expect() {
   fi
 }
 TMPDIR_VG=$(mktemp -d)
-trap 'rm -rf "$TMPDIR_VG"; psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
+standin=
+trap '[ -n "$standin" ] && kill "$standin" 2>/dev/null; rm -rf "$TMPDIR_VG"; psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
 c="dbname=$db"
 expect 0 "$bin/migrate" --db "$c" up
 expect 0 "$bin/migrate" --db "$c" status
@@ -33,4 +34,32 @@ expect 0 "$bin/migrate" --db "$c" up
 expect 64 "$bin/migrate" --bogus
 expect 75 "$bin/migrate" --db "host=127.0.0.1 port=1 connect_timeout=2" status
 expect 78 "$bin/migrate" --db "host='x" status
+# the jobs and the event tool on a small population
+psql -X -q -d "$db" -v n=300 -v now=2026-11-22T06:00:00Z -f "$(dirname "$0")/../../bench/gen_users.sql" >/dev/null
+expect 0 "$bin/engagement-daily" --db "$c" --now 2026-11-22T06:00:00Z --batch-size 50
+expect 0 "$bin/engagement-weekly" --db "$c" --now 2026-11-22T06:00:00Z
+printf '%s\n' '{"user_id":"00000000-0000-4000-8000-000000000012","goodbye_reply":2}' \
+  '{"phone":"+5511000000017","activity":true}' 'not json' >"$TMPDIR_VG/events"
+expect 1 "$bin/engagement-event" --db "$c" --now 2026-11-22T07:00:00Z --batch "$TMPDIR_VG/events"
+expect 65 "$bin/engagement-event" --db "$c" --user 00000000-0000-4000-8000-000000000017 --goodbye-reply 1
+
+# queue-send against the stand-in: successes, failures, a 131050 opt-out
+echo "vg-token" >"$TMPDIR_VG/token"
+"$bin/tests/wa-standin/wa-standin" --token-file "$TMPDIR_VG/token" --port 0 \
+  --port-file "$TMPDIR_VG/port" >/dev/null 2>&1 &
+standin=$!
+for _ in $(seq 100); do [ -s "$TMPDIR_VG/port" ] && break; sleep 0.05; done
+psql -X -q -d "$db" -c "UPDATE engagement.users SET phone_e164 = '+55119' ||
+    lpad(substr(id::text, 25)::bigint::text, 6, '0') ||
+    (ARRAY['000', '901', '904', '910', '907'])[1 + (substr(id::text, 25)::bigint % 5)::int];
+  UPDATE engagement.message_queue SET next_attempt_at = '2026-11-22T05:00:00Z'" >/dev/null
+WHATSAPP_API_URL="http://127.0.0.1:$(cat "$TMPDIR_VG/port")" WHATSAPP_PHONE_NUMBER_ID=1234567890 \
+  WHATSAPP_ACCESS_TOKEN_FILE="$TMPDIR_VG/token" \
+  expect 0 "$bin/queue-send" --db "$c" --now 2026-11-22T15:00:00Z --rate 0 --max-messages 60
+echo wrong >"$TMPDIR_VG/bad"
+WHATSAPP_API_URL="http://127.0.0.1:$(cat "$TMPDIR_VG/port")" WHATSAPP_PHONE_NUMBER_ID=1234567890 \
+  WHATSAPP_ACCESS_TOKEN_FILE="$TMPDIR_VG/bad" \
+  expect 69 "$bin/queue-send" --db "$c" --now 2026-11-22T15:00:00Z
+kill "$standin"
+standin=
 echo "valgrind: programs clean"
