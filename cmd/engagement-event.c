@@ -1,11 +1,11 @@
 /* engagement-event: record inbound activity and goodbye replies. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "eng.h"
 #include "eng_event.h"
+#include "eng_lines.h"
 #include "eng_state.h"
 
 static const char usage[] =
@@ -122,7 +122,7 @@ static int run_single(struct eng_run *run, struct ctx *c)
 	memset(&ev, 0, sizeof(ev));
 
 	/* Bad data in the arguments: 65, before touching the database. */
-	if (c->user && eng_parse_uuid(c->user, ev.user_id)) {
+	if (c->user && eng_parse_uuid(c->user, ev.who.user_id)) {
 		eng_err_set(&err, ENG_EDATA, "invalid --user \"%.60s\": not a UUID",
 			    c->user);
 		return eng_run_fail_event(run, "invalid_input", &err);
@@ -134,7 +134,7 @@ static int run_single(struct eng_run *run, struct ctx *c)
 				    "8 to 15 digits, the first not 0)");
 			return eng_run_fail_event(run, "invalid_input", &err);
 		}
-		snprintf(ev.phone, sizeof(ev.phone), "%s", c->phone);
+		snprintf(ev.who.phone, sizeof(ev.who.phone), "%s", c->phone);
 	}
 	if (c->at && eng_time_parse(c->at, &ev.at)) {
 		eng_err_set(&err, ENG_EDATA,
@@ -163,7 +163,7 @@ static int run_single(struct eng_run *run, struct ctx *c)
 
 	char at[32];
 	eng_time_format(ev.at, at);
-	eng_run_set_str(run, "user_id", ev.user_id[0] ? ev.user_id : NULL);
+	eng_run_set_str(run, "user_id", ev.who.user_id[0] ? ev.who.user_id : NULL);
 	eng_run_set_str(run, "action", action_name(&ev));
 	eng_run_set_str(run, "at", at);
 	eng_run_set_str(run, "outcome", outcome_name(ev.outcome));
@@ -174,7 +174,7 @@ static int run_single(struct eng_run *run, struct ctx *c)
 			&ev.err);
 	eng_run_set_str(run, "from_state", eng_state_name(ev.from));
 	eng_run_set_str(run, "to_state", eng_state_name(ev.to));
-	eng_log(ENG_INFO, "event_applied", ENG_S("user_id", ev.user_id),
+	eng_log(ENG_INFO, "event_applied", ENG_S("user_id", ev.who.user_id),
 		ENG_S("action", action_name(&ev)),
 		ENG_S("outcome", outcome_name(ev.outcome)),
 		ENG_S("from_state", eng_state_name(ev.from)),
@@ -183,7 +183,6 @@ static int run_single(struct eng_run *run, struct ctx *c)
 }
 
 #define BLOCK 10000
-#define MAX_LINE (1024 * 1024)
 
 static void report(struct eng_event *ev, size_t n)
 {
@@ -191,7 +190,7 @@ static void report(struct eng_event *ev, size_t n)
 		if (ev[i].outcome != ENG_EV_FAILED)
 			continue;
 		eng_log(ENG_ERROR, "line_failed", ENG_I("line", ev[i].line),
-			ENG_S("user_id", ev[i].user_id[0] ? ev[i].user_id : NULL),
+			ENG_S("user_id", ev[i].who.user_id[0] ? ev[i].who.user_id : NULL),
 			ENG_S("error", ev[i].err.msg),
 			ENG_S("error_class", eng_status_name(ev[i].err.status)));
 	}
@@ -200,25 +199,17 @@ static void report(struct eng_event *ev, size_t n)
 static int run_batch(struct eng_run *run, struct ctx *c)
 {
 	struct eng_err err = ENG_ERR_INIT;
-	FILE *in = strcmp(c->batch, "-") == 0 ? stdin : fopen(c->batch, "r");
-	if (!in) {
-		eng_err_set(&err, ENG_ECONFIG, "cannot read %s: %s", c->batch,
-			    strerror(errno));
+	struct eng_lines in;
+	if (eng_lines_open(&in, c->batch, &err))
 		return eng_run_fail(run, &err);
-	}
 	if (eng_run_start(run, ENG_START_TOOL, &err)) {
-		if (in != stdin)
-			fclose(in);
+		eng_lines_close(&in);
 		return eng_run_fail(run, &err);
 	}
 
 	struct eng_event *ev = eng_xcalloc(BLOCK, sizeof(*ev));
 	struct eng_ev_counts k = {0};
 	long long lines = 0, malformed = 0;
-	long lineno = 0;
-	char *buf = NULL;
-	size_t cap = 0;
-	ssize_t len;
 	enum eng_status st = ENG_OK;
 	bool eof = false;
 
@@ -227,38 +218,35 @@ static int run_batch(struct eng_run *run, struct ctx *c)
 	while (!eof && st == ENG_OK) {
 		size_t n = 0;
 		while (n < BLOCK) {
-			if ((len = getline(&buf, &cap, in)) < 0) {
+			const char *text;
+			size_t len;
+			bool too_long;
+			int got = eng_lines_next(&in, &text, &len, &too_long, &err);
+			if (got < 0)
+				st = err.status;
+			if (got <= 0) {
 				eof = true;
 				break;
 			}
-			lineno++;
-			while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
-				buf[--len] = '\0';
-			size_t lead = strspn(buf, " \t");
-			if ((size_t)len == lead)
-				continue; /* blank line */
 			lines++;
 			struct eng_event *e = &ev[n];
 			struct eng_err perr = ENG_ERR_INIT;
-			e->line = lineno;
-			if (len > MAX_LINE)
+			e->line = in.lineno;
+			if (too_long)
 				eng_err_set(&perr, ENG_EDATA, "line longer than %d bytes",
-					    MAX_LINE);
+					    ENG_LINE_MAX);
 			else
-				eng_event_parse_json(buf, (size_t)len, run->now, e, &perr);
-			if (perr.status) {
+				eng_event_parse_json(text, len, run->now, e, &perr);
+			if (perr.status) { /* kept, to be reported in line order */
 				malformed++;
 				memset(e, 0, sizeof(*e));
-				e->line = lineno;
+				e->line = in.lineno;
 				e->err = perr;
 				e->outcome = ENG_EV_FAILED;
-				k.failed++;
-				report(e, 1);
-				continue; /* not part of the block to apply */
 			}
 			n++;
 		}
-		if (n == 0)
+		if (n == 0 || st)
 			break;
 		struct eng_ev_counts bk = {0};
 		st = eng_events_apply(&run->db, ev, n, run->run_id,
@@ -271,17 +259,13 @@ static int run_batch(struct eng_run *run, struct ctx *c)
 		if (st == ENG_OK && eng_interrupted)
 			st = eng_err_set(&err, ENG_ETEMP,
 					 "interrupted by signal %d after line %ld",
-					 (int)eng_interrupted, lineno);
+					 (int)eng_interrupted, in.lineno);
 	}
-	if (st == ENG_OK && ferror(in))
-		st = eng_err_set(&err, ENG_ECONFIG, "error reading %s", c->batch);
 	if (run->opt.dry_run)
 		eng_db_rollback(&run->db);
 done:
-	free(buf);
 	free(ev);
-	if (in != stdin)
-		fclose(in);
+	eng_lines_close(&in);
 	eng_run_set_int(run, "lines", lines);
 	eng_run_set_int(run, "applied", k.applied);
 	eng_run_set_int(run, "failed", k.failed);

@@ -6,14 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "eng_batch.h"
 #include "eng_buf.h"
 #include "eng_log.h"
-#include "eng_mask.h"
 #include "eng_parse.h"
 
-/* Events resolved per query, and the most events in one transaction. */
-#define WINDOW 1000
 
 /* ---- parsing ----------------------------------------------------------- */
 
@@ -42,7 +38,7 @@ enum eng_status eng_event_parse_json(const char *text, size_t len,
 		if (strcmp(key, "user_id") == 0) {
 			who++;
 			if (!json_is_string(v) ||
-			    eng_parse_uuid(json_string_value(v), ev->user_id)) {
+			    eng_parse_uuid(json_string_value(v), ev->who.user_id)) {
 				st = eng_err_set(err, ENG_EDATA,
 						 "\"user_id\" is not a UUID");
 				goto out;
@@ -55,7 +51,7 @@ enum eng_status eng_event_parse_json(const char *text, size_t len,
 						 "(+ and 8 to 15 digits)");
 				goto out;
 			}
-			snprintf(ev->phone, sizeof(ev->phone), "%s",
+			snprintf(ev->who.phone, sizeof(ev->who.phone), "%s",
 				 json_string_value(v));
 		} else if (strcmp(key, "activity") == 0) {
 			what++;
@@ -124,108 +120,6 @@ static void fail(struct eng_event *e, enum eng_status st, const char *fmt, ...)
 	e->outcome = ENG_EV_FAILED;
 }
 
-/* An open-addressing set of user ids, to cut chunks of distinct users. */
-struct idset {
-	const char *slot[2 * WINDOW + 1];
-};
-
-static size_t hash(const char *s)
-{
-	size_t h = 1469598103934665603ULL;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
-}
-
-/* false when id was already present */
-static bool idset_add(struct idset *set, const char *id)
-{
-	size_t cap = sizeof(set->slot) / sizeof(*set->slot);
-	for (size_t i = hash(id) % cap;; i = (i + 1) % cap) {
-		if (!set->slot[i]) {
-			set->slot[i] = id;
-			return true;
-		}
-		if (strcmp(set->slot[i], id) == 0)
-			return false;
-	}
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* ---- resolving users ------------------------------------------------------- */
-
-/* Fill user_id for phone events and check that every user exists. */
-static enum eng_status resolve(struct eng_db *db, struct eng_event *ev,
-			       size_t n, struct eng_err *err)
-{
-	const char **ids = eng_xcalloc(n + 1, sizeof(*ids));
-	const char **phones = eng_xcalloc(n + 1, sizeof(*phones));
-	size_t ni = 0, np = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (ev[i].outcome == ENG_EV_FAILED)
-			continue;
-		if (ev[i].phone[0])
-			phones[np++] = ev[i].phone;
-		else
-			ids[ni++] = ev[i].user_id;
-	}
-	char *aids = eng_pg_array(ids, ni);
-	char *aphones = eng_pg_array(phones, np);
-	const char *p[] = {aids, aphones};
-	PGresult *r = eng_db_query(db,
-				   "SELECT id::text, phone_e164 FROM engagement.users "
-				   "WHERE id = ANY ($1::uuid[]) OR phone_e164 = ANY ($2::text[])",
-				   2, p, err);
-	free(aids);
-	free(aphones);
-	free(ids);
-	free(phones);
-	if (!r)
-		return err->status;
-
-	int rows = PQntuples(r);
-	const char **by_id = eng_xcalloc((size_t)rows + 1, sizeof(*by_id));
-	/* by_phone holds pairs: phone, then its id */
-	const char **by_phone = eng_xcalloc(2 * (size_t)rows + 2, sizeof(*by_phone));
-	for (int i = 0; i < rows; i++) {
-		by_id[i] = PQgetvalue(r, i, 0);
-		by_phone[2 * i] = PQgetvalue(r, i, 1);
-		by_phone[2 * i + 1] = PQgetvalue(r, i, 0);
-	}
-	qsort(by_id, (size_t)rows, sizeof(*by_id), cmp_str);
-	qsort(by_phone, (size_t)rows, 2 * sizeof(*by_phone), cmp_str);
-
-	for (size_t i = 0; i < n; i++) {
-		struct eng_event *e = &ev[i];
-		if (e->outcome == ENG_EV_FAILED)
-			continue;
-		if (e->phone[0]) {
-			const char *key = e->phone;
-			const char **hit = bsearch(&key, by_phone, (size_t)rows,
-						   2 * sizeof(*by_phone), cmp_str);
-			if (!hit) {
-				char masked[32];
-				eng_mask_phone(e->phone, masked, sizeof(masked));
-				fail(e, ENG_ENOUSER, "no user with phone %s", masked);
-				continue;
-			}
-			snprintf(e->user_id, sizeof(e->user_id), "%s", hit[1]);
-		} else {
-			const char *key = e->user_id;
-			if (!bsearch(&key, by_id, (size_t)rows, sizeof(*by_id), cmp_str))
-				fail(e, ENG_ENOUSER, "no user with id %s", e->user_id);
-		}
-	}
-	free(by_id);
-	free(by_phone);
-	PQclear(r);
-	return ENG_OK;
-}
-
 /* ---- applying a chunk of events for distinct users ----------------------- */
 
 struct chunk {
@@ -254,7 +148,7 @@ static size_t collect(struct chunk *c, size_t off, size_t n,
 		struct eng_event *e = c->ev[i];
 		if (e->outcome == ENG_EV_FAILED || !want(e, arg))
 			continue;
-		ids[k] = e->user_id;
+		ids[k] = e->who.user_id;
 		ats[k] = e->at;
 		sel[k] = e;
 		k++;
@@ -296,7 +190,7 @@ static bool in_group(const struct eng_event *e, void *arg)
 {
 	const struct group_key *g = arg;
 	if (e->activity) {
-		int st = state_of(g, e->user_id);
+		int st = state_of(g, e->who.user_id);
 		return g->trigger == ENG_TR_USER_MESSAGE && st >= 0 &&
 		       st != ENG_ST_ACTIVE;
 	}
@@ -400,12 +294,12 @@ static enum eng_status apply(struct chunk *c, struct eng_db *db, size_t off,
 			struct eng_event *e = sel[m];
 			if (e->outcome == ENG_EV_TRANSITIONED)
 				continue;
-			int s = state_of(&g, e->user_id);
+			int s = state_of(&g, e->who.user_id);
 			if (e->activity) {
 				/* older than the state it would undo: history */
 				e->outcome = ENG_EV_RECORDED;
 				e->from = e->to = (enum eng_state)s;
-				late[nlate] = e->user_id;
+				late[nlate] = e->who.user_id;
 				late_at[nlate++] = e->at;
 				continue;
 			}
@@ -413,7 +307,7 @@ static enum eng_status apply(struct chunk *c, struct eng_db *db, size_t off,
 				fail(e, ENG_EDATA,
 				     "invalid transition: user %s has no engagement "
 				     "state yet (no activity recorded), and %s needs one",
-				     e->user_id, eng_trigger_name(tb.trigger));
+				     e->who.user_id, eng_trigger_name(tb.trigger));
 				continue;
 			}
 			char srcs[128];
@@ -421,7 +315,7 @@ static enum eng_status apply(struct chunk *c, struct eng_db *db, size_t off,
 			fail(e, ENG_EDATA,
 			     "invalid transition: user %s is in state %s, and %s "
 			     "applies only from %s",
-			     e->user_id, eng_state_name((enum eng_state)s),
+			     e->who.user_id, eng_state_name((enum eng_state)s),
 			     eng_trigger_name(tb.trigger), srcs);
 			e->from = e->to = (enum eng_state)s;
 		}
@@ -464,40 +358,40 @@ out:
 	return st;
 }
 
-static enum eng_status do_range(void *ctx, struct eng_db *db, size_t off,
-			       size_t n, struct eng_err *err)
+struct items_ctx {
+	struct eng_event *ev;
+	const char *run_id;
+};
+
+static struct eng_user_ref *ev_who(void *ctx, size_t i)
 {
-	struct chunk *c = ctx;
-	/* a retried range starts afresh (outcomes of a failed try are void) */
-	for (size_t i = off; i < off + n; i++)
-		if (c->ev[i]->outcome != ENG_EV_FAILED)
-			c->ev[i]->outcome = ENG_EV_PENDING;
-	return apply(c, db, off, n, err);
+	return &((struct items_ctx *)ctx)->ev[i].who;
 }
 
-static void on_failed(void *ctx, size_t i, const struct eng_err *e)
+static bool ev_failed(void *ctx, size_t i)
 {
-	struct chunk *c = ctx;
-	c->ev[i]->err = *e;
-	c->ev[i]->outcome = ENG_EV_FAILED;
+	return ((struct items_ctx *)ctx)->ev[i].outcome == ENG_EV_FAILED;
 }
 
-static const struct eng_batch_ops ops = {do_range, on_failed};
-
-static enum eng_status apply_chunk(struct eng_db *db, struct chunk *c,
-				   bool dry_run, struct eng_err *err)
+static void ev_fail(void *ctx, size_t i, const struct eng_err *e)
 {
-	size_t nfailed;
-	enum eng_status st = ENG_OK;
-	/* Events that failed before (unknown user) stay failed: reset the
-	 * others in case this chunk is retried. */
-	if (!dry_run && (st = eng_db_begin(db, err)))
-		return st;
-	st = eng_batch_apply(db, c->n, &ops, c, &nfailed, err);
-	if (st == ENG_OK && !dry_run)
-		st = eng_db_commit(db, err);
-	if (st && !dry_run)
-		eng_db_rollback(db);
+	struct eng_event *ev = &((struct items_ctx *)ctx)->ev[i];
+	ev->err = *e;
+	ev->outcome = ENG_EV_FAILED;
+}
+
+static enum eng_status ev_apply(void *ctx, struct eng_db *db, const size_t *idx,
+				size_t k, struct eng_err *err)
+{
+	struct items_ctx *x = ctx;
+	struct eng_event **sel = eng_xcalloc(k + 1, sizeof(*sel));
+	for (size_t i = 0; i < k; i++) {
+		sel[i] = &x->ev[idx[i]];
+		sel[i]->outcome = ENG_EV_PENDING; /* a retried run starts afresh */
+	}
+	struct chunk c = {sel, k, x->run_id};
+	enum eng_status st = apply(&c, db, 0, k, err);
+	free(sel);
 	return st;
 }
 
@@ -506,29 +400,9 @@ enum eng_status eng_events_apply(struct eng_db *db, struct eng_event *ev,
 				 struct eng_ev_counts *counts,
 				 struct eng_err *err)
 {
-	struct eng_event **chunk_ev = eng_xcalloc(WINDOW, sizeof(*chunk_ev));
-	struct idset *seen = eng_xcalloc(1, sizeof(*seen));
-	enum eng_status st = ENG_OK;
-
-	for (size_t w = 0; w < n && st == ENG_OK; w += WINDOW) {
-		size_t wn = n - w < WINDOW ? n - w : WINDOW;
-		if ((st = resolve(db, ev + w, wn, err)))
-			break;
-		size_t i = 0;
-		while (i < wn && st == ENG_OK) {
-			struct chunk c = {chunk_ev, 0, run_id};
-			memset(seen, 0, sizeof(*seen));
-			for (; i < wn; i++) {
-				struct eng_event *e = &ev[w + i];
-				if (e->outcome == ENG_EV_FAILED)
-					continue;
-				if (!idset_add(seen, e->user_id))
-					break; /* same user again: next chunk */
-				c.ev[c.n++] = e;
-			}
-			st = apply_chunk(db, &c, dry_run, err);
-		}
-	}
+	struct items_ctx x = {ev, run_id};
+	struct eng_items it = {n, &x, ev_who, ev_failed, ev_fail, ev_apply};
+	enum eng_status st = eng_items_apply(db, &it, dry_run, err);
 	for (size_t i = 0; i < n; i++) {
 		switch (ev[i].outcome) {
 		case ENG_EV_TRANSITIONED:
@@ -547,7 +421,5 @@ enum eng_status eng_events_apply(struct eng_db *db, struct eng_event *ev,
 			break;
 		}
 	}
-	free(chunk_ev);
-	free(seen);
 	return st;
 }

@@ -21,6 +21,7 @@
 #include "eng_err.h"
 #include "eng_state.h"
 #include "eng_time.h"
+#include "eng_users.h"
 
 enum eng_ev_outcome {
 	ENG_EV_PENDING = 0,
@@ -32,8 +33,7 @@ enum eng_ev_outcome {
 struct eng_event {
 	/* input */
 	long line;             /* batch line number (0 on the command line) */
-	char user_id[37];      /* given, or resolved from phone */
-	char phone[24];        /* when the event names a phone */
+	struct eng_user_ref who; /* by id or phone */
 	bool activity;         /* else a transition by trigger */
 	enum eng_trigger trigger;
 	eng_time at;

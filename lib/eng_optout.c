@@ -1,7 +1,13 @@
 #include "eng_optout.h"
 
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "eng_buf.h"
+#include "eng_json.h"
+#include "eng_parse.h"
 
 static const char *const outcome_names[] = {"applied", "unchanged", "stale"};
 
@@ -19,88 +25,275 @@ bool eng_optout_source_valid(const char *s)
 	return false;
 }
 
-/* $1 user  $2 opt_out  $3 at (NULL: now())  $4 source  $5 reason
- * $6 run id  $7 message id */
+/* $1: a JSON array of changes {user_id, opt_out, at, source, reason,
+ * message_id, run_id}. One row back per change whose user has a
+ * preference row: its position, outcome, old value and instant. */
 static const char apply_sql[] =
-	"WITH old AS ("
+	"WITH input AS ("
+	"  SELECT i.*, r.ord FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS r(j, ord),"
+	"    LATERAL jsonb_to_record(r.j) AS i(user_id uuid, opt_out bool, at timestamptz,"
+	"      source text, reason text, message_id bigint, run_id uuid)"
+	"), old AS ("
 	"  SELECT p.user_id, p.reengagement_opt_out AS v,"
-	"         p.reengagement_opt_out_updated_at AS t,"
-	"         p.reengagement_opt_out_source AS src"
-	"  FROM engagement.user_preferences p WHERE p.user_id = $1::uuid FOR UPDATE"
+	"         p.reengagement_opt_out_updated_at AS t, p.reengagement_opt_out_source AS src"
+	"  FROM engagement.user_preferences p"
+	"  WHERE p.user_id IN (SELECT user_id FROM input)"
+	"  ORDER BY p.user_id FOR UPDATE"
 	"), d AS ("
-	"  SELECT old.*, coalesce($3::timestamptz, now()) AS at,"
-	"    CASE WHEN old.t IS NOT NULL AND coalesce($3::timestamptz, now()) < old.t"
-	"         THEN 'stale'"
-	"         WHEN old.v = $2::bool THEN 'unchanged' ELSE 'applied' END AS outcome"
-	"  FROM old"
+	"  SELECT i.*, coalesce(i.at, now()) AS eff, o.v AS old_v, o.t AS old_t, o.src AS old_src,"
+	"    CASE WHEN o.t IS NOT NULL AND coalesce(i.at, now()) < o.t THEN 'stale'"
+	"         WHEN o.v = i.opt_out THEN 'unchanged' ELSE 'applied' END AS outcome"
+	"  FROM input i JOIN old o USING (user_id)"
 	"), upd AS ("
-	"  UPDATE engagement.user_preferences p SET reengagement_opt_out = $2::bool,"
-	"    reengagement_opt_out_updated_at = d.at,"
-	"    reengagement_opt_out_source = $4"
+	"  UPDATE engagement.user_preferences p SET reengagement_opt_out = d.opt_out,"
+	"    reengagement_opt_out_updated_at = d.eff, reengagement_opt_out_source = d.source"
 	"  FROM d WHERE p.user_id = d.user_id AND d.outcome <> 'stale'"
 	"  RETURNING p.user_id"
 	"), audit AS ("
-	"  INSERT INTO engagement.audit_log"
-	"    (user_id, message_id, event, source, details, run_id)"
-	"  SELECT d.user_id, $7::bigint,"
+	"  INSERT INTO engagement.audit_log (user_id, message_id, event, source, details, run_id)"
+	"  SELECT d.user_id, d.message_id,"
 	"    CASE WHEN d.outcome = 'unchanged' THEN 'reengagement_reaffirmed'"
-	"         WHEN $2::bool THEN 'reengagement_opted_out'"
-	"         ELSE 'reengagement_opted_in' END,"
-	"    $4,"
-	"    jsonb_build_object('old_value', d.v, 'new_value', $2::bool,"
-	"      'at', d.at, 'previous_at', d.t, 'previous_source', d.src,"
-	"      'reason', $5::text),"
-	"    $6::uuid"
+	"         WHEN d.opt_out THEN 'reengagement_opted_out' ELSE 'reengagement_opted_in' END,"
+	"    d.source,"
+	"    jsonb_strip_nulls(jsonb_build_object('old_value', d.old_v, 'new_value', d.opt_out,"
+	"      'at', d.eff, 'previous_at', d.old_t, 'previous_source', d.old_src,"
+	"      'reason', d.reason)),"
+	"    d.run_id"
 	"  FROM d WHERE d.outcome <> 'stale'"
 	"), ob AS ("
 	"  INSERT INTO engagement.outbox_events"
 	"    (aggregate_type, aggregate_id, event_type, payload, correlation_id, user_id)"
 	"  SELECT 'user', d.user_id::text, 'preferences.reengagement_changed',"
-	"    jsonb_build_object('user_id', d.user_id, 'opt_out', $2::bool,"
-	"      'source', $4, 'at', d.at),"
-	"    $6::uuid, d.user_id"
+	"    jsonb_build_object('user_id', d.user_id, 'opt_out', d.opt_out,"
+	"      'source', d.source, 'at', d.eff),"
+	"    d.run_id, d.user_id"
 	"  FROM d WHERE d.outcome = 'applied'"
 	")"
-	"SELECT d.outcome, d.v, (extract(epoch FROM d.at) * 1000000)::bigint,"
+	"SELECT d.ord - 1, d.outcome, d.old_v, (extract(epoch FROM d.eff) * 1000000)::bigint,"
 	"  CASE WHEN d.outcome = 'applied' THEN pg_notify('engagement_preferences',"
-	"    json_build_object('user_id', d.user_id, 'opt_out', $2::bool,"
-	"      'source', $4, 'at', d.at)::text) END"
+	"    json_build_object('user_id', d.user_id, 'opt_out', d.opt_out,"
+	"      'source', d.source, 'at', d.eff)::text) END"
 	"  FROM d";
+
+enum eng_status eng_optout_apply_many(struct eng_db *db,
+				      const struct eng_optout_change *c,
+				      size_t n, struct eng_optout_result *res,
+				      struct eng_err *err)
+{
+	json_t *arr = json_array();
+	json_t *ids = json_array();
+	for (size_t i = 0; i < n; i++) {
+		char at[32];
+		json_t *o = json_object();
+		json_object_set_new(o, "user_id", json_string(c[i].user_id));
+		json_object_set_new(o, "opt_out", json_boolean(c[i].opt_out));
+		if (c[i].at) {
+			eng_time_format(c[i].at, at);
+			json_object_set_new(o, "at", json_string(at));
+		}
+		json_object_set_new(o, "source", json_string(c[i].source));
+		if (c[i].reason)
+			json_object_set_new(o, "reason", eng_json_text(c[i].reason));
+		if (c[i].message_id)
+			json_object_set_new(o, "message_id",
+					    json_integer(atoll(c[i].message_id)));
+		if (c[i].run_id)
+			json_object_set_new(o, "run_id", json_string(c[i].run_id));
+		json_array_append_new(arr, o);
+		json_array_append_new(ids, json_string(c[i].user_id));
+		memset(&res[i], 0, sizeof(res[i]));
+	}
+	char *changes = eng_json_dump(arr);
+	char *idlist = eng_json_dump(ids);
+	json_decref(arr);
+	json_decref(ids);
+
+	/* A preference row for every user who exists, none for those who do
+	 * not (rows inserted here are not visible to a CTE of the same
+	 * statement, hence two statements). */
+	const char *pe[] = {idlist};
+	enum eng_status st = eng_db_exec(
+		db,
+		"INSERT INTO engagement.user_preferences (user_id) "
+		"SELECT u.id FROM engagement.users u "
+		"WHERE u.id IN (SELECT x::uuid FROM jsonb_array_elements_text($1::jsonb) x) "
+		"ON CONFLICT (user_id) DO NOTHING",
+		1, pe, err);
+	PGresult *r = NULL;
+	if (st == ENG_OK) {
+		const char *p[] = {changes};
+		r = eng_db_query(db, apply_sql, 1, p, err);
+		if (!r)
+			st = err->status;
+	}
+	free(changes);
+	free(idlist);
+	if (st)
+		return st;
+	for (int k = 0; k < PQntuples(r); k++) {
+		size_t i = (size_t)atoll(PQgetvalue(r, k, 0));
+		if (i >= n)
+			continue;
+		const char *o = PQgetvalue(r, k, 1);
+		res[i].found = true;
+		res[i].outcome = strcmp(o, "applied") == 0     ? ENG_OPTOUT_APPLIED
+				 : strcmp(o, "unchanged") == 0 ? ENG_OPTOUT_UNCHANGED
+							       : ENG_OPTOUT_STALE;
+		res[i].old_value = strcmp(PQgetvalue(r, k, 2), "t") == 0;
+		res[i].at = eng_db_epoch_us(PQgetvalue(r, k, 3));
+	}
+	PQclear(r);
+	return ENG_OK;
+}
 
 enum eng_status eng_optout_apply(struct eng_db *db,
 				 const struct eng_optout_change *c,
 				 struct eng_optout_result *res,
 				 struct eng_err *err)
 {
-	char at[32];
-	if (c->at)
-		eng_time_format(c->at, at);
-	const char *ensure[] = {c->user_id};
-	long long n = 0;
-	/* A preference row for a user who exists (none for one who does not). */
-	if (eng_db_exec_count(db,
-			      "INSERT INTO engagement.user_preferences (user_id) "
-			      "SELECT id FROM engagement.users WHERE id = $1::uuid "
-			      "ON CONFLICT (user_id) DO NOTHING",
-			      1, ensure, &n, err))
+	if (eng_optout_apply_many(db, c, 1, res, err))
 		return err->status;
-
-	const char *p[] = {c->user_id, c->opt_out ? "true" : "false",
-			   c->at ? at : NULL, c->source, c->reason, c->run_id,
-			   c->message_id};
-	PGresult *r = eng_db_query(db, apply_sql, 7, p, err);
-	if (!r)
-		return err->status;
-	if (PQntuples(r) != 1) {
-		PQclear(r);
+	if (!res->found)
 		return eng_err_set(err, ENG_ENOUSER, "no user with id %s", c->user_id);
-	}
-	const char *o = PQgetvalue(r, 0, 0);
-	res->outcome = strcmp(o, "applied") == 0     ? ENG_OPTOUT_APPLIED
-		       : strcmp(o, "unchanged") == 0 ? ENG_OPTOUT_UNCHANGED
-						     : ENG_OPTOUT_STALE;
-	res->old_value = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
-	res->at = eng_db_epoch_us(PQgetvalue(r, 0, 2));
-	PQclear(r);
 	return ENG_OK;
+}
+
+/* ---- batches ------------------------------------------------------------ */
+
+enum eng_status eng_optout_parse_json(const char *text, size_t len,
+				      struct eng_optout_item *it,
+				      struct eng_err *err)
+{
+	json_error_t je;
+	int who = 0;
+	bool have_value = false;
+	const char *key;
+	json_t *v;
+	enum eng_status st = ENG_OK;
+	json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+	if (!o)
+		return eng_err_set(err, ENG_EDATA, "not valid JSON: %s", je.text);
+	if (!json_is_object(o)) {
+		st = eng_err_set(err, ENG_EDATA, "expected a JSON object");
+		goto out;
+	}
+	json_object_foreach(o, key, v) {
+		if (strcmp(key, "user_id") == 0) {
+			who++;
+			if (!json_is_string(v) ||
+			    eng_parse_uuid(json_string_value(v), it->who.user_id)) {
+				st = eng_err_set(err, ENG_EDATA, "\"user_id\" is not a UUID");
+				goto out;
+			}
+		} else if (strcmp(key, "phone") == 0) {
+			who++;
+			if (!json_is_string(v) || !eng_is_e164(json_string_value(v))) {
+				st = eng_err_set(err, ENG_EDATA,
+						 "\"phone\" is not an E.164 number");
+				goto out;
+			}
+			snprintf(it->who.phone, sizeof(it->who.phone), "%s",
+				 json_string_value(v));
+		} else if (strcmp(key, "opt_out") == 0) {
+			if (!json_is_boolean(v)) {
+				st = eng_err_set(err, ENG_EDATA,
+						 "\"opt_out\" must be true or false");
+				goto out;
+			}
+			it->opt_out = json_is_true(v);
+			have_value = true;
+		} else if (strcmp(key, "source") == 0) {
+			if (!json_is_string(v) ||
+			    !eng_optout_source_valid(json_string_value(v))) {
+				st = eng_err_set(err, ENG_EDATA,
+						 "\"source\" must be whatsapp, web, cli or api");
+				goto out;
+			}
+			snprintf(it->source, sizeof(it->source), "%s", json_string_value(v));
+		} else if (strcmp(key, "at") == 0) {
+			if (!json_is_string(v) || eng_time_parse(json_string_value(v), &it->at)) {
+				st = eng_err_set(err, ENG_EDATA,
+						 "\"at\" is not an RFC 3339 timestamp");
+				goto out;
+			}
+		} else if (strcmp(key, "reason") == 0) {
+			if (!json_is_string(v) || json_string_length(v) > 500) {
+				st = eng_err_set(err, ENG_EDATA,
+						 "\"reason\" must be a string of at most 500 bytes");
+				goto out;
+			}
+			free(it->reason);
+			it->reason = eng_xstrdup(json_string_value(v));
+		} else {
+			st = eng_err_set(err, ENG_EDATA, "unknown field \"%.40s\"", key);
+			goto out;
+		}
+	}
+	if (who != 1)
+		st = eng_err_set(err, ENG_EDATA,
+				 "give exactly one of \"user_id\" and \"phone\"");
+	else if (!have_value)
+		st = eng_err_set(err, ENG_EDATA, "\"opt_out\" (true or false) is missing");
+	else if (!it->source[0])
+		st = eng_err_set(err, ENG_EDATA, "\"source\" is missing");
+out:
+	json_decref(o);
+	return st;
+}
+
+void eng_optout_item_release(struct eng_optout_item *it)
+{
+	free(it->reason);
+	it->reason = NULL;
+}
+
+struct items_ctx {
+	struct eng_optout_item *it;
+	const char *run_id;
+};
+
+static struct eng_user_ref *it_who(void *ctx, size_t i)
+{
+	return &((struct items_ctx *)ctx)->it[i].who;
+}
+
+static bool it_failed(void *ctx, size_t i)
+{
+	return ((struct items_ctx *)ctx)->it[i].failed;
+}
+
+static void it_fail(void *ctx, size_t i, const struct eng_err *e)
+{
+	struct eng_optout_item *it = &((struct items_ctx *)ctx)->it[i];
+	it->failed = true;
+	it->err = *e;
+}
+
+static enum eng_status it_apply(void *ctx, struct eng_db *db, const size_t *idx,
+				size_t k, struct eng_err *err)
+{
+	struct items_ctx *x = ctx;
+	struct eng_optout_change *c = eng_xcalloc(k + 1, sizeof(*c));
+	struct eng_optout_result *res = eng_xcalloc(k + 1, sizeof(*res));
+	for (size_t i = 0; i < k; i++) {
+		struct eng_optout_item *it = &x->it[idx[i]];
+		c[i] = (struct eng_optout_change){it->who.user_id, it->opt_out, it->source,
+						  it->at, it->reason, x->run_id, NULL};
+	}
+	enum eng_status st = eng_optout_apply_many(db, c, k, res, err);
+	for (size_t i = 0; st == ENG_OK && i < k; i++)
+		x->it[idx[i]].res = res[i];
+	free(c);
+	free(res);
+	return st;
+}
+
+enum eng_status eng_optout_apply_items(struct eng_db *db,
+				       struct eng_optout_item *it, size_t n,
+				       const char *run_id, bool dry_run,
+				       struct eng_err *err)
+{
+	struct items_ctx x = {it, run_id};
+	struct eng_items items = {n, &x, it_who, it_failed, it_fail, it_apply};
+	return eng_items_apply(db, &items, dry_run, err);
 }

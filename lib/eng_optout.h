@@ -19,6 +19,7 @@
 #include "eng_db.h"
 #include "eng_err.h"
 #include "eng_time.h"
+#include "eng_users.h"
 
 enum eng_optout_outcome {
 	ENG_OPTOUT_APPLIED,
@@ -36,20 +37,54 @@ struct eng_optout_change {
 	const char *message_id; /* the queue message behind it, or NULL */
 };
 
-struct eng_optout_result {
-	enum eng_optout_outcome outcome;
-	bool old_value;
-	eng_time at;            /* the instant the change carries */
-};
-
 const char *eng_optout_outcome_name(enum eng_optout_outcome o);
 /* true when s is whatsapp, web, cli or api */
 bool eng_optout_source_valid(const char *s);
 
-/* ENG_ENOUSER when the user does not exist. Run inside a transaction. */
+struct eng_optout_result {
+	enum eng_optout_outcome outcome;
+	bool found;             /* false: no such user (nothing written) */
+	bool old_value;
+	eng_time at;            /* the instant the change carries */
+};
+
+/* Apply n changes for n distinct users in two statements (run inside a
+ * transaction); res[i] for c[i]. */
+enum eng_status eng_optout_apply_many(struct eng_db *db,
+				      const struct eng_optout_change *c,
+				      size_t n, struct eng_optout_result *res,
+				      struct eng_err *err);
+
+/* One change; ENG_ENOUSER when the user does not exist. */
 enum eng_status eng_optout_apply(struct eng_db *db,
 				 const struct eng_optout_change *c,
 				 struct eng_optout_result *res,
 				 struct eng_err *err);
 
 #endif
+
+/* A change read from a batch line (optout-set --batch). */
+struct eng_optout_item {
+	long line;
+	struct eng_user_ref who;
+	bool opt_out;
+	char source[16];
+	eng_time at;          /* 0: the database's now() */
+	char *reason;         /* owned, may be NULL */
+	bool failed;
+	struct eng_err err;
+	struct eng_optout_result res;
+};
+
+/* {"user_id"|"phone", "opt_out": bool, "source": ..., "at": ...,
+ * "reason": ...}: ENG_EDATA with a message on a malformed line. */
+enum eng_status eng_optout_parse_json(const char *text, size_t len,
+				      struct eng_optout_item *it,
+				      struct eng_err *err);
+void eng_optout_item_release(struct eng_optout_item *it);
+
+/* Apply n items in order (see eng_items_apply). Each gets res or failed. */
+enum eng_status eng_optout_apply_items(struct eng_db *db,
+				       struct eng_optout_item *it, size_t n,
+				       const char *run_id, bool dry_run,
+				       struct eng_err *err);

@@ -396,20 +396,35 @@ static enum eng_status flush(struct sender *s, struct eng_err *err)
 			ENG_S("hint", "raise --lease-seconds or lower --batch"));
 	}
 	PQclear(r);
-	for (size_t i = 0; i < s->noptouts; i++) {
-		char mid[24];
-		snprintf(mid, sizeof(mid), "%lld", s->optouts[i].message_id);
-		struct eng_optout_change c = {
-			s->optouts[i].user_id, true, "whatsapp", s->optouts[i].at,
-			"WhatsApp error 131050: the user stopped marketing messages",
-			s->run->run_id, mid,
-		};
-		struct eng_optout_result res;
-		if ((st = eng_optout_apply(s->db, &c, &res, err)))
+	if (s->noptouts) { /* the users who pressed stop, once each */
+		struct eng_optout_change *c = eng_xcalloc(s->noptouts, sizeof(*c));
+		struct eng_optout_result *res = eng_xcalloc(s->noptouts, sizeof(*res));
+		char (*mids)[24] = eng_xcalloc(s->noptouts, sizeof(*mids));
+		size_t nu = 0;
+		for (size_t i = 0; i < s->noptouts; i++) {
+			bool dup = false;
+			for (size_t k = 0; k < nu && !dup; k++)
+				dup = strcmp(c[k].user_id, s->optouts[i].user_id) == 0;
+			if (dup)
+				continue;
+			snprintf(mids[nu], sizeof(mids[nu]), "%lld", s->optouts[i].message_id);
+			c[nu] = (struct eng_optout_change){
+				s->optouts[i].user_id, true, "whatsapp", s->optouts[i].at,
+				"WhatsApp error 131050: the user stopped marketing messages",
+				s->run->run_id, mids[nu],
+			};
+			nu++;
+		}
+		st = eng_optout_apply_many(s->db, c, nu, res, err);
+		for (size_t i = 0; st == ENG_OK && i < nu; i++)
+			eng_log(ENG_INFO, "opt_out_recorded", ENG_S("user_id", c[i].user_id),
+				ENG_S("source", "whatsapp"),
+				ENG_S("outcome", eng_optout_outcome_name(res[i].outcome)));
+		free(c);
+		free(res);
+		free(mids);
+		if (st)
 			goto out;
-		eng_log(ENG_INFO, "opt_out_recorded", ENG_S("user_id", s->optouts[i].user_id),
-			ENG_S("source", "whatsapp"),
-			ENG_S("outcome", eng_optout_outcome_name(res.outcome)));
 	}
 	if (tx)
 		st = eng_db_commit(s->db, err);

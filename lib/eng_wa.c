@@ -7,60 +7,10 @@
 #include <string.h>
 
 #include "eng_buf.h"
+#include "eng_http.h"
 #include "eng_json.h"
 
 /* ---- configuration ----------------------------------------------------- */
-
-static bool is_loopback(const char *host)
-{
-	return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
-	       strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0;
-}
-
-static enum eng_status check_url(struct eng_wa_config *c, const char *url,
-				 struct eng_err *err)
-{
-	CURLU *u = curl_url();
-	char *scheme = NULL, *host = NULL, *query = NULL;
-	enum eng_status st = ENG_OK;
-	if (!u)
-		return eng_err_set(err, ENG_EINTERNAL, "out of memory");
-	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
-		st = eng_err_set(err, ENG_ECONFIG,
-				 "WHATSAPP_API_URL is not a valid URL: \"%.200s\"", url);
-		goto out;
-	}
-	if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK && query) {
-		st = eng_err_set(err, ENG_ECONFIG,
-				 "WHATSAPP_API_URL must not have a query string");
-		goto out;
-	}
-	if (strcmp(scheme, "https") != 0 &&
-	    !(strcmp(scheme, "http") == 0 && is_loopback(host))) {
-		st = eng_err_set(err, ENG_ECONFIG,
-				 "WHATSAPP_API_URL must be https (plain http only to "
-				 "a loopback host): \"%.200s\"",
-				 url);
-		goto out;
-	}
-	size_t n = strlen(url);
-	while (n > 0 && url[n - 1] == '/')
-		n--;
-	if (n == 0 || n >= sizeof(c->url)) {
-		st = eng_err_set(err, ENG_ECONFIG, "WHATSAPP_API_URL is too long");
-		goto out;
-	}
-	memcpy(c->url, url, n);
-	c->url[n] = '\0';
-out:
-	curl_free(scheme);
-	curl_free(host);
-	curl_free(query);
-	curl_url_cleanup(u);
-	return st;
-}
 
 /* v<digits>.<digits> */
 static bool version_ok(const char *v)
@@ -91,37 +41,6 @@ static bool token_ok(const char *t)
 	return true;
 }
 
-static enum eng_status read_token_file(const char *path, char **out,
-				       struct eng_err *err)
-{
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return eng_err_set(err, ENG_ECONFIG,
-				   "cannot read WHATSAPP_ACCESS_TOKEN_FILE %.200s: %s",
-				   path, strerror(errno));
-	struct eng_buf b = ENG_BUF_INIT(16 * 1024);
-	char chunk[1024];
-	size_t n;
-	bool big = false;
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		if (eng_buf_add(&b, chunk, n))
-			big = true;
-	bool failed = ferror(f);
-	fclose(f);
-	if (failed || big) {
-		eng_buf_release(&b);
-		return eng_err_set(err, ENG_ECONFIG,
-				   "cannot read WHATSAPP_ACCESS_TOKEN_FILE %.200s%s",
-				   path, big ? ": larger than 16 KiB" : "");
-	}
-	char *t = eng_buf_detach(&b);
-	size_t len = strlen(t);
-	while (len > 0 && isspace((unsigned char)t[len - 1]))
-		t[--len] = '\0';
-	*out = t;
-	return ENG_OK;
-}
-
 enum eng_status eng_wa_config_load(struct eng_wa_config *c, struct eng_err *err)
 {
 	memset(c, 0, sizeof(*c));
@@ -131,7 +50,8 @@ enum eng_status eng_wa_config_load(struct eng_wa_config *c, struct eng_err *err)
 	const char *file = getenv("WHATSAPP_ACCESS_TOKEN_FILE");
 	const char *token = getenv("WHATSAPP_ACCESS_TOKEN");
 
-	if (check_url(c, url && *url ? url : ENG_WA_DEFAULT_URL, err))
+	if (eng_http_check_url(url && *url ? url : ENG_WA_DEFAULT_URL,
+			       "WHATSAPP_API_URL", c->url, sizeof(c->url), err))
 		return err->status;
 	if (!version || !*version)
 		version = ENG_WA_DEFAULT_VERSION;
@@ -156,7 +76,8 @@ enum eng_status eng_wa_config_load(struct eng_wa_config *c, struct eng_err *err)
 	snprintf(c->phone_number_id, sizeof(c->phone_number_id), "%s", id);
 
 	if (file && *file) {
-		if (read_token_file(file, &c->token, err))
+		if (eng_http_read_secret(file, "WHATSAPP_ACCESS_TOKEN_FILE",
+					 &c->token, err))
 			return err->status;
 		c->token_origin = "WHATSAPP_ACCESS_TOKEN_FILE";
 	} else if (token && *token) {
@@ -183,13 +104,8 @@ enum eng_status eng_wa_config_load(struct eng_wa_config *c, struct eng_err *err)
 
 void eng_wa_config_release(struct eng_wa_config *c)
 {
-	if (c->token) {
-		volatile char *p = c->token;
-		while (*p)
-			*p++ = '\0';
-		free(c->token);
-		c->token = NULL;
-	}
+	eng_http_wipe(c->token);
+	c->token = NULL;
 }
 
 /* ---- classification ------------------------------------------------------ */

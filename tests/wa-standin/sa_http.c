@@ -7,7 +7,7 @@
 
 #include "standin.h"
 
-enum route { ROUTE_NOT_FOUND, ROUTE_MESSAGES, ROUTE_STATS };
+enum route { ROUTE_NOT_FOUND, ROUTE_MESSAGES, ROUTE_STATS, ROUTE_WEBHOOK };
 enum auth { AUTH_OK, AUTH_MISSING, AUTH_INVALID };
 
 static const char *const auth_names[] = {"ok", "missing", "invalid"};
@@ -28,6 +28,7 @@ struct sa_req {
 	bool too_large;
 	bool answered; /* counted and recorded */
 	enum auth auth;
+	char *signature; /* X-Engagement-Signature, on the webhook route */
 };
 
 /* What to answer. */
@@ -456,6 +457,12 @@ static void account(struct sa_server *srv, struct sa_req *r, enum auth auth,
 		if (aborted)
 			json_object_set_new(rec, "aborted", json_true());
 		json_object_set_new(rec, "body_bytes", json_integer((json_int_t)r->body_bytes));
+		if (r->route == ROUTE_WEBHOOK) { /* what was signed, byte for byte */
+			json_object_set_new(rec, "signature", r->signature
+					    ? json_string(r->signature) : json_null());
+			json_object_set_new(rec, "raw_body",
+					    sa_json_lossy_string(r->body ? r->body : "", r->len));
+		}
 		json_t *b;
 		if (body)
 			b = json_copy((json_t *)body);
@@ -543,10 +550,26 @@ static enum MHD_Result finish(struct sa_server *srv, struct MHD_Connection *conn
 	if (r->len > 0 && !r->too_large)
 		body = json_loadb(r->body, r->len, JSON_DECODE_ANY, &jerr);
 
-	if (r->route == ROUTE_MESSAGES)
+	if (r->route == ROUTE_MESSAGES) {
 		answer_messages(srv, conn, r, auth, body, &jerr, &a);
-	else
+	} else if (r->route == ROUTE_WEBHOOK) {
+		/* A receiver for outbox-relay: records, answers as configured. */
+		if (strcmp(r->method, MHD_HTTP_METHOD_POST) != 0) {
+			a.allow = "POST";
+			set_error(&a, 405, "OAuthException", 100, 2494010,
+				  "(#100) Unsupported request method",
+				  "only POST is allowed here");
+		} else {
+			pthread_mutex_lock(&srv->mu);
+			uint64_t nth = ++srv->webhook_seen;
+			pthread_mutex_unlock(&srv->mu);
+			unsigned st = nth <= srv->cfg.webhook_fail ? 503
+								 : srv->cfg.webhook_status;
+			set_json(&a, st, json_pack("{s:b}", "accepted", st >= 200 && st < 300));
+		}
+	} else {
 		set_no_object(&a, 404, r->method, r->path);
+	}
 
 	bool whole = sa_nap(srv, srv->cfg.latency_ms) && sa_nap(srv, a.nap_ms);
 	if (!whole)
@@ -565,6 +588,7 @@ static void free_req(struct sa_req *r)
 	free(r->method);
 	free(r->path);
 	free(r->body);
+	free(r->signature);
 	free(r);
 }
 
@@ -638,6 +662,13 @@ enum MHD_Result sa_handle(void *cls, struct MHD_Connection *conn,
 			r->route = ROUTE_STATS;
 		else if (parse_messages_path(url, r))
 			r->route = ROUTE_MESSAGES;
+		else if (strncmp(url, "/_webhook", 9) == 0 &&
+			 (url[9] == '\0' || url[9] == '/')) {
+			r->route = ROUTE_WEBHOOK;
+			const char *sig = MHD_lookup_connection_value(
+				conn, MHD_HEADER_KIND, "X-Engagement-Signature");
+			r->signature = sig ? strdup(sig) : NULL;
+		}
 		r->auth = check_auth(srv, conn);
 		*req_cls = r;
 		if (r->route == ROUTE_MESSAGES &&

@@ -38,6 +38,8 @@ struct sa_config {
 	const char *record_path;     /* NULL: no record */
 	unsigned slow_ms;
 	unsigned latency_ms;
+	unsigned webhook_status; /* what POST /_webhook answers */
+	unsigned webhook_fail;   /* ... after this many 503s */
 	bool verbose;
 };
 
@@ -68,6 +70,7 @@ struct sa_server {
 	struct sa_code_count by_code[SA_MAX_CODES];
 	size_t n_codes;
 	struct sa_strset failed_once;
+	uint64_t webhook_seen;
 
 	/* Naps (slow and latency) end early when stopping turns true. */
 	pthread_mutex_t stop_mu;

@@ -30,6 +30,8 @@ static const char usage[] =
 	"      --record FILE           append one JSON line per request\n"
 	"      --slow-ms N             wait for \"slow\" recipients (default 5000)\n"
 	"      --latency-ms N          added to every answer (default 0)\n"
+	"      --webhook-status N      what POST /_webhook answers (default 200)\n"
+	"      --webhook-fail N        the first N webhook requests get 503\n"
 	"      --verbose               show libmicrohttpd's messages while serving\n"
 	"      --help                  show this help and exit\n"
 	"\n"
@@ -47,6 +49,8 @@ enum {
 	OPT_RECORD,
 	OPT_SLOW_MS,
 	OPT_LATENCY_MS,
+	OPT_WEBHOOK_STATUS,
+	OPT_WEBHOOK_FAIL,
 	OPT_VERBOSE,
 	OPT_HELP,
 };
@@ -60,6 +64,8 @@ static const struct option opts[] = {
 	{"record", required_argument, NULL, OPT_RECORD},
 	{"slow-ms", required_argument, NULL, OPT_SLOW_MS},
 	{"latency-ms", required_argument, NULL, OPT_LATENCY_MS},
+	{"webhook-status", required_argument, NULL, OPT_WEBHOOK_STATUS},
+	{"webhook-fail", required_argument, NULL, OPT_WEBHOOK_FAIL},
 	{"verbose", no_argument, NULL, OPT_VERBOSE},
 	{"help", no_argument, NULL, OPT_HELP},
 	{NULL, 0, NULL, 0},
@@ -168,6 +174,15 @@ static void parse_args(int argc, char **argv, struct sa_config *cfg)
 		case OPT_SLOW_MS:
 			cfg->slow_ms = parse_uint("slow-ms", optarg, 3600000);
 			break;
+		case OPT_WEBHOOK_STATUS:
+			cfg->webhook_status = parse_uint("webhook-status", optarg, 599);
+			if (cfg->webhook_status < 100)
+				die(SA_EXIT_USAGE, "--webhook-status wants an HTTP status "
+				    "from 100 to 599, not '%s'", optarg);
+			break;
+		case OPT_WEBHOOK_FAIL:
+			cfg->webhook_fail = parse_uint("webhook-fail", optarg, 1000000);
+			break;
 		case OPT_LATENCY_MS:
 			cfg->latency_ms = parse_uint("latency-ms", optarg, 3600000);
 			break;
@@ -225,7 +240,7 @@ static void write_port_file(const char *file, unsigned port)
 int main(int argc, char **argv)
 {
 	static struct sa_server srv = {
-		.cfg = {.listen = "127.0.0.1", .slow_ms = 5000},
+		.cfg = {.listen = "127.0.0.1", .slow_ms = 5000, .webhook_status = 200},
 		.record_fd = -1,
 	};
 	parse_args(argc, argv, &srv.cfg);

@@ -1,0 +1,108 @@
+#include "eng_http.h"
+
+#include <ctype.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eng_buf.h"
+
+static bool is_loopback(const char *host)
+{
+	return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
+	       strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0;
+}
+
+enum eng_status eng_http_check_url(const char *url, const char *what,
+				   char *out, size_t outsz, struct eng_err *err)
+{
+	CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL, *query = NULL;
+	enum eng_status st = ENG_OK;
+	if (!u)
+		return eng_err_set(err, ENG_EINTERNAL, "out of memory");
+	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+		st = eng_err_set(err, ENG_ECONFIG, "%s is not a valid URL: \"%.200s\"",
+				 what, url);
+		goto out;
+	}
+	if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK && query) {
+		st = eng_err_set(err, ENG_ECONFIG, "%s must not have a query string",
+				 what);
+		goto out;
+	}
+	if (strcmp(scheme, "https") != 0 &&
+	    !(strcmp(scheme, "http") == 0 && is_loopback(host))) {
+		st = eng_err_set(err, ENG_ECONFIG,
+				 "%s must be https (plain http only to a loopback "
+				 "host): \"%.200s\"",
+				 what, url);
+		goto out;
+	}
+	size_t n = strlen(url);
+	while (n > 0 && url[n - 1] == '/')
+		n--;
+	if (n == 0 || n >= outsz) {
+		st = eng_err_set(err, ENG_ECONFIG, "%s is too long", what);
+		goto out;
+	}
+	memcpy(out, url, n);
+	out[n] = '\0';
+out:
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(query);
+	curl_url_cleanup(u);
+	return st;
+}
+
+enum eng_status eng_http_read_secret(const char *path, const char *what,
+				     char **out, struct eng_err *err)
+{
+	*out = NULL;
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return eng_err_set(err, ENG_ECONFIG, "cannot read %s %.200s: %s", what,
+				   path, strerror(errno));
+	struct eng_buf b = ENG_BUF_INIT(16 * 1024);
+	char chunk[1024];
+	size_t n;
+	bool big = false;
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		if (eng_buf_add(&b, chunk, n))
+			big = true;
+	bool failed = ferror(f);
+	fclose(f);
+	if (failed || big) {
+		if (b.data)
+			memset(b.data, 0, b.len);
+		eng_buf_release(&b);
+		return eng_err_set(err, ENG_ECONFIG, "cannot read %s %.200s%s", what,
+				   path, big ? ": larger than 16 KiB" : "");
+	}
+	char *t = eng_buf_detach(&b);
+	size_t len = strlen(t);
+	while (len > 0 && isspace((unsigned char)t[len - 1]))
+		t[--len] = '\0';
+	if (len == 0) {
+		eng_http_wipe(t);
+		return eng_err_set(err, ENG_ECONFIG, "%s %.200s is empty", what, path);
+	}
+	*out = t;
+	return ENG_OK;
+}
+
+void eng_http_wipe(char *secret)
+{
+	if (!secret)
+		return;
+	volatile char *p = secret;
+	while (*p)
+		*p++ = '\0';
+	free(secret);
+}

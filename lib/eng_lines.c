@@ -1,0 +1,53 @@
+#include "eng_lines.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum eng_status eng_lines_open(struct eng_lines *l, const char *path,
+			       struct eng_err *err)
+{
+	memset(l, 0, sizeof(*l));
+	l->path = path;
+	if (strcmp(path, "-") == 0) {
+		l->f = stdin;
+		return ENG_OK;
+	}
+	l->f = fopen(path, "r");
+	if (!l->f)
+		return eng_err_set(err, ENG_ECONFIG, "cannot read %s: %s", path,
+				   strerror(errno));
+	l->own = true;
+	return ENG_OK;
+}
+
+int eng_lines_next(struct eng_lines *l, const char **text, size_t *len,
+		   bool *too_long, struct eng_err *err)
+{
+	ssize_t n;
+	while ((n = getline(&l->buf, &l->cap, l->f)) >= 0) {
+		l->lineno++;
+		while (n > 0 && (l->buf[n - 1] == '\n' || l->buf[n - 1] == '\r'))
+			l->buf[--n] = '\0';
+		if ((size_t)n == strspn(l->buf, " \t"))
+			continue; /* blank */
+		*text = l->buf;
+		*len = (size_t)n;
+		*too_long = n > ENG_LINE_MAX;
+		return 1;
+	}
+	if (ferror(l->f)) {
+		eng_err_set(err, ENG_ECONFIG, "error reading %s", l->path);
+		return -1;
+	}
+	return 0;
+}
+
+void eng_lines_close(struct eng_lines *l)
+{
+	if (l->own && l->f)
+		fclose(l->f);
+	free(l->buf);
+	l->f = NULL;
+	l->buf = NULL;
+}

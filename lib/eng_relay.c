@@ -1,0 +1,438 @@
+#include "eng_relay.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/select.h>
+#include <time.h>
+
+#include "eng_buf.h"
+#include "eng_crypto.h"
+#include "eng_json.h"
+#include "eng_log.h"
+#include "eng_state.h"
+
+static const char fetch_sql[] =
+	"SELECT id, aggregate_type, aggregate_id, event_type, event_version,"
+	"  payload::text, correlation_id::text,"
+	"  (extract(epoch FROM created_at) * 1000000)::bigint"
+	" FROM engagement.outbox_events WHERE published_at IS NULL"
+	" ORDER BY id LIMIT $1::int";
+
+static const char mark_sql[] =
+	"UPDATE engagement.outbox_events SET published_at = clock_timestamp()"
+	" WHERE id = ANY ($1::bigint[]) AND published_at IS NULL";
+
+static const char purge_sql[] =
+	"DELETE FROM engagement.outbox_events WHERE id = ANY (ARRAY("
+	"  SELECT id FROM engagement.outbox_events"
+	"  WHERE published_at < clock_timestamp() - make_interval(days => $1::int)"
+	"  ORDER BY published_at LIMIT 1000))";
+
+#define CHANNEL "engagement_outbox"
+
+struct relay {
+	struct eng_run *run;
+	const struct eng_relay_opts *o;
+	CURL *curl;
+	struct curl_slist *headers;
+	struct eng_buf answer;
+	long long published, batches, retries, purged, reconnects, last_id;
+	double *lag;
+	size_t nlag, lag_cap;
+	int64_t last_purge;
+	unsigned long long rng;
+};
+
+void eng_relay_signature(const char *secret, const char *body, size_t len,
+			 char out[72])
+{
+	char hex[65];
+	eng_hmac_sha256_hex(secret, strlen(secret), body, len, hex);
+	snprintf(out, 72, "sha256=%s", hex);
+}
+
+/* Sleep up to us microseconds, waking early on a signal. */
+static void nap(int64_t us)
+{
+	int64_t end = eng_mono_us() + us;
+	while (!eng_interrupted && eng_mono_us() < end) {
+		int64_t left = end - eng_mono_us();
+		struct timespec ts = {0, (long)(left < 100000 ? left : 100000) * 1000};
+		nanosleep(&ts, NULL);
+	}
+}
+
+static double jitter(struct relay *r)
+{
+	r->rng ^= r->rng << 13;
+	r->rng ^= r->rng >> 7;
+	r->rng ^= r->rng << 17;
+	return 0.5 + 0.5 * (double)(r->rng >> 11) / 9007199254740992.0;
+}
+
+/* ---- sinks ------------------------------------------------------------------ */
+
+static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	eng_buf_add(userdata, ptr, size * nmemb);
+	return size * nmemb;
+}
+
+enum post_result { POST_OK, POST_RETRY, POST_REFUSED };
+
+static enum post_result post(struct relay *r, const char *body, char *why,
+			     size_t whysz)
+{
+	char sig[72], hdr[128];
+	eng_relay_signature(r->o->secret, body, strlen(body), sig);
+	snprintf(hdr, sizeof(hdr), "X-Engagement-Signature: %s", sig);
+	struct curl_slist *h = curl_slist_append(NULL, hdr);
+	for (struct curl_slist *x = r->headers; x; x = x->next)
+		h = curl_slist_append(h, x->data);
+	eng_buf_reset(&r->answer);
+	curl_easy_setopt(r->curl, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(r->curl, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(r->curl, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	CURLcode rc = curl_easy_perform(r->curl);
+	curl_slist_free_all(h);
+	if (rc != CURLE_OK) {
+		snprintf(why, whysz, "%s", curl_easy_strerror(rc));
+		return POST_RETRY;
+	}
+	long status = 0;
+	curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, &status);
+	if (status >= 200 && status < 300)
+		return POST_OK;
+	snprintf(why, whysz, "the receiver answered HTTP %ld", status);
+	if (status >= 400 && status < 500 && status != 408 && status != 429)
+		return POST_REFUSED;
+	return POST_RETRY;
+}
+
+/* Deliver one batch to the webhook, retrying. ENG_OK when accepted;
+ * ENG_ETEMP (unavailable) or ENG_EUNAVAIL (refused) otherwise. */
+static enum eng_status deliver_webhook(struct relay *r, const char *body,
+				       size_t nevents, struct eng_err *err)
+{
+	char why[256];
+	for (int attempt = 1;; attempt++) {
+		enum post_result pr = post(r, body, why, sizeof(why));
+		if (pr == POST_OK)
+			return ENG_OK;
+		r->retries++;
+		eng_log(ENG_WARN, "delivery_failed", ENG_S("error", why),
+			ENG_I("attempt", attempt), ENG_I("events", nevents));
+		if (!r->o->follow) {
+			if (pr == POST_REFUSED)
+				return eng_err_set(err, ENG_EUNAVAIL,
+						   "the webhook refused the events (%s); "
+						   "they stay unpublished",
+						   why);
+			if (attempt >= r->o->max_attempts)
+				return eng_err_set(err, ENG_ETEMP,
+						   "the webhook is unavailable (%s) after "
+						   "%d attempts; events stay unpublished",
+						   why, attempt);
+		}
+		/* exponential backoff, capped (5 min for a refusal), jittered */
+		double cap = pr == POST_REFUSED ? 300.0 : 60.0;
+		double wait = fmin(cap, pow(2.0, fmin(attempt - 1, 10)));
+		nap((int64_t)(wait * jitter(r) * 1e6));
+		if (eng_interrupted)
+			return eng_err_set(err, ENG_ETEMP,
+					   "interrupted while the webhook was failing");
+	}
+}
+
+static enum eng_status deliver_stdout(const char *const *lines, size_t n,
+				      struct eng_err *err)
+{
+	for (size_t i = 0; i < n; i++) {
+		fputs(lines[i], stdout);
+		fputc('\n', stdout);
+	}
+	if (fflush(stdout) != 0 || ferror(stdout))
+		return eng_err_set(err, ENG_ETEMP,
+				   "cannot write to stdout (%s): events stay unpublished",
+				   strerror(errno));
+	return ENG_OK;
+}
+
+/* ---- one batch ---------------------------------------------------------------- */
+
+/* Publish up to a batch. *n: how many there were. */
+static enum eng_status publish_batch(struct relay *r, size_t *n,
+				     struct eng_err *err)
+{
+	struct eng_db *db = &r->run->db;
+	char limit[16];
+	snprintf(limit, sizeof(limit), "%d", r->o->batch);
+	const char *p[] = {limit};
+	PGresult *res = eng_db_query(db, fetch_sql, 1, p, err);
+	if (!res)
+		return eng_err_prefix(err, "could not read the outbox");
+	int rows = PQntuples(res);
+	*n = (size_t)rows;
+	if (rows == 0) {
+		PQclear(res);
+		return ENG_OK;
+	}
+
+	char **lines = eng_xcalloc((size_t)rows, sizeof(*lines));
+	const char **ids = eng_xcalloc((size_t)rows, sizeof(*ids));
+	eng_time *created = eng_xcalloc((size_t)rows, sizeof(*created));
+	json_t *events = json_array();
+	for (int i = 0; i < rows; i++) {
+		json_error_t je;
+		char ts[32];
+		created[i] = eng_db_epoch_us(PQgetvalue(res, i, 7));
+		eng_time_format_ms(created[i], ts);
+		json_t *payload = json_loads(PQgetvalue(res, i, 5), 0, &je);
+		json_t *e = json_pack("{s:I, s:s, s:i, s:s, s:s, s:o, s:s, s:o}",
+				      "event_id", (json_int_t)atoll(PQgetvalue(res, i, 0)),
+				      "event_type", PQgetvalue(res, i, 3),
+				      "event_version", atoi(PQgetvalue(res, i, 4)),
+				      "aggregate_type", PQgetvalue(res, i, 1),
+				      "aggregate_id", PQgetvalue(res, i, 2),
+				      "correlation_id",
+				      PQgetisnull(res, i, 6) ? json_null()
+							     : json_string(PQgetvalue(res, i, 6)),
+				      "created_at", ts,
+				      "payload", payload ? payload : json_object());
+		lines[i] = eng_json_dump(e);
+		json_array_append_new(events, e);
+		ids[i] = PQgetvalue(res, i, 0);
+	}
+
+	enum eng_status st;
+	if (r->o->to_stdout) {
+		st = deliver_stdout((const char *const *)lines, (size_t)rows, err);
+	} else {
+		json_t *body = json_pack("{s:O}", "events", events);
+		char *text = eng_json_dump(body);
+		st = deliver_webhook(r, text, (size_t)rows, err);
+		free(text);
+		json_decref(body);
+	}
+	if (st == ENG_OK) {
+		char *arr = eng_pg_array(ids, (size_t)rows);
+		const char *mp[] = {arr};
+		st = eng_db_exec(db, mark_sql, 1, mp, err);
+		free(arr);
+		if (st)
+			eng_err_prefix(err, "published but could not mark %d events "
+					    "(they will be published again)", rows);
+	}
+	if (st == ENG_OK) {
+		eng_time now = eng_time_now();
+		for (int i = 0; i < rows; i++) {
+			if (r->nlag == r->lag_cap) {
+				r->lag_cap = r->lag_cap ? 2 * r->lag_cap : 1024;
+				r->lag = eng_xrealloc(r->lag, r->lag_cap * sizeof(*r->lag));
+			}
+			r->lag[r->nlag++] = (double)(now - created[i]) / 1000.0;
+		}
+		r->published += rows;
+		r->batches++;
+		r->last_id = atoll(ids[rows - 1]);
+		eng_log(ENG_DEBUG, "published", ENG_I("events", rows),
+			ENG_I("last_id", r->last_id));
+	}
+	for (int i = 0; i < rows; i++)
+		free(lines[i]);
+	free(lines);
+	free(ids);
+	free(created);
+	json_decref(events);
+	PQclear(res);
+	return st;
+}
+
+static enum eng_status purge(struct relay *r, struct eng_err *err)
+{
+	char days[16];
+	snprintf(days, sizeof(days), "%d", r->o->purge_days);
+	const char *p[] = {days};
+	long long n;
+	int64_t t0 = eng_mono_us();
+	do {
+		if (eng_db_exec_count(&r->run->db, purge_sql, 1, p, &n, err))
+			return eng_err_prefix(err, "could not purge published events");
+		r->purged += n;
+	} while (n == 1000 && eng_mono_us() - t0 < 2000000);
+	r->last_purge = eng_mono_us();
+	return ENG_OK;
+}
+
+/* ---- follow ----------------------------------------------------------------------- */
+
+static enum eng_status listen_(struct relay *r, struct eng_err *err)
+{
+	return eng_db_exec(&r->run->db, "LISTEN " CHANNEL, 0, NULL, err);
+}
+
+/* Wait for a notification, at most a second. ENG_ETEMP when the
+ * connection is gone. */
+static enum eng_status wait_notify(struct relay *r, struct eng_err *err)
+{
+	PGconn *c = r->run->db.conn;
+	int sock = PQsocket(c);
+	if (sock < 0)
+		return eng_err_set(err, ENG_ETEMP, "lost the database connection");
+	fd_set rfds;
+	FD_ZERO(&rfds);
+	FD_SET(sock, &rfds);
+	struct timeval tv = {1, 0};
+	int rc = select(sock + 1, &rfds, NULL, NULL, &tv);
+	if (rc < 0 && errno != EINTR)
+		return eng_err_set(err, ENG_EINTERNAL, "select: %s", strerror(errno));
+	if (!PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK)
+		return eng_err_set(err, ENG_ETEMP, "lost the database connection");
+	PGnotify *n;
+	while ((n = PQnotifies(c)) != NULL)
+		PQfreemem(n);
+	return ENG_OK;
+}
+
+/* After a lost connection: reconnect with backoff and LISTEN again. */
+static enum eng_status reconnect(struct relay *r, struct eng_err *err)
+{
+	PGconn *c = r->run->db.conn;
+	for (int attempt = 1; !eng_interrupted; attempt++) {
+		double wait = fmin(30.0, pow(2.0, fmin(attempt - 1, 5)));
+		eng_log(ENG_WARN, "reconnecting", ENG_I("attempt", attempt),
+			ENG_D("wait_s", wait));
+		nap((int64_t)(wait * jitter(r) * 1e6));
+		if (eng_interrupted)
+			break;
+		PQreset(c);
+		if (PQstatus(c) == CONNECTION_OK && listen_(r, err) == ENG_OK) {
+			r->reconnects++;
+			eng_log(ENG_INFO, "reconnected", ENG_I("attempt", attempt));
+			return ENG_OK;
+		}
+	}
+	return eng_err_set(err, ENG_ETEMP, "interrupted while reconnecting");
+}
+
+/* ---- the run ---------------------------------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static double pct(const double *v, size_t n, double q)
+{
+	if (n == 0)
+		return 0;
+	size_t i = (size_t)ceil(q * (double)n);
+	return v[(i ? i - 1 : 0) < n ? (i ? i - 1 : 0) : n - 1];
+}
+
+static void summarize(struct relay *r)
+{
+	json_t *s = r->run->summary;
+	json_object_set_new(s, "sink", json_string(r->o->to_stdout ? "stdout" : "webhook"));
+	json_object_set_new(s, "published", json_integer(r->published));
+	json_object_set_new(s, "batches", json_integer(r->batches));
+	json_object_set_new(s, "retries", json_integer(r->retries));
+	json_object_set_new(s, "purged", json_integer(r->purged));
+	json_object_set_new(s, "reconnects", json_integer(r->reconnects));
+	json_object_set_new(s, "last_id", json_integer(r->last_id));
+	if (r->nlag)
+		qsort(r->lag, r->nlag, sizeof(*r->lag), cmp_double);
+	json_object_set_new(s, "lag_ms",
+			    json_pack("{s:f, s:f, s:f}", "p50", round(pct(r->lag, r->nlag, 0.5) * 10) / 10,
+				      "p99", round(pct(r->lag, r->nlag, 0.99) * 10) / 10,
+				      "max", r->nlag ? round(r->lag[r->nlag - 1] * 10) / 10 : 0.0));
+}
+
+enum eng_status eng_relay_run(struct eng_run *run, const struct eng_relay_opts *o,
+			      int *exit_code, struct eng_err *err)
+{
+	struct relay r;
+	memset(&r, 0, sizeof(r));
+	r.run = run;
+	r.o = o;
+	r.rng = 0x9E3779B97F4A7C15ULL ^ (unsigned long long)eng_mono_us();
+	eng_buf_init(&r.answer, 64 * 1024);
+	*exit_code = ENG_EXIT_OK;
+	enum eng_status st = ENG_OK;
+
+	if (!o->to_stdout) {
+		r.curl = curl_easy_init();
+		if (!r.curl) {
+			st = eng_err_set(err, ENG_EINTERNAL, "curl_easy_init failed");
+			goto out;
+		}
+		r.headers = curl_slist_append(NULL, "Content-Type: application/json");
+		r.headers = curl_slist_append(r.headers, "Expect:");
+		curl_easy_setopt(r.curl, CURLOPT_URL, o->webhook);
+		curl_easy_setopt(r.curl, CURLOPT_WRITEFUNCTION, on_data);
+		curl_easy_setopt(r.curl, CURLOPT_WRITEDATA, &r.answer);
+		curl_easy_setopt(r.curl, CURLOPT_TIMEOUT_MS, o->timeout_ms);
+		curl_easy_setopt(r.curl, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+		curl_easy_setopt(r.curl, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(r.curl, CURLOPT_SSL_VERIFYPEER, 1L);
+		curl_easy_setopt(r.curl, CURLOPT_SSL_VERIFYHOST, 2L);
+		curl_easy_setopt(r.curl, CURLOPT_PROTOCOLS_STR, "https,http");
+		curl_easy_setopt(r.curl, CURLOPT_USERAGENT, "engagement-outbox-relay/" ENG_VERSION);
+	}
+	if ((st = purge(&r, err)))
+		goto out;
+	if (o->follow && (st = listen_(&r, err)))
+		goto out;
+
+	for (;;) {
+		if (eng_interrupted) {
+			if (o->follow) /* a service told to stop */
+				*exit_code = ENG_EXIT_TEMPFAIL;
+			else
+				st = eng_err_set(err, ENG_ETEMP, "interrupted by signal %d",
+						 (int)eng_interrupted);
+			break;
+		}
+		size_t n = 0;
+		st = eng_run_heartbeat(run, err);
+		if (st == ENG_OK)
+			st = publish_batch(&r, &n, err);
+		if (st == ENG_OK && n == 0) {
+			if (!o->follow)
+				break;
+			if (eng_mono_us() - r.last_purge > 3600LL * 1000000)
+				st = purge(&r, err);
+			if (st == ENG_OK)
+				st = wait_notify(&r, err);
+		}
+		if (st == ENG_OK)
+			continue;
+		/* Sink trouble ends the run (events stay unpublished); with
+		 * --follow a lost database connection is reconnected. */
+		if (o->follow && !eng_db_alive(&run->db) &&
+		    (st = reconnect(&r, err)) == ENG_OK)
+			continue;
+		break;
+	}
+out:
+	if (st == ENG_EUNAVAIL) {
+		*exit_code = ENG_EXIT_UNAVAILABLE;
+	} else if (st == ENG_ETEMP && eng_db_alive(&run->db) && eng_interrupted && o->follow) {
+		*exit_code = ENG_EXIT_TEMPFAIL;
+		st = ENG_OK;
+	}
+	summarize(&r);
+	eng_log(ENG_INFO, "relay_finished", ENG_I("published", r.published),
+		ENG_I("last_id", r.last_id));
+	if (r.curl)
+		curl_easy_cleanup(r.curl);
+	curl_slist_free_all(r.headers);
+	eng_buf_release(&r.answer);
+	free(r.lag);
+	return st;
+}

@@ -1,0 +1,198 @@
+#include "eng_users.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eng_batch.h"
+#include "eng_buf.h"
+#include "eng_mask.h"
+#include "eng_state.h"
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+enum eng_status eng_users_resolve(struct eng_db *db, struct eng_user_ref **refs,
+				  size_t n, struct eng_err *err)
+{
+	const char **ids = eng_xcalloc(n + 1, sizeof(*ids));
+	const char **phones = eng_xcalloc(n + 1, sizeof(*phones));
+	size_t ni = 0, np = 0;
+	for (size_t i = 0; i < n; i++) {
+		refs[i]->found = false;
+		if (refs[i]->phone[0])
+			phones[np++] = refs[i]->phone;
+		else
+			ids[ni++] = refs[i]->user_id;
+	}
+	char *aids = eng_pg_array(ids, ni);
+	char *aphones = eng_pg_array(phones, np);
+	const char *p[] = {aids, aphones};
+	PGresult *r = eng_db_query(db,
+				   "SELECT id::text, phone_e164 FROM engagement.users "
+				   "WHERE id = ANY ($1::uuid[]) OR phone_e164 = ANY ($2::text[])",
+				   2, p, err);
+	free(aids);
+	free(aphones);
+	free(ids);
+	free(phones);
+	if (!r)
+		return err->status;
+
+	size_t rows = (size_t)PQntuples(r);
+	const char **by_id = eng_xcalloc(rows + 1, sizeof(*by_id));
+	const char **by_phone = eng_xcalloc(2 * rows + 2, sizeof(*by_phone)); /* pairs */
+	for (size_t i = 0; i < rows; i++) {
+		by_id[i] = PQgetvalue(r, (int)i, 0);
+		by_phone[2 * i] = PQgetvalue(r, (int)i, 1);
+		by_phone[2 * i + 1] = PQgetvalue(r, (int)i, 0);
+	}
+	qsort(by_id, rows, sizeof(*by_id), cmp_str);
+	qsort(by_phone, rows, 2 * sizeof(*by_phone), cmp_str);
+	for (size_t i = 0; i < n; i++) {
+		struct eng_user_ref *u = refs[i];
+		if (u->phone[0]) {
+			const char *key = u->phone;
+			const char **hit = bsearch(&key, by_phone, rows,
+						   2 * sizeof(*by_phone), cmp_str);
+			if (hit) {
+				snprintf(u->user_id, sizeof(u->user_id), "%s", hit[1]);
+				u->found = true;
+			}
+		} else {
+			const char *key = u->user_id;
+			u->found = bsearch(&key, by_id, rows, sizeof(*by_id), cmp_str) != NULL;
+		}
+	}
+	free(by_id);
+	free(by_phone);
+	PQclear(r);
+	return ENG_OK;
+}
+
+void eng_users_not_found(const struct eng_user_ref *r, struct eng_err *err)
+{
+	if (r->phone[0]) {
+		char masked[32];
+		eng_mask_phone(r->phone, masked, sizeof(masked));
+		eng_err_set(err, ENG_ENOUSER, "no user with phone %s", masked);
+	} else {
+		eng_err_set(err, ENG_ENOUSER, "no user with id %s", r->user_id);
+	}
+}
+
+static size_t hash(const char *s)
+{
+	size_t h = 1469598103934665603ULL;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+void eng_idset_clear(struct eng_idset *set)
+{
+	memset(set, 0, sizeof(*set));
+}
+
+bool eng_idset_add(struct eng_idset *set, const char *id)
+{
+	size_t cap = sizeof(set->slot) / sizeof(*set->slot);
+	if (set->n >= ENG_IDSET_MAX)
+		return false;
+	for (size_t i = hash(id) % cap;; i = (i + 1) % cap) {
+		if (!set->slot[i]) {
+			set->slot[i] = id;
+			set->n++;
+			return true;
+		}
+		if (strcmp(set->slot[i], id) == 0)
+			return false;
+	}
+}
+
+struct run_ctx {
+	const struct eng_items *it;
+	const size_t *idx;
+};
+
+static enum eng_status run_range(void *ctx, struct eng_db *db, size_t off,
+				 size_t n, struct eng_err *err)
+{
+	struct run_ctx *r = ctx;
+	return r->it->apply(r->it->ctx, db, r->idx + off, n, err);
+}
+
+static void run_failed(void *ctx, size_t i, const struct eng_err *e)
+{
+	struct run_ctx *r = ctx;
+	r->it->fail(r->it->ctx, r->idx[i], e);
+}
+
+static const struct eng_batch_ops run_ops = {run_range, run_failed};
+
+static enum eng_status apply_run(struct eng_db *db, const struct eng_items *it,
+				 const size_t *idx, size_t k, bool dry_run,
+				 struct eng_err *err)
+{
+	struct run_ctx r = {it, idx};
+	size_t nfailed;
+	enum eng_status st = ENG_OK;
+	if (!dry_run && (st = eng_db_begin(db, err)))
+		return st;
+	st = eng_batch_apply(db, k, &run_ops, &r, &nfailed, err);
+	if (st == ENG_OK && !dry_run)
+		st = eng_db_commit(db, err);
+	if (st && !dry_run)
+		eng_db_rollback(db);
+	return st;
+}
+
+enum eng_status eng_items_apply(struct eng_db *db, const struct eng_items *it,
+				bool dry_run, struct eng_err *err)
+{
+	struct eng_user_ref **refs = eng_xcalloc(ENG_IDSET_MAX, sizeof(*refs));
+	size_t *pos = eng_xcalloc(ENG_IDSET_MAX, sizeof(*pos));
+	size_t *idx = eng_xcalloc(ENG_IDSET_MAX, sizeof(*idx));
+	struct eng_idset *seen = eng_xcalloc(1, sizeof(*seen));
+	enum eng_status st = ENG_OK;
+
+	for (size_t w = 0; w < it->n && st == ENG_OK; w += ENG_IDSET_MAX) {
+		size_t wn = it->n - w < ENG_IDSET_MAX ? it->n - w : ENG_IDSET_MAX;
+		size_t k = 0;
+		for (size_t i = w; i < w + wn; i++)
+			if (!it->failed(it->ctx, i)) {
+				refs[k] = it->who(it->ctx, i);
+				pos[k++] = i;
+			}
+		if ((st = eng_users_resolve(db, refs, k, err)))
+			break;
+		for (size_t j = 0; j < k; j++)
+			if (!refs[j]->found) {
+				struct eng_err e = ENG_ERR_INIT;
+				eng_users_not_found(refs[j], &e);
+				it->fail(it->ctx, pos[j], &e);
+			}
+		/* runs of distinct users, in order */
+		size_t i = w;
+		while (i < w + wn && st == ENG_OK) {
+			size_t nrun = 0;
+			eng_idset_clear(seen);
+			for (; i < w + wn; i++) {
+				if (it->failed(it->ctx, i))
+					continue;
+				if (!eng_idset_add(seen, it->who(it->ctx, i)->user_id))
+					break; /* same user again: next run */
+				idx[nrun++] = i;
+			}
+			if (nrun)
+				st = apply_run(db, it, idx, nrun, dry_run, err);
+		}
+	}
+	free(refs);
+	free(pos);
+	free(idx);
+	free(seen);
+	return st;
+}

@@ -1,0 +1,63 @@
+/*
+ * Naming users in inbound data: by id or by phone, resolved in bulk; and
+ * cutting a stream of items into runs of distinct users (so that each run
+ * can be applied set-based while one user's items keep their order).
+ */
+#ifndef ENG_USERS_H
+#define ENG_USERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "eng_db.h"
+#include "eng_err.h"
+
+struct eng_user_ref {
+	char user_id[37]; /* given, or filled from phone */
+	char phone[24];   /* when the item names a phone ("" otherwise) */
+	bool found;       /* set by eng_users_resolve */
+};
+
+/* Look up n users in one query: fills user_id for phones and sets found. */
+enum eng_status eng_users_resolve(struct eng_db *db, struct eng_user_ref **refs,
+				  size_t n, struct eng_err *err);
+
+/* The not-found message for a reference ("no user with phone +55***21"). */
+void eng_users_not_found(const struct eng_user_ref *r, struct eng_err *err);
+
+/* A set of user ids for cutting runs; holds up to ENG_IDSET_MAX ids. */
+#define ENG_IDSET_MAX 1000
+struct eng_idset {
+	const char *slot[2 * ENG_IDSET_MAX + 1];
+	size_t n;
+};
+void eng_idset_clear(struct eng_idset *set);
+/* false when id is already in the set, or the set is full */
+bool eng_idset_add(struct eng_idset *set, const char *id);
+
+/*
+ * Applying a stream of user-keyed items (inbound events, preference
+ * changes) set-based, in order: items are taken ENG_IDSET_MAX at a time,
+ * their users resolved in one query (unknown ones fail), and cut into runs
+ * of distinct users; each run is one transaction (one for everything with
+ * dry_run, which the caller holds) applied by `apply`, and when that fails
+ * the run is bisected down to the items that fail on their own.
+ */
+struct eng_items {
+	size_t n;
+	void *ctx;
+	struct eng_user_ref *(*who)(void *ctx, size_t i);
+	bool (*failed)(void *ctx, size_t i);
+	void (*fail)(void *ctx, size_t i, const struct eng_err *e);
+	/* Apply items idx[0..k) (distinct users) in the open transaction.
+	 * Results must be (re)written by every call: a failed call is retried
+	 * in parts. */
+	enum eng_status (*apply)(void *ctx, struct eng_db *db, const size_t *idx,
+				 size_t k, struct eng_err *err);
+};
+
+/* An error only when the whole run must stop (connection lost). */
+enum eng_status eng_items_apply(struct eng_db *db, const struct eng_items *it,
+				bool dry_run, struct eng_err *err);
+
+#endif
