@@ -1,6 +1,7 @@
 /* outbox-relay: publish outbox events to stdout or a signed webhook. */
 #include <curl/curl.h>
 #include <stdio.h>
+#include <sys/prctl.h>
 #include <string.h>
 
 #include "eng.h"
@@ -122,6 +123,8 @@ int main(int argc, char **argv)
 	if (c.o.to_stdout && c.secret_file)
 		return eng_run_usage(&run, "--secret-file goes with --webhook");
 
+	/* The process will hold a secret: no core dump may carry it. */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	if (c.webhook &&
 	    (eng_http_check_url(c.webhook, "--webhook", c.o.webhook,
 				sizeof(c.o.webhook), &err) ||

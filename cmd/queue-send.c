@@ -1,6 +1,7 @@
 /* queue-send: deliver due queued messages through the WhatsApp Cloud API. */
 #include <curl/curl.h>
 #include <stdio.h>
+#include <sys/prctl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -173,6 +174,8 @@ int main(int argc, char **argv)
 	}
 	json_object_set_new(run.summary, "rate_limit", json_real(o.rate));
 
+	/* The process will hold a secret: no core dump may carry it. */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	/* Configuration first: nothing is claimed with a broken one. */
 	if (eng_wa_config_load(&wa, &err))
 		return eng_run_fail_event(&run, "bad_configuration", &err);

@@ -1,5 +1,6 @@
 #include "eng_http.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
@@ -10,10 +11,15 @@
 
 #include "eng_buf.h"
 
+/* localhost, ::1, or an IPv4 literal in 127.0.0.0/8 (not "127.evil.com"). */
 static bool is_loopback(const char *host)
 {
-	return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
-	       strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0;
+	struct in_addr a;
+	if (strcmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0 ||
+	    strcmp(host, "::1") == 0)
+		return true;
+	return inet_pton(AF_INET, host, &a) == 1 &&
+	       (ntohl(a.s_addr) >> 24) == 127;
 }
 
 enum eng_status eng_http_check_url(const char *url, const char *what,
@@ -34,6 +40,15 @@ enum eng_status eng_http_check_url(const char *url, const char *what,
 	if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK && query) {
 		st = eng_err_set(err, ENG_ECONFIG, "%s must not have a query string",
 				 what);
+		goto out;
+	}
+	char *extra = NULL;
+	bool has_extra = (curl_url_get(u, CURLUPART_USER, &extra, 0) == CURLUE_OK && extra) ||
+			 (curl_url_get(u, CURLUPART_FRAGMENT, &extra, 0) == CURLUE_OK && extra);
+	curl_free(extra);
+	if (has_extra) {
+		st = eng_err_set(err, ENG_ECONFIG,
+				 "%s must not carry a user name or a #fragment", what);
 		goto out;
 	}
 	if (strcmp(scheme, "https") != 0 &&

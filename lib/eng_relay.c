@@ -382,6 +382,8 @@ enum eng_status eng_relay_run(struct eng_run *run, const struct eng_relay_opts *
 		curl_easy_setopt(r.curl, CURLOPT_SSL_VERIFYPEER, 1L);
 		curl_easy_setopt(r.curl, CURLOPT_SSL_VERIFYHOST, 2L);
 		curl_easy_setopt(r.curl, CURLOPT_PROTOCOLS_STR, "https,http");
+		/* plain http only goes to loopback: never through a proxy */
+		curl_easy_setopt(r.curl, CURLOPT_NOPROXY, "localhost,127.0.0.0/8,::1");
 		curl_easy_setopt(r.curl, CURLOPT_USERAGENT, "engagement-outbox-relay/" ENG_VERSION);
 	}
 	if ((st = purge(&r, err)))

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include "eng_buf.h"
 #include "eng_json.h"
@@ -79,8 +80,8 @@ static const char claim_sql[] =
 	"  (extract(epoch FROM CASE WHEN c.quiet_hours_override THEN NULL ELSE"
 	"     engagement.quiet_until(t.now, coalesce(p.timezone, 'UTC'),"
 	"       p.quiet_hours_start, p.quiet_hours_end) END) * 1000000)::bigint,"
-	"  (SELECT string_agg(y.us::text, ',' ORDER BY y.us) FROM ("
-	"     SELECT (extract(epoch FROM s.sent_at) * 1000000)::bigint AS us"
+	"  (SELECT string_agg(y.id || ':' || y.us, ',' ORDER BY y.us) FROM ("
+	"     SELECT s.id, (extract(epoch FROM s.sent_at) * 1000000)::bigint AS us"
 	"     FROM engagement.message_queue s"
 	"     WHERE s.user_id = c.user_id"
 	"       AND s.sent_at > t.now - interval '1 hour' AND s.sent_at <= t.now"
@@ -88,8 +89,9 @@ static const char claim_sql[] =
 	"  u.phone_e164, coalesce(p.preferred_destination, 'individual'), p.group_id,"
 	"  tp.provider_name, tp.provider_language, tp.param_names::text,"
 	"  (extract(epoch FROM t.now) * 1000000)::bigint,"
-	"  coalesce(p.locale, 'en'), c.template_key"
+	"  coalesce(p.locale, 'en'), c.template_key, es.state"
 	" FROM claimed c CROSS JOIN t"
+	" LEFT JOIN engagement.engagement_states es ON es.user_id = c.user_id"
 	" JOIN engagement.users u ON u.id = c.user_id"
 	" LEFT JOIN engagement.user_preferences p ON p.user_id = c.user_id"
 	" LEFT JOIN LATERAL ("
@@ -139,6 +141,12 @@ static const char writeback_sql[] =
 	")"
 	"SELECT id FROM upd";
 
+/* Keep this worker's claims: move their lease forward. $1 owner, $2 s. */
+static const char renew_sql[] =
+	"UPDATE engagement.message_queue SET"
+	"  locked_until = clock_timestamp() + make_interval(secs => $2::int)"
+	" WHERE locked_by = $1 AND status = 'sending'";
+
 /* The shared token bucket: take up to $4 tokens at $2 per second, burst $3. */
 static const char rate_sql[] =
 	"WITH cur AS ("
@@ -181,13 +189,16 @@ struct slot {
 
 struct user_sends { /* this run's sends per user, for the hourly cap */
 	char user_id[37];
-	eng_time *at;
+	struct reservation {
+		long long message_id;
+		eng_time at;
+	} *r;
 	size_t n, cap;
 };
 
 struct counts {
 	long long claimed, sent, retried, deferred, failed, blocked, cancelled,
-		handed_back, requests, recovered, purged, lease_lost;
+		handed_back, requests, recovered, purged, lease_lost, would_send;
 };
 
 struct sender {
@@ -221,8 +232,12 @@ struct sender {
 	size_t nlat, lat_cap;
 	double tokens;            /* rate tokens in hand */
 	int64_t rate_wait_until;
-	bool fatal, stop, drained;
+	bool fatal, stop, drained, unreachable;
 	char fatal_error[256];
+	const char *stop_reason;  /* why unsent claims are handed back */
+	char owner[192];          /* locked_by: worker id and run */
+	int64_t lease_renewed;    /* monotonic time of the last renewal */
+	int transport_streak;     /* transport failures since the last answer */
 	unsigned long long rng;
 };
 
@@ -286,6 +301,17 @@ static struct user_sends *user_of(struct sender *s, const char *id)
 		s->nusers++;
 	}
 	return &s->users[h];
+}
+
+/* A reserved send that did not happen stops counting for the cap. */
+static void release_reservation(struct sender *s, const struct msg *m)
+{
+	struct user_sends *u = user_of(s, m->user_id);
+	for (size_t k = 0; k < u->n; k++)
+		if (u->r[k].message_id == m->id) {
+			u->r[k] = u->r[--u->n];
+			return;
+		}
 }
 
 static int cmp_time(const void *a, const void *b)
@@ -362,27 +388,29 @@ static json_t *details(struct msg *m, const char *reason)
 }
 
 /* Give a claimed, unsent message back without charging an attempt. */
+/* Give a claimed, unsent message back without charging an attempt; reason
+ * says why (fatal, signal, max_seconds, lease, unreachable). */
 static enum eng_status hand_back(struct sender *s, struct msg *m,
 				 const char *code, const char *error,
-				 struct eng_err *err)
+				 const char *reason, struct eng_err *err)
 {
-	struct outcome o = {"queued", 0, 0, code, error, NULL, 0, NULL, NULL};
+	struct outcome o = {"queued", 0, 0, code, error, NULL, 0,
+			    "message_handed_back", details(m, reason)};
 	s->k.handed_back++;
+	release_reservation(s, m);
 	return record(s, m, &o, err);
 }
 
-static enum eng_status flush(struct sender *s, struct eng_err *err)
+/* One attempt at writing back rows (and the 131050 opt-outs): one
+ * transaction, safe to repeat (rows are only updated while this worker
+ * still holds their claim). */
+static enum eng_status write_back(struct sender *s, const char *rows, size_t n,
+				  struct eng_err *err)
 {
-	size_t n = json_array_size(s->out);
-	s->last_flush = eng_mono_us();
-	if (n == 0 && s->noptouts == 0)
-		return ENG_OK;
-	enum eng_status st = ENG_OK;
-	char *rows = eng_json_dump(s->out);
-	const char *p[] = {rows, s->o->worker_id, s->run->run_id};
-	bool tx = s->noptouts > 0;
-	if (tx && (st = eng_db_begin(s->db, err)))
-		goto out;
+	enum eng_status st;
+	const char *p[] = {rows, s->owner, s->run->run_id};
+	if ((st = eng_db_begin(s->db, err)))
+		return st;
 	PGresult *r = eng_db_query(s->db, writeback_sql, 3, p, err);
 	if (!r) {
 		st = eng_err_prefix(err, "could not record %zu outcomes", n);
@@ -426,11 +454,35 @@ static enum eng_status flush(struct sender *s, struct eng_err *err)
 		if (st)
 			goto out;
 	}
-	if (tx)
-		st = eng_db_commit(s->db, err);
+	st = eng_db_commit(s->db, err);
 out:
-	if (st && tx)
+	if (st)
 		eng_db_rollback(s->db);
+	return st;
+}
+
+/* Write back what is recorded. Outcomes of requests already made must not
+ * be dropped (the messages would be sent again after their lease): a
+ * transient failure is retried, reconnecting if the connection was lost. */
+static enum eng_status flush(struct sender *s, struct eng_err *err)
+{
+	size_t n = json_array_size(s->out);
+	s->last_flush = eng_mono_us();
+	if (n == 0 && s->noptouts == 0)
+		return ENG_OK;
+	char *rows = eng_json_dump(s->out);
+	enum eng_status st = ENG_OK;
+	for (int attempt = 1; attempt <= 4; attempt++) {
+		st = write_back(s, rows, n, err);
+		if (st != ENG_ETEMP || attempt == 4)
+			break;
+		eng_log(ENG_WARN, "write_back_retried", ENG_I("attempt", attempt),
+			ENG_S("error", err->msg));
+		struct timespec ts = {0, attempt * 200L * 1000 * 1000};
+		nanosleep(&ts, NULL);
+		if (!eng_db_alive(s->db))
+			PQreset(s->db->conn);
+	}
 	free(rows);
 	json_array_clear(s->out);
 	for (size_t i = 0; i < s->nout_msgs; i++)
@@ -543,6 +595,16 @@ static enum eng_status decide(struct sender *s, PGresult *r, int i,
 		s->k.cancelled++;
 		return record(s, m, &o, err);
 	}
+	/* 0b. a goodbye to someone who came back (their activity raced the
+	 * claim): worse than none too */
+	if (strcmp(PQgetvalue(r, i, 2), "goodbye") == 0 && !PQgetisnull(r, i, 19) &&
+	    strcmp(PQgetvalue(r, i, 19), "goodbye_sent") != 0) {
+		struct outcome o = {"cancelled", 0, 0, "user_returned",
+				    "the user wrote again before it was sent", NULL, 0,
+				    "message_cancelled", details(m, "user_returned")};
+		s->k.cancelled++;
+		return record(s, m, &o, err);
+	}
 	/* 1. opted out now: never sent, even if queued before */
 	if (opted_out) {
 		struct outcome o = {"blocked", 0, 0, "opted_out",
@@ -552,8 +614,8 @@ static enum eng_status decide(struct sender *s, PGresult *r, int i,
 		return record(s, m, &o, err);
 	}
 	/* 2. quiet hours: back to the queue until the window ends */
-	if (quiet) {
-		eng_time until = eng_db_epoch_us(PQgetvalue(r, i, 8));
+	eng_time until = quiet ? eng_db_epoch_us(PQgetvalue(r, i, 8)) : 0;
+	if (quiet && until > now) {
 		json_t *d = details(m, "quiet_hours");
 		json_object_set_new(d, "until", ts_or_null(until));
 		struct outcome o = {"queued", 0, until, NULL, NULL, NULL, 0,
@@ -561,19 +623,30 @@ static enum eng_status decide(struct sender *s, PGresult *r, int i,
 		s->k.deferred++;
 		return record(s, m, &o, err);
 	}
-	/* 3. the per-user hourly cap, counting this run's sends too */
+	/* 3. the per-user hourly cap: the sends the database has, and this
+	 * run's not written back yet (the same message counted once) */
 	struct user_sends *u = user_of(s, m->user_id);
 	size_t ndb = 0;
 	const char *list = PQgetvalue(r, i, 9);
 	for (const char *p = list; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ','))
 		ndb++;
 	eng_time *all = eng_xcalloc(ndb + u->n + 1, sizeof(*all));
+	long long *dbids = eng_xcalloc(ndb + 1, sizeof(*dbids));
 	size_t nall = 0;
-	for (const char *p = list; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ','))
-		all[nall++] = strtoll(p, NULL, 10);
-	for (size_t k = 0; k < u->n; k++)
-		if (u->at[k] > now - 3600 * ENG_USEC_PER_SEC && u->at[k] <= now)
-			all[nall++] = u->at[k];
+	for (const char *p = list; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ',')) {
+		char *colon;
+		dbids[nall] = strtoll(p, &colon, 10);
+		all[nall++] = strtoll(*colon == ':' ? colon + 1 : colon, NULL, 10);
+	}
+	for (size_t k = 0; k < u->n; k++) {
+		bool known = false;
+		for (size_t d = 0; d < ndb && !known; d++)
+			known = dbids[d] == u->r[k].message_id;
+		if (!known && u->r[k].at > now - 3600 * ENG_USEC_PER_SEC &&
+		    u->r[k].at <= now)
+			all[nall++] = u->r[k].at;
+	}
+	free(dbids);
 	qsort(all, nall, sizeof(*all), cmp_time);
 	eng_time free_at = eng_send_cap_until(all, nall, s->o->per_user_hourly, now);
 	free(all);
@@ -596,13 +669,13 @@ static enum eng_status decide(struct sender *s, PGresult *r, int i,
 	if (!have_template ||
 	    !fill_values(PQgetvalue(r, i, 15), PQgetvalue(r, i, 3), &values,
 			 &nvalues, why, sizeof(why))) {
-		struct outcome o = {"failed", 1, 0, "template", why, NULL, 0,
+		struct outcome o = {"failed", 0, 0, "template", why, NULL, 0,
 				    "message_failed", details(m, "template")};
 		s->k.failed++;
 		return record(s, m, &o, err);
 	}
 	if (group && PQgetisnull(r, i, 12)) {
-		struct outcome o = {"failed", 1, 0, "no_group",
+		struct outcome o = {"failed", 0, 0, "no_group",
 				    "the user prefers a group but has no group_id",
 				    NULL, 0, "message_failed", details(m, "no_group")};
 		s->k.failed++;
@@ -619,12 +692,13 @@ static enum eng_status decide(struct sender *s, PGresult *r, int i,
 		free(values[k]);
 	free(values);
 
-	/* count it against the hourly cap now, so one batch cannot pass it */
+	/* count it against the hourly cap now, so one batch cannot pass it;
+	 * released again if it is not sent */
 	if (u->n == u->cap) {
 		u->cap = u->cap ? 2 * u->cap : 4;
-		u->at = eng_xrealloc(u->at, u->cap * sizeof(*u->at));
+		u->r = eng_xrealloc(u->r, u->cap * sizeof(*u->r));
 	}
-	u->at[u->n++] = now;
+	u->r[u->n++] = (struct reservation){m->id, now};
 
 	if (s->dry) {
 		if (json_array_size(s->dry_requests) < DRY_RUN_SHOWN) {
@@ -636,7 +710,7 @@ static enum eng_status decide(struct sender *s, PGresult *r, int i,
 				json_object_set_new(b, "to", json_string(masked));
 			json_array_append_new(s->dry_requests, b ? b : json_null());
 		}
-		s->k.sent++; /* would send */
+		s->k.would_send++; /* its reservation stays: the cap holds */
 		msg_free(m);
 		return ENG_OK;
 	}
@@ -653,7 +727,7 @@ static enum eng_status claim(struct sender *s, int want, struct eng_err *err)
 		eng_time_format(s->run->opt.now, now);
 	char cap[16];
 	snprintf(cap, sizeof(cap), "%d", s->o->per_user_hourly);
-	const char *p[] = {s->o->worker_id, s->run->opt.have_now ? now : NULL,
+	const char *p[] = {s->owner, s->run->opt.have_now ? now : NULL,
 			   lease, limit, cap};
 	PGresult *r = eng_db_query(s->db, claim_sql, 5, p, err);
 	if (!r)
@@ -724,6 +798,27 @@ static enum eng_status start(struct sender *s, struct slot *sl, struct msg *m,
 	return ENG_OK;
 }
 
+/* Replace every occurrence of secret in text (a buffer of cap bytes). */
+static void redact(char *text, size_t cap, const char *secret)
+{
+	size_t sl = strlen(secret);
+	if (!sl || !strstr(text, secret))
+		return;
+	struct eng_buf b = ENG_BUF_INIT(cap - 1);
+	for (const char *p = text; *p;) {
+		const char *hit = strstr(p, secret);
+		if (!hit) {
+			eng_buf_adds(&b, p);
+			break;
+		}
+		eng_buf_add(&b, p, (size_t)(hit - p));
+		eng_buf_adds(&b, "[redacted]");
+		p = hit + sl;
+	}
+	snprintf(text, cap, "%s", eng_buf_str(&b));
+	eng_buf_release(&b);
+}
+
 static enum eng_status finish(struct sender *s, struct slot *sl, CURLcode rc,
 			      struct eng_err *err)
 {
@@ -741,8 +836,25 @@ static enum eng_status finish(struct sender *s, struct slot *sl, CURLcode rc,
 	if (rc == CURLE_OK) {
 		curl_easy_getinfo(sl->easy, CURLINFO_RESPONSE_CODE, &http);
 		eng_wa_parse_answer(http, eng_buf_str(&sl->answer), sl->answer.len, &res);
+		s->transport_streak = 0;
 	} else {
 		eng_wa_transport_error(rc, sl->errbuf, &res);
+		if (rc != CURLE_OPERATION_TIMEDOUT)
+			s->transport_streak++;
+	}
+	/* whatever an answer echoes, the token goes no further */
+	redact(res.error, sizeof(res.error), s->wa->token);
+	/* The API unreachable for every request (DNS, TLS, refused): stop
+	 * before every message's attempts are used up on it. */
+	if (res.cls != ENG_WA_SENT && rc != CURLE_OK && rc != CURLE_OPERATION_TIMEDOUT &&
+	    (s->unreachable ||
+	     s->transport_streak >= (s->o->concurrency > 5 ? s->o->concurrency : 5))) {
+		if (!s->unreachable)
+			snprintf(s->fatal_error, sizeof(s->fatal_error),
+				 "the API is unreachable: %s", res.error);
+		s->unreachable = true;
+		count_error(s, res.code_text);
+		return hand_back(s, m, res.code_text, res.error, "unreachable", err);
 	}
 	eng_time now = now_for(s, m);
 	json_t *d = details(m, NULL);
@@ -769,7 +881,7 @@ static enum eng_status finish(struct sender *s, struct slot *sl, CURLcode rc,
 		s->fatal = true;
 		snprintf(s->fatal_error, sizeof(s->fatal_error), "%s", res.error);
 		json_decref(d);
-		return hand_back(s, m, res.code_text, res.error, err);
+		return hand_back(s, m, res.code_text, res.error, "fatal", err);
 	case ENG_WA_FAIL:
 		o = (struct outcome){"failed", 1, 0, res.code_text, res.error, NULL, 0,
 				     "message_failed", d};
@@ -805,6 +917,8 @@ static enum eng_status finish(struct sender *s, struct slot *sl, CURLcode rc,
 		}
 		break;
 	}
+	if (res.cls != ENG_WA_SENT)
+		release_reservation(s, m);
 	if (res.cls != ENG_WA_SENT)
 		eng_log(res.cls == ENG_WA_FAIL ? ENG_WARN : ENG_INFO, "message_not_sent",
 			ENG_I("message_id", m->id), ENG_PHONE("to", m->to),
@@ -864,6 +978,8 @@ static enum eng_status setup_http(struct sender *s, struct eng_err *err)
 		curl_easy_setopt(sl->easy, CURLOPT_SSL_VERIFYPEER, 1L);
 		curl_easy_setopt(sl->easy, CURLOPT_SSL_VERIFYHOST, 2L);
 		curl_easy_setopt(sl->easy, CURLOPT_PROTOCOLS_STR, "https,http");
+		/* plain http only goes to loopback: never through a proxy */
+		curl_easy_setopt(sl->easy, CURLOPT_NOPROXY, "localhost,127.0.0.0/8,::1");
 		curl_easy_setopt(sl->easy, CURLOPT_FOLLOWLOCATION, 0L);
 		curl_easy_setopt(sl->easy, CURLOPT_TCP_KEEPALIVE, 1L);
 		curl_easy_setopt(sl->easy, CURLOPT_USERAGENT, "engagement-queue-send/" ENG_VERSION);
@@ -875,8 +991,11 @@ static void teardown_http(struct sender *s)
 {
 	for (int i = 0; s->slots && i < s->o->concurrency; i++) {
 		if (s->slots[i].easy) {
-			if (s->slots[i].m)
+			if (s->slots[i].m) { /* in flight when the run broke off */
 				curl_multi_remove_handle(s->multi, s->slots[i].easy);
+				msg_free(s->slots[i].m);
+				s->slots[i].m = NULL;
+			}
 			curl_easy_cleanup(s->slots[i].easy);
 		}
 		eng_buf_release(&s->slots[i].answer);
@@ -909,19 +1028,54 @@ static double percentile(double *v, size_t n, double q)
 	return v[i < n ? i : n - 1];
 }
 
-static enum eng_status housekeeping(struct sender *s, struct eng_err *err)
+static enum eng_status recover(struct sender *s, struct eng_err *err)
 {
-	char now[32], days[16];
+	char now[32];
 	eng_time_format(s->run->opt.have_now ? s->run->opt.now : s->run->now, now);
 	const char *p[] = {now, s->run->run_id};
 	PGresult *r = eng_db_query(s->db, recover_sql, 2, p, err);
 	if (!r)
 		return eng_err_prefix(err, "could not recover expired leases");
-	s->k.recovered += atoll(PQgetvalue(r, 0, 0));
+	long long n = atoll(PQgetvalue(r, 0, 0));
 	PQclear(r);
-	if (s->k.recovered)
-		eng_log(ENG_WARN, "leases_recovered", ENG_I("messages", s->k.recovered));
+	s->k.recovered += n;
+	if (n)
+		eng_log(ENG_WARN, "leases_recovered", ENG_I("messages", n));
+	return ENG_OK;
+}
 
+/* Every third of a lease: keep our claims, and recover dead workers'. */
+static enum eng_status renew(struct sender *s, struct eng_err *err)
+{
+	int64_t now = eng_mono_us();
+	if (now - s->lease_renewed < (int64_t)s->o->lease_seconds * 1000000 / 3)
+		return ENG_OK;
+	char lease[16];
+	snprintf(lease, sizeof(lease), "%d", s->o->lease_seconds);
+	const char *p[] = {s->owner, lease};
+	if (eng_db_exec(s->db, renew_sql, 2, p, err))
+		return eng_err_prefix(err, "could not renew the claims' lease");
+	s->lease_renewed = now;
+	return recover(s, err);
+}
+
+/* May m still be sent? Its lease is renewed every third of a lease while
+ * the request runs; what must not happen is starting on a claim whose
+ * lease is about to lapse (the process stalled past its renewals): another
+ * worker may be recovering it. */
+static bool lease_ok(const struct sender *s, const struct msg *m)
+{
+	int64_t since = m->claimed_mono > s->lease_renewed ? m->claimed_mono
+							    : s->lease_renewed;
+	int64_t expiry = since + (int64_t)s->o->lease_seconds * 1000000;
+	return eng_mono_us() + 2000000 < expiry;
+}
+
+static enum eng_status housekeeping(struct sender *s, struct eng_err *err)
+{
+	char days[16];
+	if (recover(s, err))
+		return err->status;
 	snprintf(days, sizeof(days), "%d", s->o->retain_days);
 	const char *q[] = {days};
 	int64_t t0 = eng_mono_us();
@@ -938,7 +1092,7 @@ static void summarize(struct sender *s, int64_t t0)
 {
 	json_t *sum = s->run->summary;
 	double secs = (double)(eng_mono_us() - t0) / 1e6;
-	json_object_set_new(sum, "worker_id", json_string(s->o->worker_id));
+	json_object_set_new(sum, "worker_id", json_string(s->owner));
 	json_object_set_new(sum, "claimed", json_integer(s->k.claimed));
 	json_object_set_new(sum, "sent", json_integer(s->k.sent));
 	json_object_set_new(sum, "retried", json_integer(s->k.retried));
@@ -961,10 +1115,10 @@ static void summarize(struct sender *s, int64_t t0)
 	json_object_set_new(sum, "latency_ms", lat);
 	json_object_set_new(sum, "send_rate", json_real(secs > 0 ? round(s->k.sent / secs * 10) / 10 : 0));
 	if (s->dry) {
-		json_object_set_new(sum, "would_send", json_integer(s->k.sent));
+		json_object_set_new(sum, "would_send", json_integer(s->k.would_send));
 		json_object_set_new(sum, "requests_shown", json_incref(s->dry_requests));
 	}
-	if (s->fatal)
+	if (s->fatal || s->unreachable)
 		json_object_set_new(sum, "fatal_error", eng_json_text(s->fatal_error));
 }
 
@@ -983,6 +1137,9 @@ enum eng_status eng_send_run(struct eng_run *run, const struct eng_send_opts *o,
 	s.errors = json_object();
 	s.dry_requests = json_array();
 	s.last_flush = eng_mono_us();
+	s.lease_renewed = eng_mono_us();
+	s.stop_reason = "stopped";
+	snprintf(s.owner, sizeof(s.owner), "%s/%.8s", o->worker_id, run->run_id);
 	if (getrandom(&s.rng, sizeof(s.rng), 0) != sizeof(s.rng) || !s.rng)
 		s.rng = 0x9E3779B97F4A7C15ULL ^ (unsigned long long)eng_mono_us();
 	int64_t t0 = eng_mono_us();
@@ -1009,16 +1166,22 @@ enum eng_status eng_send_run(struct eng_run *run, const struct eng_send_opts *o,
 		int64_t now = eng_mono_us();
 		if (!s.stop && eng_interrupted) {
 			s.stop = interrupted = true;
+			s.stop_reason = "signal";
 			eng_log(ENG_WARN, "stopping", ENG_S("reason", "signal"),
 				ENG_I("signal", eng_interrupted));
 		}
 		if (!s.stop && o->max_seconds > 0 &&
 		    (double)(now - t0) / 1e6 >= o->max_seconds) {
 			s.stop = true;
+			s.stop_reason = "max_seconds";
 			eng_log(ENG_INFO, "stopping", ENG_S("reason", "max_seconds"));
 		}
-		if (s.fatal)
+		if (!s.stop && (s.fatal || s.unreachable)) {
 			s.stop = true;
+			s.stop_reason = s.fatal ? "fatal" : "unreachable";
+		}
+		if (!s.dry && (st = renew(&s, err)))
+			break;
 
 		/* claim more while the pipeline runs low */
 		bool may_claim = !s.stop && !s.drained &&
@@ -1042,6 +1205,15 @@ enum eng_status eng_send_run(struct eng_run *run, const struct eng_send_opts *o,
 
 		/* start requests */
 		while (!s.stop && s.in_flight < o->concurrency && pending_count(&s) > 0) {
+			struct msg *m = s.pending[s.head];
+			if (!lease_ok(&s, m)) { /* could expire mid-request: not sent */
+				s.head++;
+				if ((st = hand_back(&s, m, "lease", "its claim was about to "
+						    "expire before it could be sent",
+						    "lease", err)))
+					break;
+				continue;
+			}
 			if (o->rate > 0 && s.tokens < 1) {
 				if (eng_mono_us() < s.rate_wait_until)
 					break;
@@ -1056,9 +1228,12 @@ enum eng_status eng_send_run(struct eng_run *run, const struct eng_send_opts *o,
 					sl = &s.slots[i];
 			if (!sl) /* cannot happen: in_flight < concurrency */
 				break;
-			struct msg *m = s.pending[s.head++];
-			if ((st = start(&s, sl, m, err)))
+			s.head++;
+			if ((st = start(&s, sl, m, err))) {
+				enum eng_status st2 = hand_back(&s, m, NULL, NULL, "internal", err);
+				(void)st2;
 				break;
+			}
 			if (o->rate > 0)
 				s.tokens -= 1;
 		}
@@ -1076,9 +1251,16 @@ enum eng_status eng_send_run(struct eng_run *run, const struct eng_send_opts *o,
 			int64_t w = (s.rate_wait_until - eng_mono_us()) / 1000;
 			timeout = w < 1 ? 1 : (w < 50 ? (int)w : 50);
 		}
+		CURLMcode mc = CURLM_OK;
 		if (s.in_flight > 0 || pending_count(&s) > 0)
-			curl_multi_poll(s.multi, NULL, 0, timeout, NULL);
-		curl_multi_perform(s.multi, &still);
+			mc = curl_multi_poll(s.multi, NULL, 0, timeout, NULL);
+		if (mc == CURLM_OK)
+			mc = curl_multi_perform(s.multi, &still);
+		if (mc != CURLM_OK) {
+			st = eng_err_set(err, ENG_EINTERNAL, "libcurl: %s",
+					 curl_multi_strerror(mc));
+			break;
+		}
 		if ((st = harvest(&s, err)))
 			break;
 		if (eng_mono_us() - s.last_flush >= FLUSH_US && (st = flush(&s, err)))
@@ -1091,7 +1273,8 @@ enum eng_status eng_send_run(struct eng_run *run, const struct eng_send_opts *o,
 		/* whatever was claimed and not sent goes back, uncharged */
 		enum eng_status st2 = ENG_OK;
 		while (pending_count(&s) > 0 && st2 == ENG_OK)
-			st2 = hand_back(&s, s.pending[s.head++], NULL, NULL, err);
+			st2 = hand_back(&s, s.pending[s.head++], NULL, NULL,
+					s.stop_reason, err);
 		if (st2 == ENG_OK && eng_db_alive(s.db))
 			st2 = flush(&s, err);
 		if (st == ENG_OK)
@@ -1100,6 +1283,10 @@ enum eng_status eng_send_run(struct eng_run *run, const struct eng_send_opts *o,
 	if (s.fatal) {
 		*exit_code = ENG_EXIT_UNAVAILABLE;
 		eng_log(ENG_ERROR, "api_refused_run", ENG_S("error", s.fatal_error),
+			ENG_I("handed_back", s.k.handed_back));
+	} else if (s.unreachable) {
+		*exit_code = ENG_EXIT_TEMPFAIL;
+		eng_log(ENG_ERROR, "api_unreachable", ENG_S("error", s.fatal_error),
 			ENG_I("handed_back", s.k.handed_back));
 	} else if (interrupted) {
 		*exit_code = ENG_EXIT_TEMPFAIL;
@@ -1117,7 +1304,7 @@ enum eng_status eng_send_run(struct eng_run *run, const struct eng_send_opts *o,
 	free(s.pending);
 	free(s.out_msgs);
 	for (size_t i = 0; i < s.users_cap; i++)
-		free(s.users[i].at);
+		free(s.users[i].r);
 	free(s.users);
 	free(s.lat);
 	free(s.optouts);

@@ -153,12 +153,25 @@ send() { eng queue-send --db "$CONN" --now "$NOW" "$@"; }
 	[[ "$output$stderr" != *not-the-token* ]]
 }
 
-@test "an account-level error (131031) stops the run too: 69" {
+@test "an account-level error (131031) stops the run too: 69, both handed back with an audit row" {
 	user 1 913; user 2
 	msg 1 >/dev/null; msg 2 >/dev/null
 	send --concurrency 1
 	[ "$status" -eq 69 ]
-	[ "$(q "SELECT count(*) FROM engagement.message_queue WHERE status = 'queued' AND attempts = 0")" -ge 1 ]
+	[ "$(q "SELECT count(*) FROM engagement.message_queue WHERE status = 'queued' AND attempts = 0")" -eq 2 ]
+	[ "$(q "SELECT string_agg(details->>'reason', ',') FROM engagement.audit_log WHERE event = 'message_handed_back'")" = fatal,fatal ]
+	[ "$(requests)" -eq 1 ]
+}
+
+@test "the API unreachable for every request: exit 75, messages handed back, attempts not used up" {
+	for i in $(seq 1 30); do user "$i"; msg "$i" >/dev/null; done
+	WHATSAPP_API_URL=http://127.0.0.1:1 send --concurrency 4 --rate 0
+	[ "$status" -eq 75 ]
+	[[ "$(sj .fatal_error)" == *unreachable* ]]
+	[ "$(q "SELECT count(*) FROM engagement.message_queue WHERE status = 'queued'")" -eq 30 ]
+	[ "$(q "SELECT count(*) FROM engagement.message_queue WHERE status = 'failed'")" -eq 0 ]
+	[ "$(q "SELECT max(attempts) FROM engagement.message_queue")" -le 1 ]
+	[ "$(q "SELECT count(*) FROM engagement.message_queue WHERE attempts = 0")" -ge 25 ]
 }
 
 @test "131050: failed, and the user's opt-out recorded from whatsapp, everywhere" {
@@ -256,6 +269,23 @@ send() { eng queue-send --db "$CONN" --now "$NOW" "$@"; }
 	run row "$id" "status, attempts, next_attempt_at = timestamptz '$NOW' + interval '1 minute'"
 	[ "$output" = "queued|0|t" ]
 	[ "$(requests)" -eq 0 ]
+}
+
+@test "the hourly cap counts each send once across claims" {
+	user 1
+	for i in $(seq 2 191); do user "$i"; done
+	# claim order: 10 of user 1's (13:00), 190 others (13:30), 10 more of
+	# user 1's (14:00, the default), in claims of 100
+	for i in $(seq 10); do msg 1 >/dev/null; done
+	q "UPDATE engagement.message_queue SET next_attempt_at = '2026-11-22T13:00:00Z'" >/dev/null
+	for i in $(seq 2 191); do msg "$i" >/dev/null; done
+	q "UPDATE engagement.message_queue SET next_attempt_at = '2026-11-22T13:30:00Z'
+	   WHERE user_id <> '$(uid 1)'" >/dev/null
+	for i in $(seq 10); do msg 1 >/dev/null; done
+	send --batch 100 --rate 0
+	[ "$status" -eq 0 ]
+	[ "$(q "SELECT count(*) FROM engagement.message_queue WHERE user_id = '$(uid 1)' AND status = 'sent'")" -eq 20 ]
+	[ "$(sj .deferred)" -eq 0 ]
 }
 
 @test "the hourly cap holds within one run: 25 messages to one user, 20 sent" {
@@ -380,6 +410,46 @@ send() { eng queue-send --db "$CONN" --now "$NOW" "$@"; }
 	[ "$(requests)" -eq "$sent" ]
 }
 
+@test "claims are kept while a slow run goes on: a second worker never sends them again" {
+	stop_standin
+	start_standin --latency-ms 1000
+	for i in $(seq 1 12); do user "$i"; msg "$i" >/dev/null; done
+	"$ENG_BIN/queue-send" --db "$CONN" --now "$NOW" --rate 0 --concurrency 2 --lease-seconds 5 \
+		--worker-id slow >"$BATS_TEST_TMPDIR/slow.json" 2>/dev/null &
+	slow=$!
+	sleep 6 # past the first lease: renewed meanwhile, so nothing to recover
+	eng queue-send --db "$CONN" --now "$NOW" --rate 0 --worker-id second
+	[ "$status" -eq 0 ]
+	[ "$(sj .leases_recovered)" -eq 0 ]
+	wait "$slow"
+	[ "$(q "SELECT count(*) FROM engagement.message_queue WHERE status = 'sent'")" -eq 12 ]
+	[ "$(jq -r .biz_opaque_callback_data "$STANDIN_RECORD" | sort | uniq -d | wc -l)" -eq 0 ]
+	[ "$(requests)" -eq 12 ]
+}
+
+@test "--max-seconds: what was not sent in time is handed back, with an audit row" {
+	stop_standin
+	start_standin --latency-ms 300
+	for i in $(seq 1 40); do user "$i"; msg "$i" >/dev/null; done
+	send --rate 0 --concurrency 2 --max-seconds 1
+	[ "$status" -eq 0 ]
+	sent=$(sj .sent)
+	[ "$sent" -gt 0 ] && [ "$sent" -lt 40 ]
+	[ "$(q "SELECT count(*) FROM engagement.message_queue WHERE status = 'sending'")" -eq 0 ]
+	[ "$(q "SELECT count(*) FROM engagement.message_queue WHERE status = 'queued' AND attempts = 0")" -eq $((40 - sent)) ]
+	[ "$(q "SELECT count(*) FROM engagement.audit_log WHERE event = 'message_handed_back' AND details->>'reason' = 'max_seconds'")" -eq $((40 - sent)) ]
+}
+
+@test "a goodbye for someone who came back is cancelled, not sent" {
+	user 1
+	q "INSERT INTO engagement.engagement_states (user_id, state, last_activity_at) VALUES ('$(uid 1)', 'active', now())" >/dev/null
+	id=$(msg 1)
+	send
+	run row "$id" "status, last_error_code"
+	[ "$output" = "cancelled|user_returned" ]
+	[ "$(requests)" -eq 0 ]
+}
+
 @test "configuration errors exit 78 before anything is claimed" {
 	user 1
 	id=$(msg 1)
@@ -391,6 +461,8 @@ send() { eng queue-send --db "$CONN" --now "$NOW" "$@"; }
 	WHATSAPP_ACCESS_TOKEN_FILE=/nonexistent/token send
 	[ "$status" -eq 78 ]
 	WHATSAPP_API_URL="http://api.example.com" send
+	[ "$status" -eq 78 ]
+	WHATSAPP_API_URL="http://127.evil.example" send
 	[ "$status" -eq 78 ]
 	WHATSAPP_API_URL="::not a url::" send
 	[ "$status" -eq 78 ]

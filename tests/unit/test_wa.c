@@ -53,6 +53,14 @@ static void test_config(void **state)
 
 	setenv("WHATSAPP_API_URL", "http://api.example.com", 1);
 	assert_int_equal(load(&c, &e), ENG_ECONFIG); /* token in clear */
+	setenv("WHATSAPP_API_URL", "http://127.evil.example", 1);
+	assert_int_equal(load(&c, &e), ENG_ECONFIG); /* not a loopback address */
+	setenv("WHATSAPP_API_URL", "http://127.1.2.3:9/", 1);
+	assert_int_equal(load(&c, &e), ENG_OK);
+	setenv("WHATSAPP_API_URL", "https://user:pw@graph.facebook.com", 1);
+	assert_int_equal(load(&c, &e), ENG_ECONFIG);
+	setenv("WHATSAPP_API_URL", "https://graph.facebook.com/#x", 1);
+	assert_int_equal(load(&c, &e), ENG_ECONFIG);
 	setenv("WHATSAPP_API_URL", "ftp://x", 1);
 	assert_int_equal(load(&c, &e), ENG_ECONFIG);
 	setenv("WHATSAPP_API_URL", "not a url", 1);
@@ -93,8 +101,10 @@ static void test_classes(void **state)
 	(void)state;
 	static const long retry[] = {1, 2, 131000, 131016, 133004, 131057, 424242};
 	static const long defer[] = {4, 80007, 130429, 131056, 131049, 132015, 132069};
-	static const long fail[] = {100, 130403, 131026, 131047, 131050, 131051,
-				    132000, 132001, 132012, 135000};
+	static const long fail[] = {100, 130403, 130472, 130497, 131008, 131009,
+				    131021, 131026, 131047, 131050, 131051, 131053,
+				    132000, 132001, 132005, 132007, 132012, 132016,
+				    132068, 135000};
 	static const long fatal[] = {0, 3, 10, 33, 190, 200, 250, 299, 368,
 				     131031, 131042, 131045, 131048, 133000,
 				     133010, 131064};
