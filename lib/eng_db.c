@@ -265,19 +265,20 @@ enum eng_status eng_db_relation_exists(struct eng_db *db, const char *name,
 enum eng_status eng_db_schema_version(struct eng_db *db, int *version,
 				      struct eng_err *err)
 {
-	bool installed = false;
+	/* One round trip: a missing table or schema means "not installed". */
 	*version = 0;
-	if (eng_db_relation_exists(db, "engagement.schema_migrations",
-				   &installed, err))
-		return err->status;
-	if (!installed)
-		return ENG_OK;
 	PGresult *r = eng_db_query(db,
-			 "SELECT coalesce(max(version), 0) "
-			 "FROM engagement.schema_migrations",
-			 0, NULL, err);
-	if (!r)
+				   "SELECT coalesce(max(version), 0) "
+				   "FROM engagement.schema_migrations",
+				   0, NULL, err);
+	if (!r) {
+		if (eng_db_alive(db) && (strcmp(err->sqlstate, "42P01") == 0 ||
+					 strcmp(err->sqlstate, "3F000") == 0)) {
+			eng_err_clear(err);
+			return ENG_OK;
+		}
 		return err->status;
+	}
 	*version = atoi(PQgetvalue(r, 0, 0));
 	PQclear(r);
 	return ENG_OK;

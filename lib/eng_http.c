@@ -33,8 +33,8 @@ enum eng_status eng_http_check_url(const char *url, const char *what,
 	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
 	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
 	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
-		st = eng_err_set(err, ENG_ECONFIG, "%s is not a valid URL: \"%.200s\"",
-				 what, url);
+		/* the text is not echoed: it may hold a credential */
+		st = eng_err_set(err, ENG_ECONFIG, "%s is not a valid URL", what);
 		goto out;
 	}
 	if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK && query) {
@@ -55,8 +55,8 @@ enum eng_status eng_http_check_url(const char *url, const char *what,
 	    !(strcmp(scheme, "http") == 0 && is_loopback(host))) {
 		st = eng_err_set(err, ENG_ECONFIG,
 				 "%s must be https (plain http only to a loopback "
-				 "host): \"%.200s\"",
-				 what, url);
+				 "host), not %.16s://%.200s",
+				 what, scheme, host);
 		goto out;
 	}
 	size_t n = strlen(url);

@@ -5,6 +5,8 @@ load helpers
 
 setup() {
 	TMP=$(mktemp -d)
+	# the number of migrations shipped in sql/ (the newest version)
+	LATEST=$(ls "$ENG_SRC"/sql/*.up.sql | wc -l)
 }
 
 teardown() {
@@ -91,7 +93,7 @@ tables() {
 	DATABASE_URL="postgresql://engagement_pw:correct-horse-battery@127.0.0.1:$PGPORT/$DB" \
 		eng migrate status
 	[ "$status" -eq 0 ]
-	[ "$(sj .current)" -eq 5 ]
+	[ "$(sj .current)" -eq "$LATEST" ]
 }
 
 @test "a role without privileges on the schema exits 77" {
@@ -134,13 +136,13 @@ tables() {
 	new_db empty
 	eng migrate --db "$CONN" up
 	[ "$status" -eq 0 ]
-	[ "$(sj .current)" -eq 5 ]
-	[ "$(sj '.applied | length')" -eq 5 ]
+	[ "$(sj .current)" -eq "$LATEST" ]
+	[ "$(sj '.applied | length')" -eq "$LATEST" ]
 	[ "$(tables)" = "activity_events,audit_log,engagement_states,job_locks,job_runs,message_queue,message_templates,outbox_events,schema_migrations,send_rate,state_transitions,time_zones,user_preferences,users" ]
-	[ "$(q "SELECT count(*) FROM engagement.schema_migrations")" -eq 5 ]
-	[ "$(q "SELECT count(*) FROM engagement.schema_migrations WHERE checksum ~ '^[0-9a-f]{64}$'")" -eq 5 ]
+	[ "$(q "SELECT count(*) FROM engagement.schema_migrations")" -eq "$LATEST" ]
+	[ "$(q "SELECT count(*) FROM engagement.schema_migrations WHERE checksum ~ '^[0-9a-f]{64}$'")" -eq "$LATEST" ]
 	# one migration_applied line per migration
-	[ "$(log_events migration_applied | wc -l)" -eq 5 ]
+	[ "$(log_events migration_applied | wc -l)" -eq "$LATEST" ]
 }
 
 @test "up twice in a row: the second does nothing" {
@@ -171,8 +173,8 @@ tables() {
 		n=$(jq '.applied | length' "$TMP/out$i")
 		total=$((total + n))
 	done
-	[ "$total" -eq 5 ]
-	[ "$(q "SELECT count(*) FROM engagement.schema_migrations")" -eq 5 ]
+	[ "$total" -eq "$LATEST" ]
+	[ "$(q "SELECT count(*) FROM engagement.schema_migrations")" -eq "$LATEST" ]
 }
 
 @test "up --to stops at the version asked" {
@@ -189,7 +191,7 @@ tables() {
 	new_db empty
 	eng migrate --db "$CONN" up --dry-run
 	[ "$status" -eq 0 ]
-	[ "$(sj '.plan | length')" -eq 5 ]
+	[ "$(sj '.plan | length')" -eq "$LATEST" ]
 	[[ "$(sj '.plan[0].sql')" == *"CREATE TABLE engagement.users"* ]]
 	[ "$(sj .dry_run)" = true ]
 	[ "$(q "SELECT to_regclass('engagement.schema_migrations') IS NULL")" = t ]
@@ -202,15 +204,15 @@ tables() {
 	eng migrate --db "$CONN" up
 	dump() { pg_dump --schema-only --schema=engagement -d "$DB" | grep -v -e '^--' -e '^$' -e '^\\'; }
 	dump >"$TMP/before.sql"
-	for v in 5 4 3 2 1; do
+	for v in $(seq "$LATEST" -1 1); do
 		eng migrate --db "$CONN" down --to $((v - 1))
 		[ "$status" -eq 0 ]
 		[ "$(sj .current)" -eq $((v - 1)) ]
-		[ "$(sj '.reverted | length')" -eq $((6 - v)) ]
+		[ "$(sj '.reverted | length')" -eq $((LATEST + 1 - v)) ]
 		[ "$(sj '.reverted[-1].version')" -eq "$v" ]
 		eng migrate --db "$CONN" up
 		[ "$status" -eq 0 ]
-		[ "$(sj .current)" -eq 5 ]
+		[ "$(sj .current)" -eq "$LATEST" ]
 	done
 	eng migrate --db "$CONN" down --to 0
 	[ "$status" -eq 0 ]
@@ -226,8 +228,8 @@ tables() {
 	eng migrate --db "$CONN" up
 	eng migrate --db "$CONN" down --steps 2
 	[ "$status" -eq 0 ]
-	[ "$(sj '[.reverted[].version] | join(",")')" = "5,4" ]
-	[ "$(sj .current)" -eq 3 ]
+	[ "$(sj '[.reverted[].version] | join(",")')" = "$LATEST,$((LATEST - 1))" ]
+	[ "$(sj .current)" -eq $((LATEST - 2)) ]
 }
 
 @test "down without a down file exits 65 and reverts nothing" {
