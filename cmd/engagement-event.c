@@ -184,6 +184,33 @@ static int run_single(struct eng_run *run, struct ctx *c)
 
 #define BLOCK 10000
 
+struct take_ctx {
+	struct eng_event *ev;
+	eng_time now;
+	long long *malformed;
+};
+
+/* A malformed line stays in the block, failed, to be reported in order. */
+static void take_line(void *ctx, size_t i, long lineno, const char *text,
+		      size_t len, bool too_long)
+{
+	struct take_ctx *tc = ctx;
+	struct eng_event *e = &tc->ev[i];
+	struct eng_err perr = ENG_ERR_INIT;
+	e->line = lineno;
+	if (too_long)
+		eng_err_set(&perr, ENG_EDATA, "line longer than %d bytes", ENG_LINE_MAX);
+	else
+		eng_event_parse_json(text, len, tc->now, e, &perr);
+	if (perr.status) {
+		(*tc->malformed)++;
+		memset(e, 0, sizeof(*e));
+		e->line = lineno;
+		e->err = perr;
+		e->outcome = ENG_EV_FAILED;
+	}
+}
+
 static void report(struct eng_event *ev, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -217,36 +244,11 @@ static int run_batch(struct eng_run *run, struct ctx *c)
 		goto done;
 	while (!eof && st == ENG_OK) {
 		size_t n = 0;
-		while (n < BLOCK) {
-			const char *text;
-			size_t len;
-			bool too_long;
-			int got = eng_lines_next(&in, &text, &len, &too_long, &err);
-			if (got < 0)
-				st = err.status;
-			if (got <= 0) {
-				eof = true;
-				break;
-			}
-			lines++;
-			struct eng_event *e = &ev[n];
-			struct eng_err perr = ENG_ERR_INIT;
-			e->line = in.lineno;
-			if (too_long)
-				eng_err_set(&perr, ENG_EDATA, "line longer than %d bytes",
-					    ENG_LINE_MAX);
-			else
-				eng_event_parse_json(text, len, run->now, e, &perr);
-			if (perr.status) { /* kept, to be reported in line order */
-				malformed++;
-				memset(e, 0, sizeof(*e));
-				e->line = in.lineno;
-				e->err = perr;
-				e->outcome = ENG_EV_FAILED;
-			}
-			n++;
-		}
-		if (n == 0 || st)
+		struct take_ctx tc = {ev, run->now, &malformed};
+		if ((st = eng_lines_block(&in, BLOCK, take_line, &tc, &n, &eof, &err)))
+			break;
+		lines += (long long)n;
+		if (n == 0)
 			break;
 		struct eng_ev_counts bk = {0};
 		st = eng_events_apply(&run->db, ev, n, run->run_id,

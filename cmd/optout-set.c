@@ -259,6 +259,31 @@ static int run_change(struct eng_run *run, struct ctx *c)
 
 #define BLOCK 10000
 
+struct take_ctx {
+	struct eng_optout_item *it;
+	long long *malformed;
+};
+
+/* A malformed line stays in the block, failed, to be reported in order. */
+static void take_line(void *ctx, size_t i, long lineno, const char *text,
+		      size_t len, bool too_long)
+{
+	struct take_ctx *tc = ctx;
+	struct eng_optout_item *x = &tc->it[i];
+	struct eng_err perr = ENG_ERR_INIT;
+	memset(x, 0, sizeof(*x));
+	x->line = lineno;
+	if (too_long)
+		eng_err_set(&perr, ENG_EDATA, "line longer than %d bytes", ENG_LINE_MAX);
+	else
+		eng_optout_parse_json(text, len, x, &perr);
+	if (perr.status) {
+		(*tc->malformed)++;
+		x->failed = true;
+		x->err = perr;
+	}
+}
+
 static int run_batch(struct eng_run *run, struct ctx *c)
 {
 	struct eng_err err = ENG_ERR_INIT;
@@ -278,35 +303,11 @@ static int run_batch(struct eng_run *run, struct ctx *c)
 		goto done;
 	while (!eof && st == ENG_OK) {
 		size_t n = 0;
-		while (n < BLOCK) {
-			const char *text;
-			size_t len;
-			bool too_long;
-			int got = eng_lines_next(&in, &text, &len, &too_long, &err);
-			if (got < 0)
-				st = err.status;
-			if (got <= 0) {
-				eof = true;
-				break;
-			}
-			lines++;
-			struct eng_optout_item *x = &it[n];
-			struct eng_err perr = ENG_ERR_INIT;
-			memset(x, 0, sizeof(*x));
-			x->line = in.lineno;
-			if (too_long)
-				eng_err_set(&perr, ENG_EDATA, "line longer than %d bytes",
-					    ENG_LINE_MAX);
-			else
-				eng_optout_parse_json(text, len, x, &perr);
-			if (perr.status) { /* kept, to be reported in line order */
-				malformed++;
-				x->failed = true;
-				x->err = perr;
-			}
-			n++;
-		}
-		if (n == 0 || st)
+		struct take_ctx tc = {it, &malformed};
+		if ((st = eng_lines_block(&in, BLOCK, take_line, &tc, &n, &eof, &err)))
+			break;
+		lines += (long long)n;
+		if (n == 0)
 			break;
 		st = eng_optout_apply_items(&run->db, it, n, run->run_id,
 					    run->opt.dry_run, &err);

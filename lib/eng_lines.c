@@ -51,3 +51,24 @@ void eng_lines_close(struct eng_lines *l)
 	l->f = NULL;
 	l->buf = NULL;
 }
+
+enum eng_status eng_lines_block(struct eng_lines *l, size_t max, eng_line_fn take,
+				void *ctx, size_t *n, bool *eof,
+				struct eng_err *err)
+{
+	*n = 0;
+	while (*n < max) {
+		const char *text;
+		size_t len;
+		bool too_long;
+		int got = eng_lines_next(l, &text, &len, &too_long, err);
+		if (got < 0)
+			return err->status;
+		if (got == 0) {
+			*eof = true;
+			break;
+		}
+		take(ctx, (*n)++, l->lineno, text, len, too_long);
+	}
+	return ENG_OK;
+}

@@ -27,4 +27,13 @@ int eng_lines_next(struct eng_lines *l, const char **text, size_t *len,
 		   bool *too_long, struct eng_err *err);
 void eng_lines_close(struct eng_lines *l);
 
+/* Read up to max more lines, calling take(ctx, i, line number, text, len,
+ * too_long) for the i-th. *n: how many; *eof set at the end of input.
+ * An error only when reading failed. */
+typedef void (*eng_line_fn)(void *ctx, size_t i, long lineno, const char *text,
+			    size_t len, bool too_long);
+enum eng_status eng_lines_block(struct eng_lines *l, size_t max, eng_line_fn take,
+				void *ctx, size_t *n, bool *eof,
+				struct eng_err *err);
+
 #endif

@@ -178,23 +178,14 @@ enum eng_status eng_optout_parse_json(const char *text, size_t len,
 		goto out;
 	}
 	json_object_foreach(o, key, v) {
-		if (strcmp(key, "user_id") == 0) {
-			who++;
-			if (!json_is_string(v) ||
-			    eng_parse_uuid(json_string_value(v), it->who.user_id)) {
-				st = eng_err_set(err, ENG_EDATA, "\"user_id\" is not a UUID");
-				goto out;
-			}
-		} else if (strcmp(key, "phone") == 0) {
-			who++;
-			if (!json_is_string(v) || !eng_is_e164(json_string_value(v))) {
-				st = eng_err_set(err, ENG_EDATA,
-						 "\"phone\" is not an E.164 number");
-				goto out;
-			}
-			snprintf(it->who.phone, sizeof(it->who.phone), "%s",
-				 json_string_value(v));
-		} else if (strcmp(key, "opt_out") == 0) {
+		int ref = eng_user_ref_field(key, v, &it->who, &who, err);
+		if (ref < 0) {
+			st = err->status;
+			goto out;
+		}
+		if (ref > 0)
+			continue;
+		if (strcmp(key, "opt_out") == 0) {
 			if (!json_is_boolean(v)) {
 				st = eng_err_set(err, ENG_EDATA,
 						 "\"opt_out\" must be true or false");

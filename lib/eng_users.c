@@ -7,6 +7,7 @@
 #include "eng_batch.h"
 #include "eng_buf.h"
 #include "eng_mask.h"
+#include "eng_parse.h"
 #include "eng_state.h"
 
 static int cmp_str(const void *a, const void *b)
@@ -70,6 +71,30 @@ enum eng_status eng_users_resolve(struct eng_db *db, struct eng_user_ref **refs,
 	free(by_phone);
 	PQclear(r);
 	return ENG_OK;
+}
+
+int eng_user_ref_field(const char *key, const json_t *v, struct eng_user_ref *who,
+		       int *seen, struct eng_err *err)
+{
+	if (strcmp(key, "user_id") == 0) {
+		(*seen)++;
+		if (!json_is_string(v) || eng_parse_uuid(json_string_value(v), who->user_id)) {
+			eng_err_set(err, ENG_EDATA, "\"user_id\" is not a UUID");
+			return -1;
+		}
+		return 1;
+	}
+	if (strcmp(key, "phone") == 0) {
+		(*seen)++;
+		if (!json_is_string(v) || !eng_is_e164(json_string_value(v))) {
+			eng_err_set(err, ENG_EDATA, "\"phone\" is not an E.164 number "
+				    "(+ and 8 to 15 digits)");
+			return -1;
+		}
+		snprintf(who->phone, sizeof(who->phone), "%s", json_string_value(v));
+		return 1;
+	}
+	return 0;
 }
 
 void eng_users_not_found(const struct eng_user_ref *r, struct eng_err *err)

@@ -11,6 +11,7 @@
 
 #include "eng_db.h"
 #include "eng_err.h"
+#include <jansson.h>
 
 struct eng_user_ref {
 	char user_id[37]; /* given, or filled from phone */
@@ -21,6 +22,11 @@ struct eng_user_ref {
 /* Look up n users in one query: fills user_id for phones and sets found. */
 enum eng_status eng_users_resolve(struct eng_db *db, struct eng_user_ref **refs,
 				  size_t n, struct eng_err *err);
+
+/* If key is "user_id" or "phone", parse v into who (counting it in *seen)
+ * and return 1; ENG_EDATA in err when malformed (-1); 0 for other keys. */
+int eng_user_ref_field(const char *key, const json_t *v, struct eng_user_ref *who,
+		       int *seen, struct eng_err *err);
 
 /* The not-found message for a reference ("no user with phone +55***21"). */
 void eng_users_not_found(const struct eng_user_ref *r, struct eng_err *err);

@@ -60,6 +60,17 @@ echo wrong >"$TMPDIR_VG/bad"
 WHATSAPP_API_URL="http://127.0.0.1:$(cat "$TMPDIR_VG/port")" WHATSAPP_PHONE_NUMBER_ID=1234567890 \
   WHATSAPP_ACCESS_TOKEN_FILE="$TMPDIR_VG/bad" \
   expect 69 "$bin/queue-send" --db "$c" --now 2026-11-22T15:00:00Z
+# preferences and the outbox (the webhook on the stand-in's receiver)
+expect 0 "$bin/optout-set" --db "$c" --user 00000000-0000-4000-8000-000000000021 --text "Parar Lembretes" --source whatsapp
+expect 0 "$bin/optout-set" --db "$c" --user 00000000-0000-4000-8000-000000000021 --show
+printf '%s\n' '{"user_id":"00000000-0000-4000-8000-000000000022","opt_out":true,"source":"web"}' \
+  '{"phone":"+5511000000023","opt_out":false,"source":"api","at":"2020-01-01T00:00:00Z"}' 'nope' >"$TMPDIR_VG/changes"
+expect 1 "$bin/optout-set" --db "$c" --batch "$TMPDIR_VG/changes"
+expect 65 "$bin/optout-set" --db "$c" --user 00000000-0000-4000-8000-000000000021 --text "whatever" --source web
+echo "vg-secret" >"$TMPDIR_VG/secret"
+expect 0 "$bin/outbox-relay" --db "$c" --webhook "http://127.0.0.1:$(cat "$TMPDIR_VG/port")/_webhook" \
+  --secret-file "$TMPDIR_VG/secret" --batch 50
+expect 0 "$bin/outbox-relay" --db "$c" --stdout
 kill "$standin"
 standin=
 echo "valgrind: programs clean"

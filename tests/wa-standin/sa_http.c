@@ -559,6 +559,10 @@ static enum MHD_Result finish(struct sa_server *srv, struct MHD_Connection *conn
 			set_error(&a, 405, "OAuthException", 100, 2494010,
 				  "(#100) Unsupported request method",
 				  "only POST is allowed here");
+		} else if (r->too_large) {
+			set_error(&a, 413, "OAuthException", 100, 2494010,
+				  "(#100) Request entity too large",
+				  "the webhook body is larger than 64 KiB");
 		} else {
 			pthread_mutex_lock(&srv->mu);
 			uint64_t nth = ++srv->webhook_seen;
