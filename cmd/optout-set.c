@@ -309,9 +309,10 @@ static int run_batch(struct eng_run *run, struct ctx *c)
 		lines += (long long)n;
 		if (n == 0)
 			break;
+		size_t done;
 		st = eng_optout_apply_items(&run->db, it, n, run->run_id,
-					    run->opt.dry_run, &err);
-		for (size_t i = 0; st == ENG_OK && i < n; i++) {
+					    run->opt.dry_run, &done, &err);
+		for (size_t i = 0; i < done; i++) {
 			if (it[i].failed) {
 				failed++;
 				eng_log(ENG_ERROR, "line_failed", ENG_I("line", it[i].line),

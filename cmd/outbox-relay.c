@@ -84,10 +84,10 @@ static enum eng_status on_opt(void *p, int opt, const char *arg,
 		c->o.purge_days = (int)v;
 		return ENG_OK;
 	case OPT_TIMEOUT:
-		if (eng_parse_duration_ms(arg, &v) || v < 1 || v > 300000)
+		if (eng_parse_duration_ms(arg, &v) || v < 1 || v > 30000)
 			return eng_err_set(err, ENG_EUSAGE,
-					   "invalid --timeout \"%s\": a duration such "
-					   "as 10s",
+					   "invalid --timeout \"%s\": a duration from "
+					   "1ms to 30s, such as 10s",
 					   arg);
 		c->o.timeout_ms = v;
 		return ENG_OK;

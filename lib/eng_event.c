@@ -391,8 +391,11 @@ enum eng_status eng_events_apply(struct eng_db *db, struct eng_event *ev,
 {
 	struct items_ctx x = {ev, run_id};
 	struct eng_items it = {n, &x, ev_who, ev_failed, ev_fail, ev_apply};
-	enum eng_status st = eng_items_apply(db, &it, dry_run, err);
-	for (size_t i = 0; i < n; i++) {
+	size_t done;
+	enum eng_status st = eng_items_apply(db, &it, dry_run, &done, err);
+	for (size_t i = done; i < n; i++)
+		ev[i].outcome = ENG_EV_PENDING; /* rolled back or not reached */
+	for (size_t i = 0; i < done; i++) {
 		switch (ev[i].outcome) {
 		case ENG_EV_TRANSITIONED:
 			counts->transitions++;

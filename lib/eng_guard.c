@@ -56,11 +56,12 @@ enum eng_status eng_guard_acquire(struct eng_db *db, const char *job,
 }
 
 enum eng_status eng_guard_renew(struct eng_db *db, const char *job,
-				const char *run_id, int ttl_s,
+				const char *run_id, int ttl_s, bool *lost,
 				struct eng_err *err)
 {
 	char ttl[16];
 	long long n = 0;
+	*lost = false;
 	snprintf(ttl, sizeof(ttl), "%d", ttl_s);
 	const char *p[] = {job, run_id, ttl};
 	if (eng_db_exec_count(db,
@@ -69,7 +70,8 @@ enum eng_status eng_guard_renew(struct eng_db *db, const char *job,
 			      "WHERE job = $1 AND run_id = $2",
 			      3, p, &n, err))
 		return err->status;
-	if (n != 1)
+	*lost = n != 1;
+	if (*lost)
 		return eng_err_set(err, ENG_ETEMP,
 				   "lost the %s run lease (this run stalled past "
 				   "its lease and another run took over)",

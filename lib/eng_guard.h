@@ -24,9 +24,11 @@ enum eng_status eng_guard_acquire(struct eng_db *db, const char *job,
 				  const char *run_id, int ttl_s,
 				  bool *acquired, char *holder, size_t holdersz,
 				  struct eng_err *err);
-/* ENG_ETEMP when the lease was lost (it lapsed and another run took it). */
+/* ENG_ETEMP with *lost true when the lease was lost (it lapsed and another
+ * run took it); any other error (a dropped connection) leaves *lost false:
+ * the lease may still be ours, and a renewal after reconnecting keeps it. */
 enum eng_status eng_guard_renew(struct eng_db *db, const char *job,
-				const char *run_id, int ttl_s,
+				const char *run_id, int ttl_s, bool *lost,
 				struct eng_err *err);
 void eng_guard_release(struct eng_db *db, const char *job,
 		       const char *run_id);

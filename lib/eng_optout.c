@@ -41,13 +41,14 @@ static const char apply_sql[] =
 	"  ORDER BY p.user_id FOR UPDATE"
 	"), d AS ("
 	"  SELECT i.*, coalesce(i.at, now()) AS eff, o.v AS old_v, o.t AS old_t, o.src AS old_src,"
-	"    CASE WHEN o.t IS NOT NULL AND coalesce(i.at, now()) < o.t THEN 'stale'"
+	"    CASE WHEN i.at > now() + make_interval(secs => $2::int) THEN 'future'"
+	"         WHEN o.t IS NOT NULL AND coalesce(i.at, now()) < o.t THEN 'stale'"
 	"         WHEN o.v = i.opt_out THEN 'unchanged' ELSE 'applied' END AS outcome"
 	"  FROM input i JOIN old o USING (user_id)"
 	"), upd AS ("
 	"  UPDATE engagement.user_preferences p SET reengagement_opt_out = d.opt_out,"
 	"    reengagement_opt_out_updated_at = d.eff, reengagement_opt_out_source = d.source"
-	"  FROM d WHERE p.user_id = d.user_id AND d.outcome <> 'stale'"
+	"  FROM d WHERE p.user_id = d.user_id AND d.outcome IN ('applied', 'unchanged')"
 	"  RETURNING p.user_id"
 	"), audit AS ("
 	"  INSERT INTO engagement.audit_log (user_id, message_id, event, source, details, run_id)"
@@ -59,7 +60,7 @@ static const char apply_sql[] =
 	"      'at', d.eff, 'previous_at', d.old_t, 'previous_source', d.old_src,"
 	"      'reason', d.reason)),"
 	"    d.run_id"
-	"  FROM d WHERE d.outcome <> 'stale'"
+	"  FROM d WHERE d.outcome IN ('applied', 'unchanged')"
 	"), ob AS ("
 	"  INSERT INTO engagement.outbox_events"
 	"    (aggregate_type, aggregate_id, event_type, payload, correlation_id, user_id)"
@@ -121,8 +122,10 @@ enum eng_status eng_optout_apply_many(struct eng_db *db,
 		1, pe, err);
 	PGresult *r = NULL;
 	if (st == ENG_OK) {
-		const char *p[] = {changes};
-		r = eng_db_query(db, apply_sql, 1, p, err);
+		char skew[16];
+		snprintf(skew, sizeof(skew), "%d", ENG_OPTOUT_SKEW_S);
+		const char *p[] = {changes, skew};
+		r = eng_db_query(db, apply_sql, 2, p, err);
 		if (!r)
 			st = err->status;
 	}
@@ -136,6 +139,7 @@ enum eng_status eng_optout_apply_many(struct eng_db *db,
 			continue;
 		const char *o = PQgetvalue(r, k, 1);
 		res[i].found = true;
+		res[i].future = strcmp(o, "future") == 0;
 		res[i].outcome = strcmp(o, "applied") == 0     ? ENG_OPTOUT_APPLIED
 				 : strcmp(o, "unchanged") == 0 ? ENG_OPTOUT_UNCHANGED
 							       : ENG_OPTOUT_STALE;
@@ -146,6 +150,25 @@ enum eng_status eng_optout_apply_many(struct eng_db *db,
 	return ENG_OK;
 }
 
+/* A change that found no user (deleted meanwhile) or came from the future
+ * is an error of its own. */
+static enum eng_status check_result(const struct eng_optout_change *c,
+				    const struct eng_optout_result *res,
+				    struct eng_err *err)
+{
+	char at[32];
+	if (!res->found)
+		return eng_err_set(err, ENG_ENOUSER, "no user with id %s", c->user_id);
+	if (res->future) {
+		eng_time_format(c->at, at);
+		return eng_err_set(err, ENG_EDATA,
+				   "the change is dated %s, more than %d minutes "
+				   "ahead of the database clock: refused",
+				   at, ENG_OPTOUT_SKEW_S / 60);
+	}
+	return ENG_OK;
+}
+
 enum eng_status eng_optout_apply(struct eng_db *db,
 				 const struct eng_optout_change *c,
 				 struct eng_optout_result *res,
@@ -153,9 +176,7 @@ enum eng_status eng_optout_apply(struct eng_db *db,
 {
 	if (eng_optout_apply_many(db, c, 1, res, err))
 		return err->status;
-	if (!res->found)
-		return eng_err_set(err, ENG_ENOUSER, "no user with id %s", c->user_id);
-	return ENG_OK;
+	return check_result(c, res, err);
 }
 
 /* ---- batches ------------------------------------------------------------ */
@@ -272,8 +293,12 @@ static enum eng_status it_apply(void *ctx, struct eng_db *db, const size_t *idx,
 						  it->at, it->reason, x->run_id, NULL};
 	}
 	enum eng_status st = eng_optout_apply_many(db, c, k, res, err);
-	for (size_t i = 0; st == ENG_OK && i < k; i++)
+	for (size_t i = 0; st == ENG_OK && i < k; i++) {
+		struct eng_err e = ENG_ERR_INIT;
 		x->it[idx[i]].res = res[i];
+		if (check_result(&c[i], &res[i], &e))
+			it_fail(ctx, idx[i], &e);
+	}
 	free(c);
 	free(res);
 	return st;
@@ -282,9 +307,9 @@ static enum eng_status it_apply(void *ctx, struct eng_db *db, const size_t *idx,
 enum eng_status eng_optout_apply_items(struct eng_db *db,
 				       struct eng_optout_item *it, size_t n,
 				       const char *run_id, bool dry_run,
-				       struct eng_err *err)
+				       size_t *done, struct eng_err *err)
 {
 	struct items_ctx x = {it, run_id};
 	struct eng_items items = {n, &x, it_who, it_failed, it_fail, it_apply};
-	return eng_items_apply(db, &items, dry_run, err);
+	return eng_items_apply(db, &items, dry_run, done, err);
 }

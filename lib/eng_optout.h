@@ -10,6 +10,10 @@
  * unchanged (same value: the timestamp and source move forward and the
  * audit log records the reaffirmation, nothing is published) and stale
  * (older than what is stored: nothing is written).
+ *
+ * A change dated more than ENG_OPTOUT_SKEW_S ahead of the database's clock
+ * is refused (a channel with a wrong clock would otherwise freeze the
+ * preference until then, "stop" included).
  */
 #ifndef ENG_OPTOUT_H
 #define ENG_OPTOUT_H
@@ -20,6 +24,8 @@
 #include "eng_err.h"
 #include "eng_time.h"
 #include "eng_users.h"
+
+#define ENG_OPTOUT_SKEW_S 300
 
 enum eng_optout_outcome {
 	ENG_OPTOUT_APPLIED,
@@ -44,6 +50,8 @@ bool eng_optout_source_valid(const char *s);
 struct eng_optout_result {
 	enum eng_optout_outcome outcome;
 	bool found;             /* false: no such user (nothing written) */
+	bool future;            /* at is over ENG_OPTOUT_SKEW_S ahead of the
+				 * database clock: refused, nothing written */
 	bool old_value;
 	eng_time at;            /* the instant the change carries */
 };
@@ -83,8 +91,9 @@ enum eng_status eng_optout_parse_json(const char *text, size_t len,
 				      struct eng_err *err);
 void eng_optout_item_release(struct eng_optout_item *it);
 
-/* Apply n items in order (see eng_items_apply). Each gets res or failed. */
+/* Apply n items in order (see eng_items_apply). Items [0, *done) each got
+ * res or failed; the rest were not applied (a fatal error). */
 enum eng_status eng_optout_apply_items(struct eng_db *db,
 				       struct eng_optout_item *it, size_t n,
 				       const char *run_id, bool dry_run,
-				       struct eng_err *err);
+				       size_t *done, struct eng_err *err);

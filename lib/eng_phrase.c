@@ -60,7 +60,10 @@ void eng_phrase_normalize(const char *in, char *out, size_t outsz)
 			space = false;
 			continue;
 		}
-		if (c == 0xC3 && p[1] >= 0x80 && p[1] <= 0xBF) { /* U+00C0..U+00FF */
+		if (c == 0xC2 && p[1] == 0xA0) { /* no-break space */
+			p += 2;
+			c = ' ';
+		} else if (c == 0xC3 && p[1] >= 0x80 && p[1] <= 0xBF) { /* U+00C0..U+00FF */
 			char f = fold_latin1(0xC0 + (p[1] - 0x80));
 			p += 2;
 			if (f && f != ' ') {

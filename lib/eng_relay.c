@@ -33,6 +33,7 @@ static const char purge_sql[] =
 	"  ORDER BY published_at LIMIT 1000))";
 
 #define CHANNEL "engagement_outbox"
+#define LAG_SAMPLE 65536 /* bounded memory however long --follow runs */
 
 struct relay {
 	struct eng_run *run;
@@ -41,8 +42,10 @@ struct relay {
 	struct curl_slist *headers;
 	struct eng_buf answer;
 	long long published, batches, retries, purged, reconnects, last_id;
-	double *lag;
-	size_t nlag, lag_cap;
+	double *lag;            /* a uniform sample of publication lags */
+	size_t nlag;
+	long long nseen;
+	double lag_max;
 	int64_t last_purge;
 	unsigned long long rng;
 };
@@ -66,12 +69,49 @@ static void nap(int64_t us)
 	}
 }
 
+static uint64_t next_rand(struct relay *r);
+
 static double jitter(struct relay *r)
+{
+	return 0.5 + 0.5 * (double)(next_rand(r) >> 11) / 9007199254740992.0;
+}
+
+static uint64_t next_rand(struct relay *r)
 {
 	r->rng ^= r->rng << 13;
 	r->rng ^= r->rng >> 7;
 	r->rng ^= r->rng << 17;
-	return 0.5 + 0.5 * (double)(r->rng >> 11) / 9007199254740992.0;
+	return r->rng;
+}
+
+/* Wait us microseconds, renewing the run lease on the way (the webhook may
+ * be down for longer than the lease lasts). */
+static enum eng_status wait_renewing(struct relay *r, int64_t us,
+				     struct eng_err *err)
+{
+	int64_t end = eng_mono_us() + us;
+	for (;;) {
+		if (eng_run_heartbeat(r->run, err))
+			return err->status;
+		int64_t left = end - eng_mono_us();
+		if (left <= 0 || eng_interrupted)
+			return ENG_OK;
+		nap(left < 5000000 ? left : 5000000);
+	}
+}
+
+static void record_lag(struct relay *r, double ms)
+{
+	if (ms > r->lag_max)
+		r->lag_max = ms;
+	r->nseen++;
+	if (r->nlag < LAG_SAMPLE) {
+		r->lag[r->nlag++] = ms;
+		return;
+	}
+	uint64_t j = next_rand(r) % (uint64_t)r->nseen; /* reservoir sampling */
+	if (j < LAG_SAMPLE)
+		r->lag[j] = ms;
 }
 
 /* ---- sinks ------------------------------------------------------------------ */
@@ -138,10 +178,12 @@ static enum eng_status deliver_webhook(struct relay *r, const char *body,
 						   "%d attempts; events stay unpublished",
 						   why, attempt);
 		}
-		/* exponential backoff, capped (5 min for a refusal), jittered */
+		/* exponential backoff, capped (5 min for a refusal), jittered;
+		 * the lease is renewed while waiting */
 		double cap = pr == POST_REFUSED ? 300.0 : 60.0;
 		double wait = fmin(cap, pow(2.0, fmin(attempt - 1, 10)));
-		nap((int64_t)(wait * jitter(r) * 1e6));
+		if (wait_renewing(r, (int64_t)(wait * jitter(r) * 1e6), err))
+			return eng_err_prefix(err, "while the webhook was failing");
 		if (eng_interrupted)
 			return eng_err_set(err, ENG_ETEMP,
 					   "interrupted while the webhook was failing");
@@ -164,6 +206,22 @@ static enum eng_status deliver_stdout(const char *const *lines, size_t n,
 
 /* ---- one batch ---------------------------------------------------------------- */
 
+/* The event as one JSON line, its payload spliced in as PostgreSQL wrote it
+ * (jsonb text is valid JSON; parsing it could lose what jansson cannot
+ * hold, such as integers beyond 64 bits). */
+static char *with_payload(const json_t *e, const char *payload)
+{
+	char *head = eng_json_dump(e); /* "{...}" */
+	size_t hl = strlen(head), pl = strlen(payload);
+	char *line = eng_xmalloc(hl + pl + 16);
+	memcpy(line, head, hl - 1);
+	memcpy(line + hl - 1, ",\"payload\":", 11);
+	memcpy(line + hl + 10, payload, pl);
+	memcpy(line + hl + 10 + pl, "}", 2);
+	free(head);
+	return line;
+}
+
 /* Publish up to a batch. *n: how many there were. */
 static enum eng_status publish_batch(struct relay *r, size_t *n,
 				     struct eng_err *err)
@@ -185,14 +243,11 @@ static enum eng_status publish_batch(struct relay *r, size_t *n,
 	char **lines = eng_xcalloc((size_t)rows, sizeof(*lines));
 	const char **ids = eng_xcalloc((size_t)rows, sizeof(*ids));
 	eng_time *created = eng_xcalloc((size_t)rows, sizeof(*created));
-	json_t *events = json_array();
 	for (int i = 0; i < rows; i++) {
-		json_error_t je;
 		char ts[32];
 		created[i] = eng_db_epoch_us(PQgetvalue(res, i, 7));
 		eng_time_format_ms(created[i], ts);
-		json_t *payload = json_loads(PQgetvalue(res, i, 5), 0, &je);
-		json_t *e = json_pack("{s:I, s:s, s:i, s:s, s:s, s:o, s:s, s:o}",
+		json_t *e = json_pack("{s:I, s:s, s:i, s:s, s:s, s:o, s:s}",
 				      "event_id", (json_int_t)atoll(PQgetvalue(res, i, 0)),
 				      "event_type", PQgetvalue(res, i, 3),
 				      "event_version", atoi(PQgetvalue(res, i, 4)),
@@ -201,10 +256,9 @@ static enum eng_status publish_batch(struct relay *r, size_t *n,
 				      "correlation_id",
 				      PQgetisnull(res, i, 6) ? json_null()
 							     : json_string(PQgetvalue(res, i, 6)),
-				      "created_at", ts,
-				      "payload", payload ? payload : json_object());
-		lines[i] = eng_json_dump(e);
-		json_array_append_new(events, e);
+				      "created_at", ts);
+		lines[i] = with_payload(e, PQgetvalue(res, i, 5));
+		json_decref(e);
 		ids[i] = PQgetvalue(res, i, 0);
 	}
 
@@ -212,11 +266,17 @@ static enum eng_status publish_batch(struct relay *r, size_t *n,
 	if (r->o->to_stdout) {
 		st = deliver_stdout((const char *const *)lines, (size_t)rows, err);
 	} else {
-		json_t *body = json_pack("{s:O}", "events", events);
-		char *text = eng_json_dump(body);
-		st = deliver_webhook(r, text, (size_t)rows, err);
-		free(text);
-		json_decref(body);
+		struct eng_buf body;
+		eng_buf_init(&body, 4096);
+		eng_buf_adds(&body, "{\"events\":[");
+		for (int i = 0; i < rows; i++) {
+			if (i)
+				eng_buf_adds(&body, ",");
+			eng_buf_adds(&body, lines[i]);
+		}
+		eng_buf_adds(&body, "]}");
+		st = deliver_webhook(r, eng_buf_str(&body), (size_t)rows, err);
+		eng_buf_release(&body);
 	}
 	if (st == ENG_OK) {
 		char *arr = eng_pg_array(ids, (size_t)rows);
@@ -229,13 +289,8 @@ static enum eng_status publish_batch(struct relay *r, size_t *n,
 	}
 	if (st == ENG_OK) {
 		eng_time now = eng_time_now();
-		for (int i = 0; i < rows; i++) {
-			if (r->nlag == r->lag_cap) {
-				r->lag_cap = r->lag_cap ? 2 * r->lag_cap : 1024;
-				r->lag = eng_xrealloc(r->lag, r->lag_cap * sizeof(*r->lag));
-			}
-			r->lag[r->nlag++] = (double)(now - created[i]) / 1000.0;
-		}
+		for (int i = 0; i < rows; i++)
+			record_lag(r, (double)(now - created[i]) / 1000.0);
 		r->published += rows;
 		r->batches++;
 		r->last_id = atoll(ids[rows - 1]);
@@ -247,7 +302,6 @@ static enum eng_status publish_batch(struct relay *r, size_t *n,
 	free(lines);
 	free(ids);
 	free(created);
-	json_decref(events);
 	PQclear(res);
 	return st;
 }
@@ -275,6 +329,17 @@ static enum eng_status listen_(struct relay *r, struct eng_err *err)
 	return eng_db_exec(&r->run->db, "LISTEN " CHANNEL, 0, NULL, err);
 }
 
+static int drain_notifies(PGconn *c)
+{
+	int k = 0;
+	PGnotify *n;
+	while ((n = PQnotifies(c)) != NULL) {
+		PQfreemem(n);
+		k++;
+	}
+	return k;
+}
+
 /* Wait for a notification, at most a second. ENG_ETEMP when the
  * connection is gone. */
 static enum eng_status wait_notify(struct relay *r, struct eng_err *err)
@@ -283,6 +348,12 @@ static enum eng_status wait_notify(struct relay *r, struct eng_err *err)
 	int sock = PQsocket(c);
 	if (sock < 0)
 		return eng_err_set(err, ENG_ETEMP, "lost the database connection");
+	/* A notification that came with the last fetch is already buffered:
+	 * select() would not see it. */
+	if (!PQconsumeInput(c))
+		return eng_err_set(err, ENG_ETEMP, "lost the database connection");
+	if (drain_notifies(c))
+		return ENG_OK;
 	fd_set rfds;
 	FD_ZERO(&rfds);
 	FD_SET(sock, &rfds);
@@ -292,9 +363,7 @@ static enum eng_status wait_notify(struct relay *r, struct eng_err *err)
 		return eng_err_set(err, ENG_EINTERNAL, "select: %s", strerror(errno));
 	if (!PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK)
 		return eng_err_set(err, ENG_ETEMP, "lost the database connection");
-	PGnotify *n;
-	while ((n = PQnotifies(c)) != NULL)
-		PQfreemem(n);
+	drain_notifies(c);
 	return ENG_OK;
 }
 
@@ -310,7 +379,11 @@ static enum eng_status reconnect(struct relay *r, struct eng_err *err)
 		if (eng_interrupted)
 			break;
 		PQreset(c);
+		/* LISTEN again and renew the lease at once: the outage may
+		 * have lasted most of it (a lost lease ends the run). */
 		if (PQstatus(c) == CONNECTION_OK && listen_(r, err) == ENG_OK) {
+			if (eng_run_renew(r->run, err))
+				return err->status;
 			r->reconnects++;
 			eng_log(ENG_INFO, "reconnected", ENG_I("attempt", attempt));
 			return ENG_OK;
@@ -350,7 +423,7 @@ static void summarize(struct relay *r)
 	json_object_set_new(s, "lag_ms",
 			    json_pack("{s:f, s:f, s:f}", "p50", round(pct(r->lag, r->nlag, 0.5) * 10) / 10,
 				      "p99", round(pct(r->lag, r->nlag, 0.99) * 10) / 10,
-				      "max", r->nlag ? round(r->lag[r->nlag - 1] * 10) / 10 : 0.0));
+				      "max", round(r->lag_max * 10) / 10));
 }
 
 enum eng_status eng_relay_run(struct eng_run *run, const struct eng_relay_opts *o,
@@ -362,6 +435,7 @@ enum eng_status eng_relay_run(struct eng_run *run, const struct eng_relay_opts *
 	r.o = o;
 	r.rng = 0x9E3779B97F4A7C15ULL ^ (unsigned long long)eng_mono_us();
 	eng_buf_init(&r.answer, 64 * 1024);
+	r.lag = eng_xcalloc(LAG_SAMPLE, sizeof(*r.lag));
 	*exit_code = ENG_EXIT_OK;
 	enum eng_status st = ENG_OK;
 

@@ -162,15 +162,22 @@ enum eng_status eng_run_start(struct eng_run *run, unsigned what,
 
 enum eng_status eng_run_heartbeat(struct eng_run *run, struct eng_err *err)
 {
+	if (!run->guard_held ||
+	    eng_mono_us() - run->guard_renewed_us < (int64_t)ENG_GUARD_TTL_S * 1000000 / 4)
+		return ENG_OK;
+	return eng_run_renew(run, err);
+}
+
+enum eng_status eng_run_renew(struct eng_run *run, struct eng_err *err)
+{
 	if (!run->guard_held)
 		return ENG_OK;
 	int64_t now = eng_mono_us();
-	if (now - run->guard_renewed_us < (int64_t)ENG_GUARD_TTL_S * 1000000 / 4)
-		return ENG_OK;
+	bool lost;
 	if (eng_guard_renew(&run->db, run->program, run->run_id,
-			    ENG_GUARD_TTL_S, err)) {
-		if (err->status == ENG_ETEMP && !err->sqlstate[0])
-			run->guard_held = false; /* lost: not ours to release */
+			    ENG_GUARD_TTL_S, &lost, err)) {
+		if (lost)
+			run->guard_held = false; /* not ours to release */
 		return err->status;
 	}
 	run->guard_renewed_us = now;

@@ -90,9 +90,13 @@ int eng_run_usage(struct eng_run *run, const char *fmt, ...)
 enum eng_status eng_run_start(struct eng_run *run, unsigned what,
 			      struct eng_err *err);
 
-/* Renew the lease if it is due (call between batches). ENG_ETEMP when the
- * lease was lost; ENG_OK otherwise. */
+/* Renew the lease if it is due (call between batches, at least every
+ * ENG_GUARD_TTL_S / 4 s). ENG_ETEMP when the lease was lost or the database
+ * could not be reached; ENG_OK otherwise. */
 enum eng_status eng_run_heartbeat(struct eng_run *run, struct eng_err *err);
+/* Renew the lease now (after a reconnect). ENG_ETEMP when it was lost or
+ * the connection is down (guard_held stays true then: retry later). */
+enum eng_status eng_run_renew(struct eng_run *run, struct eng_err *err);
 
 /* Register a hook run (last registered first) by eng_run_finish. */
 void eng_run_on_exit(struct eng_run *run, eng_exit_fn fn, void *arg);

@@ -175,7 +175,7 @@ static enum eng_status apply_run(struct eng_db *db, const struct eng_items *it,
 }
 
 enum eng_status eng_items_apply(struct eng_db *db, const struct eng_items *it,
-				bool dry_run, struct eng_err *err)
+				bool dry_run, size_t *done, struct eng_err *err)
 {
 	struct eng_user_ref **refs = eng_xcalloc(ENG_IDSET_MAX, sizeof(*refs));
 	size_t *pos = eng_xcalloc(ENG_IDSET_MAX, sizeof(*pos));
@@ -191,6 +191,7 @@ enum eng_status eng_items_apply(struct eng_db *db, const struct eng_items *it,
 				refs[k] = it->who(it->ctx, i);
 				pos[k++] = i;
 			}
+		*done = w;
 		if ((st = eng_users_resolve(db, refs, k, err)))
 			break;
 		for (size_t j = 0; j < k; j++)
@@ -211,10 +212,12 @@ enum eng_status eng_items_apply(struct eng_db *db, const struct eng_items *it,
 					break; /* same user again: next run */
 				idx[nrun++] = i;
 			}
-			if (nrun)
-				st = apply_run(db, it, idx, nrun, dry_run, err);
+			if (nrun && (st = apply_run(db, it, idx, nrun, dry_run, err)))
+				*done = idx[0]; /* this run was rolled back */
 		}
 	}
+	if (st == ENG_OK)
+		*done = it->n;
 	free(refs);
 	free(pos);
 	free(idx);

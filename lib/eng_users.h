@@ -62,8 +62,10 @@ struct eng_items {
 				 size_t k, struct eng_err *err);
 };
 
-/* An error only when the whole run must stop (connection lost). */
+/* An error only when the whole run must stop (connection lost). *done:
+ * items [0, *done) are settled (committed, or failed on their own); the
+ * rest were not applied (all n on success). */
 enum eng_status eng_items_apply(struct eng_db *db, const struct eng_items *it,
-				bool dry_run, struct eng_err *err);
+				bool dry_run, size_t *done, struct eng_err *err);
 
 #endif

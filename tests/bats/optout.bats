@@ -39,7 +39,34 @@ counts() {
 	[ "$(sj .preference.reengagement_opt_out)" = true ]
 	[ "$(sj .preference.source)" = whatsapp ]
 	[ "$(sj .preference.updated_at)" != null ]
-	[[ "$output" != *"$P"* ]]
+	[[ "$output$stderr" != *"$P"* ]]
+	[[ "$output$stderr" != *900000001* ]]
+}
+
+@test "--show for a user who never set a preference: the defaults" {
+	eng optout-set --db "$CONN" --user "$U" --show
+	[ "$status" -eq 0 ]
+	[ "$(jq -c .preference <<<"$output")" = '{"user_id":"'"$U"'","reengagement_opt_out":false,"updated_at":null,"source":null,"locale":"en","timezone":"UTC","quiet_hours":null,"preferred_destination":"individual"}' ]
+	[ "$(q "SELECT count(*) FROM engagement.user_preferences")" -eq 0 ]
+}
+
+@test "a change dated in the future is refused (65), nothing written" {
+	future=$(q "SELECT to_char((now() + interval '1 day') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")
+	eng optout-set --db "$CONN" --user "$U" --opt-in --source web --at "$future"
+	[ "$status" -eq 65 ]
+	[ "$(grep -c '"level":"error"' <<<"$stderr")" -eq 1 ]
+	[[ "$(sj .error)" == *"ahead of the database clock"* ]]
+	[ "$(counts)" = "0/0" ]
+	[ "$(q "SELECT count(*) FROM engagement.user_preferences WHERE reengagement_opt_out_updated_at IS NOT NULL")" -eq 0 ]
+	# a stop without --at still works afterwards (nothing froze the row)
+	eng optout-set --db "$CONN" --user "$U" --text "stop reminders" --source whatsapp
+	[ "$status" -eq 0 ]
+	[ "$(sj .outcome)" = applied ]
+	# a little clock skew is tolerated
+	soon=$(q "SELECT to_char((now() + interval '1 minute') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")
+	eng optout-set --db "$CONN" --user "$U" --opt-in --source web --at "$soon"
+	[ "$status" -eq 0 ]
+	[ "$(sj .outcome)" = applied ]
 }
 
 @test "an applied change writes the row, the consent record, an outbox event and a NOTIFY" {
@@ -230,6 +257,39 @@ EOF
 	[ "$(pref | cut -d'|' -f1,2)" = "f|api" ]
 	[ "$(q "SELECT reengagement_opt_out FROM engagement.user_preferences WHERE user_id = '00000000-0000-4000-8000-000000000002'")" = t ]
 	[ "$(q "SELECT details->>'reason' FROM engagement.audit_log WHERE source = 'api'")" = "support ticket 42" ]
+}
+
+@test "--batch: a line dated in the future fails alone" {
+	future=$(q "SELECT to_char((now() + interval '1 year') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")
+	cat >"$BATS_TEST_TMPDIR/changes" <<EOF
+{"user_id": "$U", "opt_out": false, "source": "web", "at": "$future"}
+{"user_id": "$U", "opt_out": true, "source": "whatsapp"}
+{"phone": "+5511900000002", "opt_out": true, "source": "web"}
+EOF
+	eng optout-set --db "$CONN" --batch "$BATS_TEST_TMPDIR/changes"
+	[ "$status" -eq 1 ]
+	[ "$(sj .applied)" -eq 2 ]
+	[ "$(sj .failed)" -eq 1 ]
+	[ "$(sj .malformed)" -eq 0 ]
+	[ "$(log_events line_failed | jq -r '"\(.line) \(.error_class)"')" = "1 data" ]
+	[ "$(pref | cut -d'|' -f1,2)" = "t|whatsapp" ]
+	[ "$(counts)" = "2/2" ]
+}
+
+@test "--batch --dry-run reports each line's outcome and changes nothing" {
+	cat >"$BATS_TEST_TMPDIR/changes" <<EOF
+{"user_id": "$U", "opt_out": true, "source": "web"}
+{"phone": "+5511900000002", "opt_out": false, "source": "web"}
+{"user_id": "00000000-0000-4000-8000-0000000000ff", "opt_out": true, "source": "web"}
+EOF
+	eng optout-set --db "$CONN" --batch "$BATS_TEST_TMPDIR/changes" --dry-run
+	[ "$status" -eq 1 ]
+	[ "$(sj .applied)" -eq 1 ]
+	[ "$(sj .unchanged)" -eq 1 ]
+	[ "$(sj .failed)" -eq 1 ]
+	[ "$(log_events line_result | jq -s -c '[.[].outcome]')" = '["applied","unchanged"]' ]
+	[ "$(counts)" = "0/0" ]
+	[ "$(q "SELECT count(*) FROM engagement.user_preferences")" -eq 0 ]
 }
 
 @test "--batch from stdin, 3000 changes for 1000 users, in order per user" {

@@ -193,6 +193,16 @@ file_has_event() { # FILE JQ-CONDITION
 	[ "$(q "SELECT string_agg(published_at::text, ',' ORDER BY id) FROM engagement.outbox_events")" = "$before" ]
 }
 
+@test "--stdout: the payload passes exactly as stored, even a number no JSON library holds" {
+	q "INSERT INTO engagement.outbox_events (aggregate_type, aggregate_id, event_type, payload)
+	   VALUES ('test', 'agg-1', 'test.big', '{\"big\": 123456789012345678901234567890, \"s\": \"x\"}')" >/dev/null
+	relay_stdout
+	[ "$status" -eq 0 ]
+	[ "$(sj .published)" -eq 1 ]
+	[[ "$events" == *'"payload":{"s": "x", "big": 123456789012345678901234567890}}' ]]
+	[ "$(unpublished)" -eq 0 ]
+}
+
 @test "--stdout that cannot be written: exit 75, nothing marked published" {
 	events 3
 	run --separate-stderr bash -c '"$0" "$@" >/dev/full' "$ENG_BIN/outbox-relay" --db "$CONN" --stdout
@@ -549,6 +559,9 @@ file_has_event() { # FILE JQ-CONDITION
 	eng outbox-relay --db "$CONN" --stdout --purge-published-days 0
 	[ "$status" -eq 64 ]
 	eng outbox-relay --db "$CONN" --stdout --no-such-option
+	[ "$status" -eq 64 ]
+	# a request may not outlast the run lease
+	eng outbox-relay --db "$CONN" --stdout --timeout 31s
 	[ "$status" -eq 64 ]
 	[ "$(stderr_lines)" -eq 1 ]
 	events 1

@@ -101,7 +101,7 @@ static void guard_exclusive(const char *ci)
 	struct eng_db a = ENG_DB_INIT, b = ENG_DB_INIT;
 	struct eng_err err = ENG_ERR_INIT;
 	char holder[512];
-	bool got;
+	bool got, lost;
 	char run_a[37], run_b[37];
 	eng_uuid_v4(run_a);
 	eng_uuid_v4(run_b);
@@ -121,7 +121,8 @@ static void guard_exclusive(const char *ci)
 	assert_true(got);
 	eng_guard_release(&b, "other-job", run_b);
 	/* Renewal by the holder works; release frees it for the next run. */
-	assert_int_equal(eng_guard_renew(&a, "test-job", run_a, 60, &err), ENG_OK);
+	assert_int_equal(eng_guard_renew(&a, "test-job", run_a, 60, &lost, &err), ENG_OK);
+	assert_false(lost);
 	eng_guard_release(&a, "test-job", run_a);
 	assert_int_equal(eng_guard_acquire(&b, "test-job", run_b, 60, &got, holder,
 					   sizeof(holder), &err), ENG_OK);
@@ -158,7 +159,7 @@ static void test_guard_crashed_holder_lapses(void **state)
 	struct eng_db a = ENG_DB_INIT, b = ENG_DB_INIT;
 	struct eng_err err = ENG_ERR_INIT;
 	char holder[512];
-	bool got;
+	bool got, lost;
 	char run_a[37], run_b[37];
 	eng_uuid_v4(run_a);
 	eng_uuid_v4(run_b);
@@ -173,9 +174,14 @@ static void test_guard_crashed_holder_lapses(void **state)
 					   sizeof(holder), &err), ENG_OK);
 	assert_true(got);
 	/* If "a" wakes up, it learns it lost the lease. */
-	assert_int_equal(eng_guard_renew(&a, "crash-job", run_a, 60, &err), ENG_ETEMP);
+	assert_int_equal(eng_guard_renew(&a, "crash-job", run_a, 60, &lost, &err), ENG_ETEMP);
+	assert_true(lost);
 	assert_non_null(strstr(err.msg, "lost"));
 	eng_guard_release(&a, "crash-job", run_a); /* must not free b's lease */
+	/* A dropped connection is not a lost lease: renewal can be retried. */
+	eng_db_close(&a);
+	assert_int_equal(eng_guard_renew(&a, "crash-job", run_b, 60, &lost, &err), ENG_ETEMP);
+	assert_false(lost);
 	assert_int_equal(count(&b, "SELECT count(*) FROM engagement.job_locks "
 				   "WHERE job = 'crash-job' AND run_id = $1::uuid", run_b), 1);
 	eng_guard_release(&b, "crash-job", run_b);

@@ -22,6 +22,7 @@ static void test_normalize(void **state)
 	norm_is("ação à çé ñ ü", "acao a ce n u");
 	norm_is("¡Activar recordatorios!", "activar recordatorios");
 	norm_is("¿stop reminders?", "stop reminders");
+	norm_is("parar\xc2\xa0lembretes\xc2\xa0", "parar lembretes"); /* no-break spaces */
 	norm_is("stop reminders...", "stop reminders");
 	norm_is("", "");
 	norm_is("   ", "");
