@@ -222,6 +222,25 @@ static char *with_payload(const json_t *e, const char *payload)
 	return line;
 }
 
+/* {"events":[line,line,...]} */
+static char *webhook_body(const char *const *lines, size_t n)
+{
+	size_t total = sizeof("{\"events\":[]}");
+	for (size_t i = 0; i < n; i++)
+		total += strlen(lines[i]) + 1;
+	char *body = eng_xmalloc(total), *p = body;
+	p += sprintf(p, "{\"events\":[");
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(lines[i]);
+		if (i)
+			*p++ = ',';
+		memcpy(p, lines[i], len);
+		p += len;
+	}
+	memcpy(p, "]}", 3);
+	return body;
+}
+
 /* Publish up to a batch. *n: how many there were. */
 static enum eng_status publish_batch(struct relay *r, size_t *n,
 				     struct eng_err *err)
@@ -266,17 +285,9 @@ static enum eng_status publish_batch(struct relay *r, size_t *n,
 	if (r->o->to_stdout) {
 		st = deliver_stdout((const char *const *)lines, (size_t)rows, err);
 	} else {
-		struct eng_buf body;
-		eng_buf_init(&body, 4096);
-		eng_buf_adds(&body, "{\"events\":[");
-		for (int i = 0; i < rows; i++) {
-			if (i)
-				eng_buf_adds(&body, ",");
-			eng_buf_adds(&body, lines[i]);
-		}
-		eng_buf_adds(&body, "]}");
-		st = deliver_webhook(r, eng_buf_str(&body), (size_t)rows, err);
-		eng_buf_release(&body);
+		char *body = webhook_body((const char *const *)lines, (size_t)rows);
+		st = deliver_webhook(r, body, (size_t)rows, err);
+		free(body);
 	}
 	if (st == ENG_OK) {
 		char *arr = eng_pg_array(ids, (size_t)rows);

@@ -249,6 +249,24 @@ file_has_event() { # FILE JQ-CONDITION
 	refute_in_file "$SECRET" "$STANDIN_RECORD"
 }
 
+@test "--webhook: full batches of 100 (bodies of tens of KiB) arrive whole, every event once" {
+	start_standin
+	q "INSERT INTO engagement.outbox_events (aggregate_type, aggregate_id, event_type, payload)
+	   SELECT 'test', 'agg-' || g, 'test.happened', jsonb_build_object('n', g, 'text', repeat('x', 200))
+	   FROM generate_series(1, 250) g" >/dev/null
+	relay_webhook
+	[ "$status" -eq 0 ]
+	[ "$(sj .published)" -eq 250 ]
+	[ "$(sj .batches)" -eq 3 ]
+	[ "$(webhook_records 'select(.status != 200)' | grep -c .)" -eq 0 ]
+	[ "$(webhook_records '.body_bytes' | sort -n | tail -n 1)" -gt 20000 ]
+	[ "$(webhook_ids)" = "$(ids)" ]
+	[ "$(webhook_records '.body.events[].payload.text | length' | sort -u)" = 200 ]
+	while IFS= read -r rec; do
+		[ "$(jq -r .signature <<<"$rec")" = "sha256=$(hmac "$SECRET" "$(jq -r .raw_body <<<"$rec")")" ]
+	done < <(webhook_records)
+}
+
 @test "--webhook with the receiver down: exit 75 after 3 tries, nothing marked; a later run publishes them all" {
 	start_standin
 	port=${WHATSAPP_API_URL##*:}

@@ -563,6 +563,11 @@ static enum MHD_Result finish(struct sa_server *srv, struct MHD_Connection *conn
 			set_error(&a, 413, "OAuthException", 100, 2494010,
 				  "(#100) Request entity too large",
 				  "the webhook body is larger than 64 KiB");
+		} else if (!json_is_array(json_object_get(body, "events"))) {
+			/* like any real receiver: a body it cannot read is refused */
+			set_error(&a, 400, "OAuthException", 100, 2494010,
+				  "(#100) Invalid parameter",
+				  "the webhook body is not {\"events\": [...]}");
 		} else {
 			pthread_mutex_lock(&srv->mu);
 			uint64_t nth = ++srv->webhook_seen;
