@@ -182,12 +182,13 @@ static enum eng_status run_check(struct eng_run *run,
 		if (st == ENG_OK && eng_transition_due(db, &b, &res, &e) == ENG_OK) {
 			st = eng_db_exec(db, "RELEASE SAVEPOINT eng_due", 0, NULL, err);
 			k->succeeded += (long long)res.moved;
+			k->skipped += (long long)(res.picked - res.moved); /* changed meanwhile */
 			k->messages += (long long)res.queued;
-			if (res.moved) {
+			if (res.picked) {
 				memcpy(b.after_k, res.last_k, sizeof(b.after_k));
 				memcpy(b.after_id, res.last_id, sizeof(b.after_id));
 			}
-			more = res.moved == (size_t)b.limit;
+			more = res.picked == (size_t)b.limit;
 		} else if (st == ENG_OK) {
 			if (!eng_db_alive(db))
 				return eng_err_set(err, ENG_ETEMP,
@@ -203,7 +204,6 @@ static enum eng_status run_check(struct eng_run *run,
 		if (st)
 			return st;
 	}
-	k->processed = k->succeeded + k->failed + k->skipped;
 	return ENG_OK;
 }
 
@@ -233,6 +233,8 @@ enum eng_status eng_daily_run(struct eng_run *run,
 		struct counts k = {0};
 		int64_t t0 = eng_mono_us();
 		st = run_check(run, o, &checks[i], &k, err);
+		/* also when the check stopped early: what it did so far */
+		k.processed = k.succeeded + k.failed + k.skipped;
 		json_t *cj = counts_json(&k);
 		json_object_set_new(cj, "duration_ms",
 				    json_integer((eng_mono_us() - t0) / 1000));

@@ -299,6 +299,19 @@ static enum eng_status apply(struct chunk *c, struct eng_db *db, size_t off,
 				     e->who.user_id, eng_trigger_name(tb.trigger));
 				continue;
 			}
+			if (eng_transition_target((enum eng_state)s, tb.trigger) >= 0) {
+				/* a valid source: refused by the guard that keeps
+				 * a state the user chose by a newer reply */
+				char at[32];
+				eng_time_format(e->at, at);
+				fail(e, ENG_EDATA,
+				     "invalid transition: user %s chose state %s by a "
+				     "goodbye reply made after this %s (at %s)",
+				     e->who.user_id, eng_state_name((enum eng_state)s),
+				     eng_trigger_name(tb.trigger), at);
+				e->from = e->to = (enum eng_state)s;
+				continue;
+			}
 			char srcs[128];
 			eng_trigger_sources(tb.trigger, srcs, sizeof(srcs));
 			fail(e, ENG_EDATA,

@@ -162,6 +162,12 @@ enum eng_status eng_run_start(struct eng_run *run, unsigned what,
 
 enum eng_status eng_run_heartbeat(struct eng_run *run, struct eng_err *err)
 {
+	/* A dry run works in one transaction it rolls back: a renewal there
+	 * would hold the lease row locked (a real run would wait on it rather
+	 * than exit 75) and be undone anyway. Its lease lapses after the TTL;
+	 * a real run may then start beside it, which is harmless. */
+	if (run->opt.dry_run && eng_db_in_transaction(&run->db))
+		return ENG_OK;
 	if (!run->guard_held ||
 	    eng_mono_us() - run->guard_renewed_us < (int64_t)ENG_GUARD_TTL_S * 1000000 / 4)
 		return ENG_OK;

@@ -114,7 +114,8 @@ char *eng_pg_time_array(const eng_time *v, size_t n)
 
 /*
  * A transition is one statement: a head that yields the locked candidate
- * rows (cand: user_id, from_state, prev_activity, at, ord, k), the shared
+ * rows (cand: user_id, from_state, prev_activity, prev_changed, at, ord,
+ * k), the shared
  * body below (state update, transition rows, outbox events, goodbye
  * messages), and a tail that reports what moved. Side effects are chosen
  * with CASE on the trigger, $2. The body's parameters, in every variant:
@@ -138,7 +139,8 @@ char *eng_pg_time_array(const eng_time *v, size_t n)
 	"        WHEN 'user_message' THEN NULL WHEN 'reminder_due' THEN NULL"  \
 	"        ELSE s.remind_at END"                                         \
 	"  FROM cand c WHERE s.user_id = c.user_id"                            \
-	"  RETURNING s.user_id, c.from_state, c.prev_activity, c.at, c.ord, c.k," \
+	"  RETURNING s.user_id, c.from_state, c.prev_activity, c.prev_changed," \
+	"            c.at, c.ord, c.k,"                                         \
 	"            s.goodbye_expires_at"                                     \
 	"), tr AS ("                                                           \
 	"  INSERT INTO engagement.state_transitions"                           \
@@ -153,7 +155,7 @@ char *eng_pg_time_array(const eng_time *v, size_t n)
 	"               ELSE '{}' END::jsonb"                                  \
 	"    || CASE WHEN $2 = 'user_message' AND u.from_state = 'dormant'"    \
 	"            THEN jsonb_build_object('unprompted_return',"             \
-	"                 u.at - u.prev_activity >= interval '3 days')"         \
+	"                 u.at - u.prev_changed >= interval '3 days')"          \
 	"            ELSE '{}'::jsonb END,"                                    \
 	"    u.at"                                                             \
 	"  FROM upd u"                                                         \
@@ -216,7 +218,8 @@ static const char transition_sql[] =
 	"       AS i(user_id, at, ord)"
 	"), cand AS ("
 	"  SELECT s.user_id, s.state AS from_state,"
-	"         s.last_activity_at AS prev_activity, i.at, i.ord, NULL::text AS k"
+	"         s.last_activity_at AS prev_activity,"
+	"         s.state_changed_at AS prev_changed, i.at, i.ord, NULL::text AS k"
 	"  FROM engagement.engagement_states s JOIN input i USING (user_id)"
 	"  WHERE s.state = ANY ($3::text[])"
 	"    AND ($7::timestamptz IS NULL OR s.last_activity_at < $7)"
@@ -234,34 +237,48 @@ static const char transition_sql[] =
 	"SELECT u.ord - 1, u.from_state, m.id IS NOT NULL"
 	"  FROM upd u LEFT JOIN mq m USING (user_id)";
 
-/* The next batch of a daily check, selected and locked by its own index
- * in (time, user_id) order after a keyset, as one statement. More
+/* The next batch of a daily check as one statement: picked by its own
+ * index in (time, user_id) order after a keyset, then locked in user_id
+ * order (the order every transition locks in, so that the daily job and
+ * engagement-event never deadlock) and re-checked once locked. The keyset
+ * and "is there more" come from what was picked, not from what moved (a
+ * row changed meanwhile is dropped, not a reason to stop). More
  * parameters: $1 cutoff (col < $1)   $3 keyset time   $5 now
  *             $7 keyset user_id   $8 batch size   $9 skip opted out */
+#define DUE_OPTED_OUT                                                          \
+	"    AND (NOT $9::bool OR NOT EXISTS ("                                \
+	"         SELECT 1 FROM engagement.user_preferences p"                 \
+	"         WHERE p.user_id = s.user_id AND p.reengagement_opt_out))"
+#define DUE_KEY(expr) "to_char(" expr " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 #define DUE_CAND(col, state)                                                   \
-	"WITH cand AS ("                                                       \
-	"  SELECT s.user_id, s.state AS from_state,"                           \
-	"         s.last_activity_at AS prev_activity, $5::timestamptz AS at," \
-	"         0::bigint AS ord,"                                           \
-	"         to_char(s." col " AT TIME ZONE 'UTC',"                       \
-	"                 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS k"           \
+	"WITH pick AS MATERIALIZED ("                                          \
+	"  SELECT s.user_id, s." col " AS key"                                 \
 	"  FROM engagement.engagement_states s"                                \
 	"  WHERE s.state = '" state "' AND s." col " < $1::timestamptz"        \
 	"    AND ($3::timestamptz IS NULL OR (s." col ", s.user_id) > ($3, $7::uuid))" \
-	"    AND (NOT $9::bool OR NOT EXISTS ("                                \
-	"         SELECT 1 FROM engagement.user_preferences p"                 \
-	"         WHERE p.user_id = s.user_id AND p.reengagement_opt_out))"    \
+	DUE_OPTED_OUT                                                          \
 	"  ORDER BY s." col ", s.user_id LIMIT $8::int"                        \
+	"), cand AS ("                                                         \
+	"  SELECT s.user_id, s.state AS from_state,"                           \
+	"         s.last_activity_at AS prev_activity,"                        \
+	"         s.state_changed_at AS prev_changed, $5::timestamptz AS at,"  \
+	"         0::bigint AS ord, NULL::text AS k"                           \
+	"  FROM engagement.engagement_states s"                                \
+	"  WHERE s.user_id IN (SELECT user_id FROM pick)"                      \
+	"    AND s.state = '" state "' AND s." col " < $1::timestamptz"        \
+	DUE_OPTED_OUT                                                          \
+	"  ORDER BY s.user_id"                                                 \
 	"  FOR UPDATE OF s"                                                    \
 	"), " TR_BODY                                                          \
-	"SELECT u.user_id, u.k, m.id IS NOT NULL"                              \
-	"  FROM upd u LEFT JOIN mq m USING (user_id) ORDER BY u.k, u.user_id"
+	"SELECT (SELECT count(*) FROM pick), (SELECT count(*) FROM upd),"      \
+	"  (SELECT count(*) FROM mq), l.k, l.user_id"                          \
+	"  FROM (SELECT 1) one LEFT JOIN (SELECT " DUE_KEY("key") " AS k, user_id" \
+	"    FROM pick ORDER BY key DESC, user_id DESC LIMIT 1) l ON true"
 
 /* The same candidates, neither locked nor changed (the fallback when a
  * batch fails: its users are then done in halves). */
 #define DUE_IDS(col, state)                                                    \
-	"SELECT s.user_id, to_char(s." col " AT TIME ZONE 'UTC',"              \
-	"       'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"                          \
+	"SELECT s.user_id, " DUE_KEY("s." col)                                 \
 	"  FROM engagement.engagement_states s"                                \
 	"  WHERE s.state = '" state "' AND s." col " < $1::timestamptz"        \
 	"    AND ($2::timestamptz IS NULL OR (s." col ", s.user_id) > ($2, $3::uuid))" \
@@ -326,21 +343,16 @@ enum eng_status eng_transition_due(struct eng_db *db,
 		gh,
 		rd,
 	};
-	res->moved = res->queued = 0;
+	res->picked = res->moved = res->queued = 0;
 	res->last_k[0] = res->last_id[0] = '\0';
 	PGresult *r = eng_db_query(db, due_checks[b->check].cand_sql, 11, p, err);
 	if (!r)
 		return err->status;
-	int rows = PQntuples(r);
-	for (int i = 0; i < rows; i++)
-		res->queued += strcmp(PQgetvalue(r, i, 2), "t") == 0;
-	res->moved = (size_t)rows;
-	if (rows) {
-		snprintf(res->last_id, sizeof(res->last_id), "%s",
-			 PQgetvalue(r, rows - 1, 0));
-		snprintf(res->last_k, sizeof(res->last_k), "%s",
-			 PQgetvalue(r, rows - 1, 1));
-	}
+	res->picked = (size_t)atoll(PQgetvalue(r, 0, 0));
+	res->moved = (size_t)atoll(PQgetvalue(r, 0, 1));
+	res->queued = (size_t)atoll(PQgetvalue(r, 0, 2));
+	snprintf(res->last_k, sizeof(res->last_k), "%s", PQgetvalue(r, 0, 3));
+	snprintf(res->last_id, sizeof(res->last_id), "%s", PQgetvalue(r, 0, 4));
 	PQclear(r);
 	return ENG_OK;
 }

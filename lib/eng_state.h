@@ -112,9 +112,11 @@ struct eng_due_batch {
 };
 
 struct eng_due_result {
-	size_t moved;      /* users transitioned (< limit: the check is done) */
+	size_t picked;     /* users selected (< limit: the check is done) */
+	size_t moved;      /* users transitioned (picked, less any changed
+			    * meanwhile) */
 	size_t queued;     /* goodbye messages queued */
-	char last_k[32];   /* keyset of the last user moved */
+	char last_k[32];   /* keyset of the last user picked */
 	char last_id[37];
 };
 

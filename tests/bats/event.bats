@@ -188,8 +188,8 @@ check_transition() {
 	goodbye_timeout) rt='"timeout"' ;;
 	esac
 	jqe "$tr" '.[0].metadata.response_type == $rt' --argjson rt "$rt"
-	if [ "$from" = dormant ]; then
-		jqe "$tr" '.[0].metadata.unprompted_return == true'
+	if [ "$from" = dormant ]; then # dormant since $CHG: 2 days, not unprompted
+		jqe "$tr" '.[0].metadata.unprompted_return == false'
 	else
 		jqe "$tr" '.[0].metadata | has("unprompted_return") | not'
 	fi
@@ -339,11 +339,12 @@ check_transition() {
 
 # ---- 4. activity brings a user back --------------------------------------
 
-@test "--activity on a dormant user: unprompted_return true after 3 days, false after 2" {
-	mkuser 1 dormant 2026-11-19T06:00:00Z 2026-11-19T07:00:00Z  # exactly 3 days before T0
-	mkuser 2 dormant 2026-11-20T06:00:00Z 2026-11-20T07:00:00Z  # 2 days
-	mkuser 3 dormant 2026-11-19T06:00:01Z 2026-11-19T07:00:00Z  # 3 days less 1 s
-	local n days ret
+@test "--activity on a dormant user: unprompted_return true after 3 days dormant, false before" {
+	# last active long ago; dormant since 3 days, 2 days, 3 days less 1 s
+	mkuser 1 dormant 2026-10-01T06:00:00Z 2026-11-19T06:00:00Z
+	mkuser 2 dormant 2026-10-01T06:00:00Z 2026-11-20T06:00:00Z
+	mkuser 3 dormant 2026-10-01T06:00:00Z 2026-11-19T06:00:01Z
+	local n ret
 	for n in 1 2 3; do
 		eng engagement-event --db "$CONN" --user "$(uid "$n")" --activity --at "$T0"
 		[ "$status" -eq 0 ]
@@ -352,13 +353,33 @@ check_transition() {
 		[ "$(q "SELECT count(*) FROM engagement.activity_events WHERE user_id = '$(uid "$n")'")" -eq 1 ]
 	done
 	for n in 1 2 3; do
-		case $n in 1) days=3 ret=true ;; 2) days=2 ret=false ;; 3) days=2 ret=false ;; esac
+		case $n in 1) ret=true ;; *) ret=false ;; esac
 		jqe "$(transitions_json "$(uid "$n")")" 'length == 1 and .[0].trigger == "user_message"
-			and .[0].metadata.days_inactive == $d
-			and .[0].metadata.unprompted_return == $r' --argjson d "$days" --argjson r "$ret"
+			and .[0].metadata.days_inactive == 52
+			and .[0].metadata.unprompted_return == $r' --argjson r "$ret"
 		jqe "$(outbox_json "$(uid "$n")")" 'length == 1
 			and .[0].payload.metadata.unprompted_return == $r' --argjson r "$ret"
 	done
+}
+
+@test "unprompted_return through the real cycle: goodbye, timeout, then a late reply or a return days later" {
+	mkuser 1 active 2026-10-01T00:00:00Z
+	mkuser 2 active 2026-10-01T00:00:00Z
+	eng engagement-daily --db "$CONN" --now 2026-10-20T00:00:00Z
+	[ "$status" -eq 0 ]
+	[ "$(sj .checks.inactivity.succeeded)" -eq 2 ]
+	eng engagement-daily --db "$CONN" --now 2026-10-22T00:00:01Z
+	[ "$status" -eq 0 ]
+	[ "$(sj .checks.goodbye_timeout.succeeded)" -eq 2 ]
+	# a day after going dormant: a late answer to the goodbye
+	eng engagement-event --db "$CONN" --user "$(uid 1)" --activity --at 2026-10-23T00:00:01Z
+	[ "$status" -eq 0 ]
+	# four days after: a return of their own
+	eng engagement-event --db "$CONN" --user "$(uid 2)" --activity --at 2026-10-26T00:00:01Z
+	[ "$status" -eq 0 ]
+	[ "$(q "SELECT string_agg(u || ':' || (metadata->>'unprompted_return'), ' ' ORDER BY u) FROM (
+	        SELECT right(user_id::text, 1) AS u, metadata FROM engagement.state_transitions
+	        WHERE from_state = 'dormant') t")" = "1:false 2:true" ]
 }
 
 @test "--activity on goodbye_sent and remind_later users: active, their timestamps cleared" {
@@ -403,6 +424,19 @@ check_transition() {
 	jqe "$output" '.outcome == "recorded" and .from_state == "dormant" and .to_state == "dormant"'
 	jqe "$(state_json "$id")" '.state == "dormant" and .state_changed_at == $chg' --arg chg "$CHG"
 	[ "$(q "SELECT count(*) FROM engagement.activity_events WHERE user_id = '$id'")" -eq 1 ]
+	[ "$(q "SELECT count(*) FROM engagement.state_transitions")" -eq 0 ]
+	[ "$(q "SELECT count(*) FROM engagement.outbox_events")" -eq 0 ]
+}
+
+@test "a named user_message older than the user's goodbye reply: 65, says why, nothing changed" {
+	mkuser 1 help_flow
+	local id
+	id=$(uid 1)
+	q "UPDATE engagement.engagement_states SET state_trigger = 'goodbye_response_1' WHERE user_id = '$id'" >/dev/null
+	eng engagement-event --db "$CONN" --user "$id" --trigger user_message --at 2026-11-10T06:00:00Z
+	[ "$status" -eq 65 ]
+	[[ "$(sj .error)" == *"chose state help_flow by a goodbye reply made after this user_message"* ]]
+	jqe "$(state_json "$id")" '.state == "help_flow" and .state_changed_at == $chg' --arg chg "$CHG"
 	[ "$(q "SELECT count(*) FROM engagement.state_transitions")" -eq 0 ]
 	[ "$(q "SELECT count(*) FROM engagement.outbox_events")" -eq 0 ]
 }
