@@ -293,7 +293,11 @@ messages_of() { q "SELECT count(*) FROM engagement.message_queue WHERE user_id =
 	        WHERE s.state = 'active' AND s.last_activity_at = '2026-11-22T06:00:01Z'")" -eq 400 ]
 	# everyone else got exactly one goodbye
 	[ "$(q "SELECT count(*) FROM engagement.engagement_states WHERE state = 'goodbye_sent'")" -eq 2600 ]
-	[ "$(q "SELECT count(*) FROM engagement.message_queue")" -eq 2600 ]
+	[ "$(q "SELECT count(*) FROM engagement.message_queue WHERE status = 'queued'")" -eq 2600 ]
+	# a goodbye queued before the user's event committed was cancelled
+	[ "$(q "SELECT count(*) FROM engagement.message_queue q JOIN engagement.engagement_states s USING (user_id)
+	        WHERE q.status <> 'queued' AND NOT (q.status = 'cancelled' AND q.last_error_code = 'user_returned'
+	                                             AND s.state = 'active')")" -eq 0 ]
 	# each user's transitions form a chain: from_state = the previous to_state
 	[ "$(q "SELECT count(*) FROM (SELECT from_state, lag(to_state) OVER (PARTITION BY user_id ORDER BY id) AS prev
 	        FROM engagement.state_transitions) t WHERE prev IS NOT NULL AND prev <> from_state")" -eq 0 ]
