@@ -45,24 +45,18 @@ static enum eng_status on_opt(void *ctx, int opt, const char *arg,
 	long long v;
 	switch (opt) {
 	case OPT_BATCH:
-		if (eng_parse_int(arg, 1, 100000, &v))
-			return eng_err_set(err, ENG_EUSAGE,
-					   "invalid --batch-size \"%s\": expected 1 to 100000",
-					   arg);
+		if (eng_opt_int("batch-size", arg, 1, 100000, &v, err))
+			return err->status;
 		o->batch_size = (int)v;
 		return ENG_OK;
 	case OPT_INACTIVITY:
-		if (eng_parse_int(arg, 1, 3650, &v))
-			return eng_err_set(err, ENG_EUSAGE,
-					   "invalid --inactivity-days \"%s\": expected 1 to 3650",
-					   arg);
+		if (eng_opt_int("inactivity-days", arg, 1, 3650, &v, err))
+			return err->status;
 		o->inactivity_days = (int)v;
 		return ENG_OK;
 	case OPT_GOODBYE:
-		if (eng_parse_int(arg, 1, 8760, &v))
-			return eng_err_set(err, ENG_EUSAGE,
-					   "invalid --goodbye-hours \"%s\": expected 1 to 8760",
-					   arg);
+		if (eng_opt_int("goodbye-hours", arg, 1, 8760, &v, err))
+			return err->status;
 		o->goodbye_hours = (int)v;
 		return ENG_OK;
 	}

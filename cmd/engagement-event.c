@@ -184,26 +184,27 @@ static int run_single(struct eng_run *run, struct ctx *c)
 
 #define BLOCK 10000
 
-struct take_ctx {
-	struct eng_event *ev;
-	eng_time now;
-	long long *malformed;
+struct batch {
+	struct eng_event *ev; /* the block */
+	const struct eng_run *run;
+	struct eng_ev_counts k;
+	long long malformed;
 };
 
 /* A malformed line stays in the block, failed, to be reported in order. */
 static void take_line(void *ctx, size_t i, long lineno, const char *text,
 		      size_t len, bool too_long)
 {
-	struct take_ctx *tc = ctx;
-	struct eng_event *e = &tc->ev[i];
+	struct batch *b = ctx;
+	struct eng_event *e = &b->ev[i];
 	struct eng_err perr = ENG_ERR_INIT;
 	e->line = lineno;
 	if (too_long)
 		eng_err_set(&perr, ENG_EDATA, "line longer than %d bytes", ENG_LINE_MAX);
 	else
-		eng_event_parse_json(text, len, tc->now, e, &perr);
+		eng_event_parse_json(text, len, b->run->now, e, &perr);
 	if (perr.status) {
-		(*tc->malformed)++;
+		b->malformed++;
 		memset(e, 0, sizeof(*e));
 		e->line = lineno;
 		e->err = perr;
@@ -211,72 +212,47 @@ static void take_line(void *ctx, size_t i, long lineno, const char *text,
 	}
 }
 
-static void report(struct eng_event *ev, size_t n)
+static enum eng_status apply_block(void *ctx, struct eng_run *run, size_t n,
+				   struct eng_err *err)
 {
+	struct batch *b = ctx;
+	struct eng_ev_counts bk = {0};
+	enum eng_status st = eng_events_apply(&run->db, b->ev, n, run->run_id,
+					      run->opt.dry_run, &bk, err);
 	for (size_t i = 0; i < n; i++) {
-		if (ev[i].outcome != ENG_EV_FAILED)
+		if (b->ev[i].outcome != ENG_EV_FAILED)
 			continue;
-		eng_log(ENG_ERROR, "line_failed", ENG_I("line", ev[i].line),
-			ENG_S("user_id", ev[i].who.user_id[0] ? ev[i].who.user_id : NULL),
-			ENG_S("error", ev[i].err.msg),
-			ENG_S("error_class", eng_status_name(ev[i].err.status)));
+		eng_log(ENG_ERROR, "line_failed", ENG_I("line", b->ev[i].line),
+			ENG_S("user_id", b->ev[i].who.user_id[0] ? b->ev[i].who.user_id : NULL),
+			ENG_S("error", b->ev[i].err.msg),
+			ENG_S("error_class", eng_status_name(b->ev[i].err.status)));
 	}
+	b->k.applied += bk.applied;
+	b->k.failed += bk.failed;
+	b->k.transitions += bk.transitions;
+	b->k.activities += bk.activities;
+	return st;
+}
+
+static bool summarize(void *ctx, struct eng_run *run)
+{
+	struct batch *b = ctx;
+	eng_run_set_int(run, "applied", b->k.applied);
+	eng_run_set_int(run, "failed", b->k.failed);
+	eng_run_set_int(run, "malformed", b->malformed);
+	eng_run_set_int(run, "transitions", b->k.transitions);
+	eng_run_set_int(run, "activities", b->k.activities);
+	return b->k.failed > 0;
 }
 
 static int run_batch(struct eng_run *run, struct ctx *c)
 {
-	struct eng_err err = ENG_ERR_INIT;
-	struct eng_lines in;
-	if (eng_lines_open(&in, c->batch, &err))
-		return eng_run_fail(run, &err);
-	if (eng_run_start(run, ENG_START_TOOL, &err)) {
-		eng_lines_close(&in);
-		return eng_run_fail(run, &err);
-	}
-
-	struct eng_event *ev = eng_xcalloc(BLOCK, sizeof(*ev));
-	struct eng_ev_counts k = {0};
-	long long lines = 0, malformed = 0;
-	enum eng_status st = ENG_OK;
-	bool eof = false;
-
-	if (run->opt.dry_run && (st = eng_db_begin(&run->db, &err)))
-		goto done;
-	while (!eof && st == ENG_OK) {
-		size_t n = 0;
-		struct take_ctx tc = {ev, run->now, &malformed};
-		if ((st = eng_lines_block(&in, BLOCK, take_line, &tc, &n, &eof, &err)))
-			break;
-		lines += (long long)n;
-		if (n == 0)
-			break;
-		struct eng_ev_counts bk = {0};
-		st = eng_events_apply(&run->db, ev, n, run->run_id,
-				      run->opt.dry_run, &bk, &err);
-		report(ev, n);
-		k.applied += bk.applied;
-		k.failed += bk.failed;
-		k.transitions += bk.transitions;
-		k.activities += bk.activities;
-		if (st == ENG_OK && eng_interrupted)
-			st = eng_err_set(&err, ENG_ETEMP,
-					 "interrupted by signal %d after line %ld",
-					 (int)eng_interrupted, in.lineno);
-	}
-	if (run->opt.dry_run)
-		eng_db_rollback(&run->db);
-done:
-	free(ev);
-	eng_lines_close(&in);
-	eng_run_set_int(run, "lines", lines);
-	eng_run_set_int(run, "applied", k.applied);
-	eng_run_set_int(run, "failed", k.failed);
-	eng_run_set_int(run, "malformed", malformed);
-	eng_run_set_int(run, "transitions", k.transitions);
-	eng_run_set_int(run, "activities", k.activities);
-	if (st)
-		return eng_run_fail(run, &err);
-	return eng_run_finish(run, k.failed ? ENG_EXIT_PARTIAL : ENG_EXIT_OK);
+	struct batch b = {.ev = eng_xcalloc(BLOCK, sizeof(*b.ev)), .run = run};
+	struct eng_run_lines rl = {c->batch, ENG_START_TOOL, BLOCK, take_line,
+				   apply_block, summarize, &b};
+	int rc = eng_run_lines(run, &rl);
+	free(b.ev);
+	return rc;
 }
 
 int main(int argc, char **argv)

@@ -42,24 +42,18 @@ static enum eng_status on_opt(void *ctx, int opt, const char *arg,
 	long long v;
 	switch (opt) {
 	case OPT_LOOKBACK:
-		if (eng_parse_int(arg, 1, 366, &v))
-			return eng_err_set(err, ENG_EUSAGE,
-					   "invalid --lookback-days \"%s\": expected 1 to 366",
-					   arg);
+		if (eng_opt_int("lookback-days", arg, 1, 366, &v, err))
+			return err->status;
 		o->lookback_days = (int)v;
 		return ENG_OK;
 	case OPT_BATCH:
-		if (eng_parse_int(arg, 1, 100000, &v))
-			return eng_err_set(err, ENG_EUSAGE,
-					   "invalid --batch-size \"%s\": expected 1 to 100000",
-					   arg);
+		if (eng_opt_int("batch-size", arg, 1, 100000, &v, err))
+			return err->status;
 		o->batch_size = (int)v;
 		return ENG_OK;
 	case OPT_EXPIRE:
-		if (eng_parse_int(arg, 1, 720, &v))
-			return eng_err_set(err, ENG_EUSAGE,
-					   "invalid --expire-hours \"%s\": expected 1 to 720",
-					   arg);
+		if (eng_opt_int("expire-hours", arg, 1, 720, &v, err))
+			return err->status;
 		o->expire_hours = (int)v;
 		return ENG_OK;
 	}

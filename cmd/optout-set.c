@@ -259,17 +259,17 @@ static int run_change(struct eng_run *run, struct ctx *c)
 
 #define BLOCK 10000
 
-struct take_ctx {
-	struct eng_optout_item *it;
-	long long *malformed;
+struct batch {
+	struct eng_optout_item *it; /* the block */
+	long long counts[3], failed, malformed;
 };
 
 /* A malformed line stays in the block, failed, to be reported in order. */
 static void take_line(void *ctx, size_t i, long lineno, const char *text,
 		      size_t len, bool too_long)
 {
-	struct take_ctx *tc = ctx;
-	struct eng_optout_item *x = &tc->it[i];
+	struct batch *b = ctx;
+	struct eng_optout_item *x = &b->it[i];
 	struct eng_err perr = ENG_ERR_INIT;
 	memset(x, 0, sizeof(*x));
 	x->line = lineno;
@@ -278,76 +278,59 @@ static void take_line(void *ctx, size_t i, long lineno, const char *text,
 	else
 		eng_optout_parse_json(text, len, x, &perr);
 	if (perr.status) {
-		(*tc->malformed)++;
+		b->malformed++;
 		x->failed = true;
 		x->err = perr;
 	}
 }
 
+static enum eng_status apply_block(void *ctx, struct eng_run *run, size_t n,
+				   struct eng_err *err)
+{
+	struct batch *b = ctx;
+	struct eng_optout_item *it = b->it;
+	size_t done;
+	enum eng_status st = eng_optout_apply_items(&run->db, it, n, run->run_id,
+						    run->opt.dry_run, &done, err);
+	for (size_t i = 0; i < done; i++) {
+		if (it[i].failed) {
+			b->failed++;
+			eng_log(ENG_ERROR, "line_failed", ENG_I("line", it[i].line),
+				ENG_S("user_id", it[i].who.user_id[0] ? it[i].who.user_id : NULL),
+				ENG_S("error", it[i].err.msg),
+				ENG_S("error_class", eng_status_name(it[i].err.status)));
+		} else {
+			b->counts[it[i].res.outcome]++;
+			eng_log(ENG_INFO, "line_result", ENG_I("line", it[i].line),
+				ENG_S("user_id", it[i].who.user_id),
+				ENG_B("opt_out", it[i].opt_out),
+				ENG_S("outcome", eng_optout_outcome_name(it[i].res.outcome)));
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		eng_optout_item_release(&it[i]);
+	return st;
+}
+
+static bool summarize(void *ctx, struct eng_run *run)
+{
+	struct batch *b = ctx;
+	eng_run_set_int(run, "applied", b->counts[ENG_OPTOUT_APPLIED]);
+	eng_run_set_int(run, "unchanged", b->counts[ENG_OPTOUT_UNCHANGED]);
+	eng_run_set_int(run, "stale", b->counts[ENG_OPTOUT_STALE]);
+	eng_run_set_int(run, "failed", b->failed);
+	eng_run_set_int(run, "malformed", b->malformed);
+	return b->failed > 0;
+}
+
 static int run_batch(struct eng_run *run, struct ctx *c)
 {
-	struct eng_err err = ENG_ERR_INIT;
-	struct eng_lines in;
-	if (eng_lines_open(&in, c->batch, &err))
-		return eng_run_fail(run, &err);
-	if (eng_run_start(run, ENG_START_SCHEMA, &err)) {
-		eng_lines_close(&in);
-		return eng_run_fail(run, &err);
-	}
-	struct eng_optout_item *it = eng_xcalloc(BLOCK, sizeof(*it));
-	long long lines = 0, malformed = 0, failed = 0, counts[3] = {0, 0, 0};
-	enum eng_status st = ENG_OK;
-	bool eof = false;
-
-	if (run->opt.dry_run && (st = eng_db_begin(&run->db, &err)))
-		goto done;
-	while (!eof && st == ENG_OK) {
-		size_t n = 0;
-		struct take_ctx tc = {it, &malformed};
-		if ((st = eng_lines_block(&in, BLOCK, take_line, &tc, &n, &eof, &err)))
-			break;
-		lines += (long long)n;
-		if (n == 0)
-			break;
-		size_t done;
-		st = eng_optout_apply_items(&run->db, it, n, run->run_id,
-					    run->opt.dry_run, &done, &err);
-		for (size_t i = 0; i < done; i++) {
-			if (it[i].failed) {
-				failed++;
-				eng_log(ENG_ERROR, "line_failed", ENG_I("line", it[i].line),
-					ENG_S("user_id", it[i].who.user_id[0] ? it[i].who.user_id : NULL),
-					ENG_S("error", it[i].err.msg),
-					ENG_S("error_class", eng_status_name(it[i].err.status)));
-			} else {
-				counts[it[i].res.outcome]++;
-				eng_log(ENG_INFO, "line_result", ENG_I("line", it[i].line),
-					ENG_S("user_id", it[i].who.user_id),
-					ENG_B("opt_out", it[i].opt_out),
-					ENG_S("outcome", eng_optout_outcome_name(it[i].res.outcome)));
-			}
-		}
-		for (size_t i = 0; i < n; i++)
-			eng_optout_item_release(&it[i]);
-		if (st == ENG_OK && eng_interrupted)
-			st = eng_err_set(&err, ENG_ETEMP,
-					 "interrupted by signal %d after line %ld",
-					 (int)eng_interrupted, in.lineno);
-	}
-	if (run->opt.dry_run)
-		eng_db_rollback(&run->db);
-done:
-	free(it);
-	eng_lines_close(&in);
-	eng_run_set_int(run, "lines", lines);
-	eng_run_set_int(run, "applied", counts[ENG_OPTOUT_APPLIED]);
-	eng_run_set_int(run, "unchanged", counts[ENG_OPTOUT_UNCHANGED]);
-	eng_run_set_int(run, "stale", counts[ENG_OPTOUT_STALE]);
-	eng_run_set_int(run, "failed", failed);
-	eng_run_set_int(run, "malformed", malformed);
-	if (st)
-		return eng_run_fail(run, &err);
-	return eng_run_finish(run, failed ? ENG_EXIT_PARTIAL : ENG_EXIT_OK);
+	struct batch b = {.it = eng_xcalloc(BLOCK, sizeof(*b.it))};
+	struct eng_run_lines rl = {c->batch, ENG_START_SCHEMA, BLOCK, take_line,
+				   apply_block, summarize, &b};
+	int rc = eng_run_lines(run, &rl);
+	free(b.it);
+	return rc;
 }
 
 int main(int argc, char **argv)

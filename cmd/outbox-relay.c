@@ -70,17 +70,13 @@ static enum eng_status on_opt(void *p, int opt, const char *arg,
 	case OPT_SECRET: c->secret_file = arg; return ENG_OK;
 	case OPT_FOLLOW: c->o.follow = true; return ENG_OK;
 	case OPT_BATCH:
-		if (eng_parse_int(arg, 1, 10000, &v))
-			return eng_err_set(err, ENG_EUSAGE,
-					   "invalid --batch \"%s\": expected 1 to 10000", arg);
+		if (eng_opt_int("batch", arg, 1, 10000, &v, err))
+			return err->status;
 		c->o.batch = (int)v;
 		return ENG_OK;
 	case OPT_PURGE:
-		if (eng_parse_int(arg, 1, 3650, &v))
-			return eng_err_set(err, ENG_EUSAGE,
-					   "invalid --purge-published-days \"%s\": "
-					   "expected 1 to 3650",
-					   arg);
+		if (eng_opt_int("purge-published-days", arg, 1, 3650, &v, err))
+			return err->status;
 		c->o.purge_days = (int)v;
 		return ENG_OK;
 	case OPT_TIMEOUT:
@@ -92,9 +88,8 @@ static enum eng_status on_opt(void *p, int opt, const char *arg,
 		c->o.timeout_ms = v;
 		return ENG_OK;
 	case OPT_ATTEMPTS:
-		if (eng_parse_int(arg, 1, 100, &v))
-			return eng_err_set(err, ENG_EUSAGE,
-					   "invalid --max-attempts \"%s\"", arg);
+		if (eng_opt_int("max-attempts", arg, 1, 100, &v, err))
+			return err->status;
 		c->o.max_attempts = (int)v;
 		return ENG_OK;
 	}

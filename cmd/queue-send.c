@@ -67,16 +67,6 @@ static const struct option opts[] = {
 	{NULL, 0, NULL, 0},
 };
 
-static enum eng_status int_opt(const char *name, const char *arg, long long lo,
-			       long long hi, long long *v, struct eng_err *err)
-{
-	if (eng_parse_int(arg, lo, hi, v))
-		return eng_err_set(err, ENG_EUSAGE,
-				   "invalid --%s \"%s\": expected %lld to %lld", name,
-				   arg, lo, hi);
-	return ENG_OK;
-}
-
 static enum eng_status on_opt(void *ctx, int opt, const char *arg,
 			      struct eng_err *err)
 {
@@ -86,11 +76,11 @@ static enum eng_status on_opt(void *ctx, int opt, const char *arg,
 	enum eng_status st = ENG_OK;
 	switch (opt) {
 	case OPT_BATCH:
-		if (!(st = int_opt("batch", arg, 1, 10000, &v, err)))
+		if (!(st = eng_opt_int("batch", arg, 1, 10000, &v, err)))
 			o->batch = (int)v;
 		return st;
 	case OPT_CONC:
-		if (!(st = int_opt("concurrency", arg, 1, 512, &v, err)))
+		if (!(st = eng_opt_int("concurrency", arg, 1, 512, &v, err)))
 			o->concurrency = (int)v;
 		return st;
 	case OPT_RATE:
@@ -102,7 +92,7 @@ static enum eng_status on_opt(void *ctx, int opt, const char *arg,
 		o->rate = d;
 		return ENG_OK;
 	case OPT_MAXMSG:
-		if (!(st = int_opt("max-messages", arg, 1, 1000000000, &v, err)))
+		if (!(st = eng_opt_int("max-messages", arg, 1, 1000000000, &v, err)))
 			o->max_messages = v;
 		return st;
 	case OPT_MAXSEC:
@@ -119,15 +109,15 @@ static enum eng_status on_opt(void *ctx, int opt, const char *arg,
 		snprintf(o->worker_id, sizeof(o->worker_id), "%s", arg);
 		return ENG_OK;
 	case OPT_HOURLY:
-		if (!(st = int_opt("per-user-hourly", arg, 1, 1000, &v, err)))
+		if (!(st = eng_opt_int("per-user-hourly", arg, 1, 1000, &v, err)))
 			o->per_user_hourly = (int)v;
 		return st;
 	case OPT_RETAIN:
-		if (!(st = int_opt("retain-days", arg, 1, 3650, &v, err)))
+		if (!(st = eng_opt_int("retain-days", arg, 1, 3650, &v, err)))
 			o->retain_days = (int)v;
 		return st;
 	case OPT_LEASE:
-		if (!(st = int_opt("lease-seconds", arg, 5, 3600, &v, err)))
+		if (!(st = eng_opt_int("lease-seconds", arg, 5, 3600, &v, err)))
 			o->lease_seconds = (int)v;
 		return st;
 	case OPT_TIMEOUT:

@@ -17,25 +17,20 @@ enum eng_status eng_event_parse_json(const char *text, size_t len,
 				     eng_time default_at, struct eng_event *ev,
 				     struct eng_err *err)
 {
-	json_error_t je;
 	long line = ev->line;
 	memset(ev, 0, sizeof(*ev));
 	ev->line = line;
 	ev->at = default_at;
 
-	json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+	json_t *o = eng_line_object(text, len, err);
 	if (!o)
-		return eng_err_set(err, ENG_EDATA, "not valid JSON: %s", je.text);
+		return err->status;
 	enum eng_status st = ENG_OK;
 	int who = 0, what = 0;
 	const char *key;
 	json_t *v;
-	if (!json_is_object(o)) {
-		st = eng_err_set(err, ENG_EDATA, "expected a JSON object");
-		goto out;
-	}
 	json_object_foreach(o, key, v) {
-		int ref = eng_user_ref_field(key, v, &ev->who, &who, err);
+		int ref = eng_line_field(key, v, &ev->who, &who, &ev->at, err);
 		if (ref < 0) {
 			st = err->status;
 			goto out;
@@ -71,13 +66,6 @@ enum eng_status eng_event_parse_json(const char *text, size_t len,
 				goto out;
 			}
 			ev->trigger = (enum eng_trigger)t;
-		} else if (strcmp(key, "at") == 0) {
-			if (!json_is_string(v) ||
-			    eng_time_parse(json_string_value(v), &ev->at)) {
-				st = eng_err_set(err, ENG_EDATA,
-						 "\"at\" is not an RFC 3339 timestamp");
-				goto out;
-			}
 		} else {
 			st = eng_err_set(err, ENG_EDATA, "unknown field \"%.40s\"", key);
 			goto out;

@@ -6,6 +6,7 @@
 
 #include "eng_buf.h"
 #include "eng_log.h"
+#include "eng_parse.h"
 
 static const struct option common_opts[] = {
 	{"db", required_argument, NULL, ENG_OPTC_DB},
@@ -113,4 +114,14 @@ enum eng_status eng_opt_parse(const struct eng_cmd *cmd, int argc,
 	*first_arg = optind;
 	free(all);
 	return st;
+}
+
+enum eng_status eng_opt_int(const char *name, const char *arg, long long lo,
+			    long long hi, long long *v, struct eng_err *err)
+{
+	if (eng_parse_int(arg, lo, hi, v))
+		return eng_err_set(err, ENG_EUSAGE,
+				   "invalid --%s \"%s\": expected %lld to %lld", name,
+				   arg, lo, hi);
+	return ENG_OK;
 }

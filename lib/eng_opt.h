@@ -59,4 +59,9 @@ enum eng_status eng_opt_parse(const struct eng_cmd *cmd, int argc,
 			      char **argv, struct eng_common *c,
 			      int *first_arg, struct eng_err *err);
 
+/* An integer option value in [lo, hi] into *v; otherwise ENG_EUSAGE with
+ * "invalid --NAME "ARG": expected LO to HI". */
+enum eng_status eng_opt_int(const char *name, const char *arg, long long lo,
+			    long long hi, long long *v, struct eng_err *err);
+
 #endif

@@ -185,21 +185,16 @@ enum eng_status eng_optout_parse_json(const char *text, size_t len,
 				      struct eng_optout_item *it,
 				      struct eng_err *err)
 {
-	json_error_t je;
 	int who = 0;
 	bool have_value = false;
 	const char *key;
 	json_t *v;
 	enum eng_status st = ENG_OK;
-	json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+	json_t *o = eng_line_object(text, len, err);
 	if (!o)
-		return eng_err_set(err, ENG_EDATA, "not valid JSON: %s", je.text);
-	if (!json_is_object(o)) {
-		st = eng_err_set(err, ENG_EDATA, "expected a JSON object");
-		goto out;
-	}
+		return err->status;
 	json_object_foreach(o, key, v) {
-		int ref = eng_user_ref_field(key, v, &it->who, &who, err);
+		int ref = eng_line_field(key, v, &it->who, &who, &it->at, err);
 		if (ref < 0) {
 			st = err->status;
 			goto out;
@@ -222,12 +217,6 @@ enum eng_status eng_optout_parse_json(const char *text, size_t len,
 				goto out;
 			}
 			snprintf(it->source, sizeof(it->source), "%s", json_string_value(v));
-		} else if (strcmp(key, "at") == 0) {
-			if (!json_is_string(v) || eng_time_parse(json_string_value(v), &it->at)) {
-				st = eng_err_set(err, ENG_EDATA,
-						 "\"at\" is not an RFC 3339 timestamp");
-				goto out;
-			}
 		} else if (strcmp(key, "reason") == 0) {
 			if (!json_is_string(v) || json_string_length(v) > 500) {
 				st = eng_err_set(err, ENG_EDATA,

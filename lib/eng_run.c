@@ -276,3 +276,39 @@ int eng_run_finish(struct eng_run *run, int exit_code)
 	run->summary = NULL;
 	return exit_code;
 }
+
+int eng_run_lines(struct eng_run *run, const struct eng_run_lines *b)
+{
+	struct eng_err err = ENG_ERR_INIT;
+	struct eng_lines in;
+	if (eng_lines_open(&in, b->path, &err))
+		return eng_run_fail(run, &err);
+	if (eng_run_start(run, b->start, &err)) {
+		eng_lines_close(&in);
+		return eng_run_fail(run, &err);
+	}
+	long long lines = 0;
+	bool eof = false;
+	enum eng_status st = run->opt.dry_run ? eng_db_begin(&run->db, &err) : ENG_OK;
+	bool rehearsal = st == ENG_OK && run->opt.dry_run;
+	while (st == ENG_OK && !eof) {
+		size_t n = 0;
+		if ((st = eng_lines_block(&in, b->block, b->take, b->ctx, &n, &eof, &err)) ||
+		    n == 0)
+			break;
+		lines += (long long)n;
+		st = b->apply(b->ctx, run, n, &err);
+		if (st == ENG_OK && eng_interrupted)
+			st = eng_err_set(&err, ENG_ETEMP,
+					 "interrupted by signal %d after line %ld",
+					 (int)eng_interrupted, in.lineno);
+	}
+	if (rehearsal)
+		eng_db_rollback(&run->db);
+	eng_lines_close(&in);
+	eng_run_set_int(run, "lines", lines);
+	bool failed = b->summarize(b->ctx, run);
+	if (st)
+		return eng_run_fail(run, &err);
+	return eng_run_finish(run, failed ? ENG_EXIT_PARTIAL : ENG_EXIT_OK);
+}

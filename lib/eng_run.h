@@ -22,6 +22,7 @@
 
 #include "eng_db.h"
 #include "eng_err.h"
+#include "eng_lines.h"
 #include "eng_opt.h"
 #include "eng_time.h"
 
@@ -114,5 +115,27 @@ int eng_run_finish(struct eng_run *run, int exit_code);
 /* Summary helpers. */
 void eng_run_set_int(struct eng_run *run, const char *key, long long v);
 void eng_run_set_str(struct eng_run *run, const char *key, const char *v);
+
+/* A program that applies a file of JSON lines (--batch FILE|-). */
+struct eng_run_lines {
+	const char *path;   /* a file, or "-" for stdin */
+	unsigned start;     /* ENG_START_* */
+	size_t block;       /* lines read and applied at a time */
+	eng_line_fn take;   /* parse line i of the block into ctx's items */
+	/* Apply and report the block's n items. An error only when the run
+	 * must stop (a bad item is the program's to count). */
+	enum eng_status (*apply)(void *ctx, struct eng_run *run, size_t n,
+				 struct eng_err *err);
+	/* Put the counts in the summary; true when some item failed. */
+	bool (*summarize)(void *ctx, struct eng_run *run);
+	void *ctx;
+};
+
+/* The whole run of such a program: open the input, start the run, read
+ * and apply block by block (a dry run in one transaction, rolled back),
+ * stop between blocks on a signal, summarize ("lines" first) and finish:
+ * exit 0, 1 when an item failed, or the code of the error that stopped
+ * it. */
+int eng_run_lines(struct eng_run *run, const struct eng_run_lines *b);
 
 #endif

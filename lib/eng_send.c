@@ -387,7 +387,6 @@ static json_t *details(struct msg *m, const char *reason)
 	return d;
 }
 
-/* Give a claimed, unsent message back without charging an attempt. */
 /* Give a claimed, unsent message back without charging an attempt; reason
  * says why (fatal, signal, max_seconds, lease, unreachable). */
 static enum eng_status hand_back(struct sender *s, struct msg *m,
@@ -398,6 +397,19 @@ static enum eng_status hand_back(struct sender *s, struct msg *m,
 			    "message_handed_back", details(m, reason)};
 	s->k.handed_back++;
 	release_reservation(s, m);
+	return record(s, m, &o, err);
+}
+
+/* Back to the queue until `until` without charging an attempt: a check
+ * said not now (reason: quiet_hours, hourly_cap). */
+static enum eng_status defer(struct sender *s, struct msg *m, eng_time until,
+			     const char *reason, struct eng_err *err)
+{
+	json_t *d = details(m, reason);
+	json_object_set_new(d, "until", ts_or_null(until));
+	struct outcome o = {"queued", 0, until, NULL, NULL, NULL, 0,
+			    "message_deferred", d};
+	s->k.deferred++;
 	return record(s, m, &o, err);
 }
 
@@ -615,14 +627,8 @@ static enum eng_status decide(struct sender *s, PGresult *r, int i,
 	}
 	/* 2. quiet hours: back to the queue until the window ends */
 	eng_time until = quiet ? eng_db_epoch_us(PQgetvalue(r, i, 8)) : 0;
-	if (quiet && until > now) {
-		json_t *d = details(m, "quiet_hours");
-		json_object_set_new(d, "until", ts_or_null(until));
-		struct outcome o = {"queued", 0, until, NULL, NULL, NULL, 0,
-				    "message_deferred", d};
-		s->k.deferred++;
-		return record(s, m, &o, err);
-	}
+	if (quiet && until > now)
+		return defer(s, m, until, "quiet_hours", err);
 	/* 3. the per-user hourly cap: the sends the database has, and this
 	 * run's not written back yet (the same message counted once) */
 	struct user_sends *u = user_of(s, m->user_id);
@@ -650,14 +656,8 @@ static enum eng_status decide(struct sender *s, PGresult *r, int i,
 	qsort(all, nall, sizeof(*all), cmp_time);
 	eng_time free_at = eng_send_cap_until(all, nall, s->o->per_user_hourly, now);
 	free(all);
-	if (free_at > now) {
-		json_t *d = details(m, "hourly_cap");
-		json_object_set_new(d, "until", ts_or_null(free_at));
-		struct outcome o = {"queued", 0, free_at, NULL, NULL, NULL, 0,
-				    "message_deferred", d};
-		s->k.deferred++;
-		return record(s, m, &o, err);
-	}
+	if (free_at > now)
+		return defer(s, m, free_at, "hourly_cap", err);
 	/* 4. the template, in the user's language or the nearest one */
 	char why[256];
 	char **values = NULL;

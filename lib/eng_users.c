@@ -73,9 +73,32 @@ enum eng_status eng_users_resolve(struct eng_db *db, struct eng_user_ref **refs,
 	return ENG_OK;
 }
 
-int eng_user_ref_field(const char *key, const json_t *v, struct eng_user_ref *who,
-		       int *seen, struct eng_err *err)
+json_t *eng_line_object(const char *text, size_t len, struct eng_err *err)
 {
+	json_error_t je;
+	json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+	if (!o) {
+		eng_err_set(err, ENG_EDATA, "not valid JSON: %s", je.text);
+		return NULL;
+	}
+	if (!json_is_object(o)) {
+		json_decref(o);
+		eng_err_set(err, ENG_EDATA, "expected a JSON object");
+		return NULL;
+	}
+	return o;
+}
+
+int eng_line_field(const char *key, const json_t *v, struct eng_user_ref *who,
+		   int *seen, eng_time *at, struct eng_err *err)
+{
+	if (strcmp(key, "at") == 0) {
+		if (!json_is_string(v) || eng_time_parse(json_string_value(v), at)) {
+			eng_err_set(err, ENG_EDATA, "\"at\" is not an RFC 3339 timestamp");
+			return -1;
+		}
+		return 1;
+	}
 	if (strcmp(key, "user_id") == 0) {
 		(*seen)++;
 		if (!json_is_string(v) || eng_parse_uuid(json_string_value(v), who->user_id)) {

@@ -11,6 +11,7 @@
 
 #include "eng_db.h"
 #include "eng_err.h"
+#include "eng_time.h"
 #include <jansson.h>
 
 struct eng_user_ref {
@@ -23,10 +24,15 @@ struct eng_user_ref {
 enum eng_status eng_users_resolve(struct eng_db *db, struct eng_user_ref **refs,
 				  size_t n, struct eng_err *err);
 
-/* If key is "user_id" or "phone", parse v into who (counting it in *seen)
- * and return 1; ENG_EDATA in err when malformed (-1); 0 for other keys. */
-int eng_user_ref_field(const char *key, const json_t *v, struct eng_user_ref *who,
-		       int *seen, struct eng_err *err);
+/* A batch line as a JSON object (duplicate keys refused); NULL with
+ * ENG_EDATA in err when it is not one. */
+json_t *eng_line_object(const char *text, size_t len, struct eng_err *err);
+
+/* The fields every batch line may carry: "user_id" or "phone" (parsed into
+ * who, counted in *seen) and "at" (into *at). 1 when key is one of them,
+ * -1 (ENG_EDATA in err) when its value is malformed, 0 for other keys. */
+int eng_line_field(const char *key, const json_t *v, struct eng_user_ref *who,
+		   int *seen, eng_time *at, struct eng_err *err);
 
 /* The not-found message for a reference ("no user with phone +55***21"). */
 void eng_users_not_found(const struct eng_user_ref *r, struct eng_err *err);
