@@ -9,7 +9,7 @@ pkgs=(
   libpq-dev libcurl4-openssl-dev libjansson-dev libssl-dev
   libmicrohttpd-dev libcmocka-dev
   postgresql pgtap pgbouncer
-  bats jq scdoc valgrind procps psmisc curl
+  bats jq scdoc valgrind procps psmisc curl python3 openssl
 )
 
 missing=()

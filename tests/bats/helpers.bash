@@ -156,8 +156,9 @@ stop_standin() {
 }
 
 # The number of requests the stand-in received (optionally matching a jq
-# filter, e.g. 'select(.status == 200)').
+# filter, e.g. 'select(.status == 200)'); the webhooks it posted itself
+# (kind "webhook_out") are not requests.
 requests() {
 	[ -f "$STANDIN_RECORD" ] || { echo 0; return; }
-	jq -c "${1:-.}" "$STANDIN_RECORD" | grep -c . || true
+	jq -c "select(.kind == null) | ${1:-.}" "$STANDIN_RECORD" | grep -c . || true
 }

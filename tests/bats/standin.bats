@@ -6,6 +6,8 @@
 bats_require_minimum_version 1.5.0
 
 WA="${ENG_BIN:?run through ctest, or set ENG_BIN to the build dir}/tests/wa-standin/wa-standin"
+# A receiver of Meta-style webhooks that checks signatures on its own.
+HUB="$BATS_TEST_DIRNAME/../wa-standin/hub_receiver.py"
 
 # A valid template send; tests change it with jq filters.
 BODY='{"messaging_product":"whatsapp","recipient_type":"individual","to":"+5511987654321","type":"template","biz_opaque_callback_data":"mq:42","template":{"name":"engagement_goodbye","language":{"code":"pt_BR"},"components":[{"type":"body","parameters":[{"type":"text","text":"Ana"},{"type":"text","text":"30"}]}]}}'
@@ -17,12 +19,27 @@ setup() {
 	REC="$BATS_TEST_TMPDIR/requests.jsonl"
 	SA_ERR="$BATS_TEST_TMPDIR/stderr"
 	SA_PID=
+	SECRET="app-secret-${RANDOM}${RANDOM}-f00d"
+	printf '%s\n' "$SECRET" >"$BATS_TEST_TMPDIR/secret"
+	HUB_OUT="$BATS_TEST_TMPDIR/hub.jsonl"
+	HUB_PID=
 }
 
 teardown() {
+	local rc=0
 	if [ -n "$SA_PID" ] && kill -0 "$SA_PID" 2>/dev/null; then
 		kill -TERM "$SA_PID" 2>/dev/null || true
-		wait "$SA_PID" 2>/dev/null || true
+		wait "$SA_PID" 2>/dev/null || rc=$?
+	fi
+	if [ -n "$HUB_PID" ]; then
+		kill -TERM "$HUB_PID" 2>/dev/null || true
+		wait "$HUB_PID" 2>/dev/null || true
+	fi
+	# A clean stop is exit 0 (under the sanitizers: no error, no leak).
+	if [ "$rc" -ne 0 ]; then
+		echo "wa-standin exited $rc on SIGTERM:" >&2
+		cat "$SA_ERR" >&2
+		return 1
 	fi
 }
 
@@ -565,6 +582,15 @@ stats() {
 		"--latency-ms 1.5"
 		"--listen nowhere.example"
 		"--phone-number-id 12ab"
+		"--status-webhook ftp://example.com/hook"
+		"--statuses sent,bounced"
+		"--statuses sent,sent"
+		"--statuses failed"
+		"--status-delay-ms soon"
+		"--webhook-retries 101"
+		"--webhook-timeout-ms 0"
+		"--waba-id abc"
+		"--display-phone-number +1555"
 		"extra-argument"
 	)
 	local args
@@ -606,4 +632,452 @@ stats() {
 	expect_success
 	run grep -F "$TOKEN" "$SA_ERR"
 	[ "$status" -eq 1 ]
+}
+
+# ---- Meta's webhook side ----
+
+# start_hub [OPTION]...: hub_receiver.py on a free port, with the app
+# secret; sets HUB_PID and HUB_URL. Each POST it gets is a line of $HUB_OUT.
+start_hub() {
+	rm -f "$BATS_TEST_TMPDIR/hubport"
+	python3 "$HUB" --secret-file "$BATS_TEST_TMPDIR/secret" \
+		--port-file "$BATS_TEST_TMPDIR/hubport" --out "$HUB_OUT" "$@" \
+		2>"$BATS_TEST_TMPDIR/hub.err" 3>&- &
+	HUB_PID=$!
+	local i
+	for i in $(seq 200); do
+		[ -s "$BATS_TEST_TMPDIR/hubport" ] && break
+		sleep 0.05
+	done
+	[ -s "$BATS_TEST_TMPDIR/hubport" ] || {
+		echo "hub_receiver.py did not start" >&2
+		cat "$BATS_TEST_TMPDIR/hub.err" >&2
+		return 1
+	}
+	HUB_URL="http://127.0.0.1:$(cat "$BATS_TEST_TMPDIR/hubport")/hook"
+}
+
+# start_hooked [OPTION]...: wa-standin posting status webhooks to the hub.
+start_hooked() {
+	start_standin --status-webhook "$HUB_URL" \
+		--app-secret-file "$BATS_TEST_TMPDIR/secret" "$@"
+}
+
+# wait_hub N: until the hub has received at least N POSTs (10 s at most).
+wait_hub() {
+	local i
+	for i in $(seq 200); do
+		[ "$(hub_count)" -ge "$1" ] && return 0
+		sleep 0.05
+	done
+	echo "the hub got $(hub_count) POSTs, expected $1:" >&2
+	cat "$HUB_OUT" >&2 2>/dev/null
+	return 1
+}
+
+hub_count() {
+	if [ -f "$HUB_OUT" ]; then
+		grep -c . "$HUB_OUT" || true
+	else
+		echo 0
+	fi
+}
+
+# wait_stats FILTER: until the stats satisfy the jq filter (10 s at most).
+wait_stats() {
+	local i
+	for i in $(seq 200); do
+		stats | jq -e "$1" >/dev/null && return 0
+		sleep 0.05
+	done
+	echo "stats never satisfied $1: $(stats)" >&2
+	return 1
+}
+
+# posts_for SUFFIX: the statuses of each POST the hub got for the recipient
+# ending in SUFFIX, one JSON array a line, in arrival order.
+posts_for() {
+	jq -c --arg s "$1" '[.json.entry[].changes[].value.statuses[]?]
+		| select(length > 0 and (.[0].recipient_id | endswith($s))) | map(.status)' "$HUB_OUT"
+}
+
+# webhook_out: the record's webhook lines.
+webhook_out() {
+	jq -c 'select(.kind == "webhook_out")' "$REC"
+}
+
+# ctl PATH JSON: a control request; sets CODE and RESP.
+ctl() {
+	raw -H 'Content-Type: application/json' --data-binary "$2" "$BASE/_standin/$1"
+}
+
+@test "status webhooks: sent, delivered, read, signed, in Meta's envelope" {
+	start_hub
+	start_hooked
+	post "$(body)"
+	expect_success
+	local wamid
+	wamid=$(jq -r '.messages[0].id' <<<"$RESP")
+	wait_hub 3
+	wait_stats '.webhooks_pending == 0'
+	# Every POST verified by the receiver (Python's hmac), JSON, Meta's agent.
+	jq -se 'length == 3 and all(.[]; .valid and .answered == 200
+		and .content_type == "application/json" and .user_agent == "facebookexternalua"
+		and (.signature | test("^sha256=[0-9a-f]{64}$")))' "$HUB_OUT"
+	# ... and once more here, with openssl.
+	local first sig
+	first=$(jq -r 'select(.n == 1) | .body' "$HUB_OUT")
+	sig=$(printf '%s' "$first" | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1)
+	[ "$(jq -r 'select(.n == 1) | .signature' "$HUB_OUT")" = "sha256=$sig" ]
+	# The envelope.
+	jq -se --arg w "$wamid" 'map(.json) | all(.[];
+		.object == "whatsapp_business_account" and (.entry | length) == 1
+		and .entry[0].id == "102290129340398" and (.entry[0].changes | length) == 1
+		and .entry[0].changes[0].field == "messages"
+		and (.entry[0].changes[0].value | .messaging_product == "whatsapp"
+			and .metadata == {"display_phone_number": "15550783881",
+				"phone_number_id": "1234567890"}
+			and (.statuses | length) == 1 and (has("messages") | not)
+			and (.statuses[0] | .id == $w and .recipient_id == "5511987654321"
+				and .biz_opaque_callback_data == "mq:42"
+				and (.timestamp | test("^[0-9]{10}$"))
+				and (.conversation.id | length) > 0
+				and .conversation.origin.type == "marketing"
+				and .pricing.billable == true and .pricing.pricing_model == "PMP"
+				and .pricing.category == "marketing")))' "$HUB_OUT"
+	[ "$(jq -r '.json.entry[0].changes[0].value.statuses[0].status' "$HUB_OUT" | tr '\n' ' ')" = "sent delivered read " ]
+	# The timestamp is about now.
+	local ts now
+	ts=$(jq -r 'select(.n == 3) | .json.entry[0].changes[0].value.statuses[0].timestamp' "$HUB_OUT")
+	now=$(date +%s)
+	[ $((now - ts)) -ge -2 ]
+	[ $((now - ts)) -le 10 ]
+
+	# The record: the send's line unchanged (no kind), one line per POST.
+	jq -se '.[0] | has("kind") | not' "$REC"
+	[ "$(webhook_out | wc -l)" -eq 3 ]
+	webhook_out | jq -se --arg w "$wamid" --arg u "$HUB_URL" 'all(.[];
+		.url == $u and .status == 200 and .attempt == 1 and .source == "status"
+		and .error == null and (.statuses | length) == 1 and .statuses[0].id == $w)
+		and (map(.statuses[0].status) == ["sent", "delivered", "read"])
+		and (map(.seq) == [2, 3, 4])'
+	stats | jq -e '.requests == 1 and .webhooks_posted == 3 and .webhooks_acknowledged == 3
+		and .webhooks_failed == 0 and .webhooks_abandoned == 0'
+
+	# No biz_opaque_callback_data: none echoed. Failed sends and 912: no statuses.
+	post "$(body 'del(.biz_opaque_callback_data) | .to = "+5511987654322"')"
+	expect_success
+	post "$(to +5511987654901)"
+	post "$(to +5511987654912)"
+	post "$(body '.recipient_type = "group" | .to = "grp-abc"')"
+	expect_success
+	wait_hub 9
+	wait_stats '.webhooks_pending == 0'
+	sleep 0.3
+	[ "$(hub_count)" -eq 9 ]
+	jq -se '[.[].json.entry[0].changes[0].value.statuses[0]
+		| select(.recipient_id == "5511987654322")] | length == 3
+		and all(.[]; has("biz_opaque_callback_data") | not)' "$HUB_OUT"
+	jq -se '[.[].json.entry[0].changes[0].value.statuses[0]
+		| select(.recipient_id == "grp-abc")] | length == 3
+		and all(.[]; .recipient_type == "group")' "$HUB_OUT"
+	# The secret is never written anywhere.
+	run grep -rF "$SECRET" "$REC" "$SA_ERR" "$HUB_OUT"
+	[ "$status" -eq 1 ]
+}
+
+@test "--statuses and --status-delay-ms choose which statuses and when" {
+	start_hub
+	start_hooked --statuses read,sent --status-delay-ms 250
+	local t0 t1
+	t0=$(date +%s%N)
+	post "$(body)"
+	expect_success
+	wait_hub 2
+	t1=$(date +%s%N)
+	[ "$(posts_for 321 | tr '\n' ' ')" = '["read"] ["sent"] ' ]
+	# 250 ms to the first, 250 more to the second.
+	[ $(((t1 - t0) / 1000000)) -ge 490 ]
+	webhook_out | jq -se 'map(.ts | (.[0:19] + "Z" | fromdateiso8601) * 1000
+		+ (.[20:23] | tonumber)) | .[1] - .[0] >= 230'
+	# In the order given, the first happening first: timestamps do not go back.
+	jq -se 'map(.json.entry[0].changes[0].value.statuses[0].timestamp | tonumber)
+		| .[0] <= .[1]' "$HUB_OUT"
+}
+
+@test "--statuses '' posts no statuses" {
+	start_hub
+	start_hooked --statuses '' --status-delay-ms 0
+	post "$(body)"
+	expect_success
+	sleep 0.3
+	[ "$(hub_count)" -eq 0 ]
+	stats | jq -e '.webhooks_posted == 0'
+}
+
+@test "chosen statuses by the last three digits of to (930-937)" {
+	start_hub
+	start_hooked --status-delay-ms 10
+	local s
+	for s in 930 931 932 933 934 935 936 937; do
+		post "$(to "+5511987654$s")"
+		expect_success
+	done
+	wait_hub 19
+	wait_stats '.webhooks_pending == 0 and .webhooks_posted == 19'
+	[ "$(posts_for 930 | tr '\n' ' ')" = '["sent"] ["failed"] ' ]
+	[ "$(posts_for 931 | tr '\n' ' ')" = '["sent"] ["failed"] ' ]
+	[ "$(posts_for 932 | tr '\n' ' ')" = '["sent"] ["delivered"] ' ]
+	[ "$(posts_for 933 | tr '\n' ' ')" = '["sent"] ["sent"] ["delivered"] ["delivered"] ["read"] ["read"] ' ]
+	[ "$(posts_for 934 | tr '\n' ' ')" = '["read"] ["delivered"] ["sent"] ' ]
+	[ "$(posts_for 935 | tr '\n' ' ')" = '["sent"] ["failed"] ' ]
+	[ "$(posts_for 936 | tr '\n' ' ')" = '["sent","delivered","read"] ' ]
+	[ "$(posts_for 937 | tr '\n' ' ')" = '["failed"] ' ]
+	jq -se 'all(.[]; .valid)' "$HUB_OUT"
+	# A failed status carries errors[] with the code, and no pricing.
+	local row suffix code
+	for row in 930:131026 931:131050 935:131049 937:131026; do
+		IFS=: read -r suffix code <<<"$row"
+		jq -se --arg s "$suffix" --argjson c "$code" '[.[].json.entry[0].changes[0].value.statuses[]
+			| select(.status == "failed" and (.recipient_id | endswith($s)))]
+			| length == 1 and (.[0] | (.errors | length) == 1
+				and .errors[0].code == $c and (.errors[0].title | length) > 0
+				and (.errors[0].message | length) > 0
+				and (.errors[0].error_data.details | length) > 0
+				and (has("pricing") | not) and .biz_opaque_callback_data == "mq:42")' \
+			"$HUB_OUT" || {
+			echo "suffix $suffix" >&2
+			return 1
+		}
+	done
+	# 933: the repeat is the same delivery, byte for byte.
+	[ "$(jq -r 'select(.body | contains("5511987654933")) | .body' "$HUB_OUT" | sort -u | wc -l)" -eq 3 ]
+	# 934: out of order on the wire, in order in time.
+	jq -se '[.[].json.entry[0].changes[0].value.statuses[0]
+		| select(.recipient_id | endswith("934"))]
+		| map(.timestamp | tonumber) | .[0] >= .[1] and .[1] >= .[2]' "$HUB_OUT"
+	# 936: one POST, one entry, one change, three statuses of one message.
+	jq -se '[.[].json | select(.entry[0].changes[0].value.statuses[0].recipient_id
+		| endswith("936"))] | length == 1 and (.[0].entry | length) == 1
+		and (.[0].entry[0].changes | length) == 1
+		and (.[0].entry[0].changes[0].value.statuses | map(.id) | unique | length) == 1' "$HUB_OUT"
+	# The record names the statuses of each POST.
+	webhook_out | jq -se 'length == 19 and all(.[]; .status == 200 and .attempt == 1)
+		and ([.[] | select(.statuses | length == 3)] | length) == 1'
+}
+
+@test "retries: a status POST not answered 2xx is retried, 100 ms doubling" {
+	start_hub --fail 3
+	start_hooked --statuses sent --status-delay-ms 0
+	post "$(body)"
+	expect_success
+	wait_hub 4
+	wait_stats '.webhooks_pending == 0'
+	jq -se 'map(.answered) == [500, 500, 500, 200] and all(.[]; .valid)
+		and (map(.body) | unique | length) == 1' "$HUB_OUT"
+	webhook_out | jq -se 'map(.attempt) == [1, 2, 3, 4] and map(.status) == [500, 500, 500, 200]
+		and all(.[]; .statuses[0].status == "sent")'
+	# The waits between attempts: about 100, 200, 400 ms.
+	webhook_out | jq -se 'map(.ts | (.[0:19] + "Z" | fromdateiso8601) * 1000
+		+ (.[20:23] | tonumber)) as $t
+		| ($t[1] - $t[0]) >= 90 and ($t[2] - $t[1]) >= 190 and ($t[3] - $t[2]) >= 390
+		and ($t[3] - $t[0]) < 3000'
+	stats | jq -e '.webhooks_posted == 4 and .webhooks_acknowledged == 1
+		and .webhooks_failed == 3 and .webhooks_abandoned == 0'
+}
+
+@test "retries: given up after --webhook-retries; a receiver that hangs times out" {
+	start_hub --hang
+	start_hooked --statuses sent --status-delay-ms 0 --webhook-retries 1 \
+		--webhook-timeout-ms 300
+	post "$(body)"
+	expect_success
+	wait_stats '.webhooks_abandoned == 1'
+	wait_hub 2
+	stats | jq -e '.webhooks_posted == 2 and .webhooks_failed == 2
+		and .webhooks_acknowledged == 0 and .webhooks_pending == 0'
+	webhook_out | jq -se 'map(.attempt) == [1, 2] and all(.[]; .status == 0
+		and (.error | test("[Tt]imeout|timed out")))'
+}
+
+@test "inbound: text, button, interactive and other types, in Meta's envelope" {
+	start_hub
+	start_hooked --statuses ''
+	post "$(body)"
+	expect_success
+	local template_wamid
+	template_wamid=$(jq -r '.messages[0].id' <<<"$RESP")
+
+	ctl inbound '{"from":"5511987654321","text":"parar lembretes","timestamp":1763460000}'
+	[ "$CODE" = 200 ]
+	jq -e '.status == 200 and (.id | startswith("wamid.")) and .statuses == [200]
+		and (.body.entry[0].changes[0].value | .metadata.phone_number_id == "1234567890"
+			and .contacts == [{"profile": {"name": "Stand-in User"}, "wa_id": "5511987654321"}]
+			and (.messages | length) == 1 and (has("statuses") | not))
+		and .body.entry[0].changes[0].value.messages[0] == {"from": "5511987654321",
+			"id": .id, "timestamp": "1763460000", "type": "text",
+			"text": {"body": "parar lembretes"}}' <<<"$RESP"
+	wait_hub 1
+	# What the hub got is what the answer shows, signed.
+	jq -se --argjson b "$(jq -c .body <<<"$RESP")" '.[0].json == $b and .[0].valid' "$HUB_OUT"
+
+	# A quick-reply button: its context is the last template sent to that number.
+	ctl inbound '{"from":"+5511987654321","button":"goodbye_2","button_text":"Busy","name":"Ana"}'
+	[ "$CODE" = 200 ]
+	jq -e --arg w "$template_wamid" '.body.entry[0].changes[0].value
+		| .contacts[0].profile.name == "Ana"
+		and (.messages[0] | .type == "button" and .from == "5511987654321"
+			and .button == {"payload": "goodbye_2", "text": "Busy"}
+			and .context == {"from": "15550783881", "id": $w})' <<<"$RESP"
+	# The timestamp defaults to now.
+	jq -e --argjson now "$(date +%s)" '.body.entry[0].changes[0].value.messages[0].timestamp
+		| tonumber | . >= $now - 5 and . <= $now + 5' <<<"$RESP"
+
+	ctl inbound '{"from":"5511987654321","interactive":"goodbye_1","title":"Yes","id":"wamid.GIVEN"}'
+	jq -e '.id == "wamid.GIVEN" and (.body.entry[0].changes[0].value.messages[0]
+		| .id == "wamid.GIVEN" and .type == "interactive"
+		and .interactive == {"type": "button_reply", "button_reply": {"id": "goodbye_1", "title": "Yes"}}
+		and (.context.id | startswith("wamid.")))' <<<"$RESP"
+
+	ctl inbound '{"from":"5511999990000","type":"image"}'
+	jq -e '.status == 200 and (.body.entry[0].changes[0].value.messages[0]
+		| .type == "image" and (.image.mime_type | startswith("image/"))
+		and (.image.id | test("^[0-9]+$")) and (has("context") | not))' <<<"$RESP"
+	ctl inbound '{"from":"5511999990000","type":"reaction"}'
+	jq -e '.body.entry[0].changes[0].value.messages[0] | .type == "reaction"
+		and (.reaction.message_id | startswith("wamid.")) and (.reaction.emoji | length) > 0' <<<"$RESP"
+	ctl inbound '{"from":"5511999990000","type":"unsupported"}'
+	jq -e '.body.entry[0].changes[0].value.messages[0] | .type == "unsupported"
+		and .errors[0].code == 131051' <<<"$RESP"
+
+	wait_hub 6
+	jq -se 'all(.[]; .valid and .answered == 200)' "$HUB_OUT"
+	webhook_out | jq -se 'length == 6 and all(.[]; .source == "inbound" and .status == 200
+		and .attempt == 1 and (.messages | length) == 1 and .statuses == null)'
+	stats | jq -e '.webhooks_posted == 6 and .webhooks_acknowledged == 6 and .requests == 1'
+
+	# Requests it cannot serve: 400 with a reason, nothing posted.
+	local bad
+	for bad in '{}' '{"text":"x"}' '{"from":"55119x","text":"x"}' '{"from":"5511","text":"x","button":"y"}' \
+		'{"from":"5511","type":"text"}' '{"from":"5511"}' '{"from":"5511","text":"x","colour":1}' \
+		'{"from":"5511","text":"x","repeat":0}' '{"from":"5511","text":"x","timestamp":"soon"}' \
+		'{"from":"5511","text":"x","url":"ftp://x"}' '[1]' 'not json'; do
+		ctl inbound "$bad"
+		[ "$CODE" = 400 ] && jq -e '.error | length > 0' <<<"$RESP" >/dev/null || {
+			echo "$bad: HTTP $CODE $RESP" >&2
+			return 1
+		}
+	done
+	raw "$BASE/_standin/inbound"
+	[ "$CODE" = 405 ]
+	[ "$(hub_count)" -eq 6 ]
+}
+
+@test "inbound: repeat posts the same delivery N times; the receiver's status is answered" {
+	start_hub --fail 1 --fail-status 503
+	start_hooked --statuses ''
+	ctl inbound '{"from":"5511987654321","text":"oi","repeat":3}'
+	[ "$CODE" = 200 ]
+	jq -e '.statuses == [503, 200, 200] and .status == 200' <<<"$RESP"
+	[ "$(hub_count)" -eq 3 ]
+	jq -se 'all(.[]; .valid) and (map(.body) | unique | length) == 1' "$HUB_OUT"
+	local id
+	id=$(jq -r .id <<<"$RESP")
+	webhook_out | jq -se --arg id "$id" 'map(.attempt) == [1, 2, 3]
+		and map(.status) == [503, 200, 200] and all(.[]; .messages == [$id])'
+	stats | jq -e '.webhooks_posted == 3 and .webhooks_failed == 1'
+}
+
+@test "raw: exact bytes, signed, mis-signed or unsigned, to a given url" {
+	start_hub
+	# No --status-webhook: the url comes with each request.
+	start_standin --app-secret-file "$BATS_TEST_TMPDIR/secret"
+	local b='{"object":"whatsapp_business_account","entry":[]}'
+	ctl raw "$(jq -nc --arg b "$b" --arg u "$HUB_URL" '{body: $b, url: $u}')"
+	[ "$CODE" = 200 ]
+	jq -e '.status == 200 and (.body | fromjson | .received == 1)
+		and (.signature | test("^sha256=[0-9a-f]{64}$"))' <<<"$RESP"
+	ctl raw "$(jq -nc --arg b "$b" --arg u "$HUB_URL" '{body: $b, url: $u, signature: "sha256=deadbeef"}')"
+	jq -e '.status == 401 and .signature == "sha256=deadbeef"' <<<"$RESP"
+	ctl raw "$(jq -nc --arg b "$b" --arg u "$HUB_URL" '{body: $b, url: $u, signature: null}')"
+	jq -e '.status == 401 and .signature == null' <<<"$RESP"
+	ctl raw "$(jq -nc --arg u "$HUB_URL" '{body: "not { json", url: $u}')"
+	jq -e '.status == 200' <<<"$RESP"
+	wait_hub 4
+	jq -se --arg b "$b" 'map(.body) == [$b, $b, $b, "not { json"]
+		and map(.valid) == [true, false, false, true]
+		and map(.signature) == [.[0].signature, "sha256=deadbeef", null, .[3].signature]
+		and .[3].json == null' "$HUB_OUT"
+	webhook_out | jq -se 'length == 4 and all(.[]; .source == "raw")
+		and map(.status) == [200, 401, 401, 200]'
+	# No url and no --status-webhook: refused. Nothing reachable: status 0.
+	ctl raw '{"body":"{}"}'
+	[ "$CODE" = 400 ]
+	ctl inbound '{"from":"5511","text":"x"}'
+	[ "$CODE" = 400 ]
+	ctl raw '{"body":"{}","url":"http://127.0.0.1:1/nothing"}'
+	[ "$CODE" = 200 ]
+	jq -e '.status == 0 and (.error | length) > 0' <<<"$RESP"
+	stats | jq -e '.webhooks_posted == 5 and .webhooks_acknowledged == 2 and .webhooks_failed == 3'
+	[ "$(hub_count)" -eq 4 ]
+}
+
+@test "control endpoints without an app secret sign nothing" {
+	start_hub
+	start_standin
+	ctl inbound "$(jq -nc --arg u "$HUB_URL" '{from: "5511987654321", text: "x", url: $u}')"
+	[ "$CODE" = 400 ]
+	jq -e '.error | contains("app-secret")' <<<"$RESP"
+	ctl raw "$(jq -nc --arg u "$HUB_URL" '{body: "{}", url: $u}')"
+	[ "$CODE" = 400 ]
+	# An explicit signature (or none) needs no secret.
+	ctl raw "$(jq -nc --arg u "$HUB_URL" '{body: "{}", url: $u, signature: null}')"
+	jq -e '.status == 401' <<<"$RESP"
+	[ "$(hub_count)" -eq 1 ]
+}
+
+@test "--status-webhook without an app secret exits 78; the secret file is checked" {
+	run -78 --separate-stderr "$WA" --token-file "$BATS_TEST_TMPDIR/token" \
+		--status-webhook http://127.0.0.1:9/hook
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	[[ "$stderr" == *app-secret-file* ]]
+	run -78 --separate-stderr "$WA" --token-file "$BATS_TEST_TMPDIR/token" \
+		--status-webhook http://127.0.0.1:9/hook --app-secret-file "$BATS_TEST_TMPDIR/nonexistent"
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	: >"$BATS_TEST_TMPDIR/empty"
+	run -78 --separate-stderr "$WA" --token-file "$BATS_TEST_TMPDIR/token" \
+		--app-secret-file "$BATS_TEST_TMPDIR/empty"
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	[[ "$stderr" != *"$SECRET"* ]]
+}
+
+@test "SIGTERM with a receiver that never answers: exits at once with 0" {
+	start_hub --hang
+	start_hooked --status-delay-ms 0
+	local i
+	for i in 1 2 3 4 5; do
+		post "$(to "+551198765432$i")"
+		expect_success
+	done
+	wait_hub 1
+	# An inbound request hangs on the receiver too.
+	curl -s -o /dev/null -H 'Content-Type: application/json' \
+		--data-binary '{"from":"5511987654321","text":"oi"}' "$BASE/_standin/inbound" 3>&- &
+	local cpid=$!
+	wait_hub 2
+	stats | jq -e '.webhooks_pending >= 10'
+	local t0 t1 rc=0
+	t0=$(date +%s%N)
+	kill -TERM "$SA_PID"
+	wait "$SA_PID" || rc=$?
+	t1=$(date +%s%N)
+	[ "$rc" -eq 0 ]
+	[ $(((t1 - t0) / 1000000)) -lt 2000 ] || {
+		echo "took $(((t1 - t0) / 1000000)) ms to stop" >&2
+		return 1
+	}
+	grep -q 'stopped by SIGTERM' "$SA_ERR"
+	wait "$cpid" || true
+	# What was in flight is recorded as cut short.
+	webhook_out | jq -se 'length == 2 and all(.[]; .status == 0 and .error == "stopping")'
 }

@@ -7,7 +7,14 @@
 
 #include "standin.h"
 
-enum route { ROUTE_NOT_FOUND, ROUTE_MESSAGES, ROUTE_STATS, ROUTE_WEBHOOK };
+enum route {
+	ROUTE_NOT_FOUND,
+	ROUTE_MESSAGES,
+	ROUTE_STATS,
+	ROUTE_WEBHOOK,
+	ROUTE_INBOUND, /* POST /_standin/inbound */
+	ROUTE_RAW,     /* POST /_standin/raw */
+};
 enum auth { AUTH_OK, AUTH_MISSING, AUTH_INVALID };
 
 static const char *const auth_names[] = {"ok", "missing", "invalid"};
@@ -401,8 +408,10 @@ static void answer_stats(struct sa_server *srv, struct answer *a)
 		json_object_set_new(by_code, k, json_integer((json_int_t)srv->by_code[i].n));
 	}
 	pthread_mutex_unlock(&srv->mu);
-	set_json(a, 200, json_pack("{s:I, s:o, s:o}", "requests", (json_int_t)requests,
-				   "by_status", by_status, "by_code", by_code));
+	json_t *j = json_pack("{s:I, s:o, s:o}", "requests", (json_int_t)requests,
+			      "by_status", by_status, "by_code", by_code);
+	sa_hooks_stats(srv, j);
+	set_json(a, 200, j);
 }
 
 /* ---- record and stats ---- */
@@ -422,6 +431,27 @@ static void count(struct sa_server *srv, const struct answer *a)
 	}
 	if (srv->n_codes < SA_MAX_CODES)
 		srv->by_code[srv->n_codes++] = (struct sa_code_count){a->code, 1};
+}
+
+/* Write line ("{...}") with "seq" spliced in front; caller holds srv->mu. */
+static void append_line(struct sa_server *srv, uint64_t seq, const char *line)
+{
+	char head[40];
+	int hn = snprintf(head, sizeof head, "{\"seq\":%llu,", (unsigned long long)seq);
+	size_t ln = strlen(line);
+	if (ln < 2)
+		return;
+	if (strcmp(line, "{}") == 0) /* nothing to follow the seq */
+		hn--;
+	char *out = malloc((size_t)hn + ln + 1);
+	if (!out)
+		return;
+	memcpy(out, head, (size_t)hn);
+	memcpy(out + hn, line + 1, ln - 1);
+	out[(size_t)hn + ln - 1] = '\n';
+	if (!sa_write_all(srv->record_fd, out, (size_t)hn + ln))
+		fprintf(stderr, "wa-standin: cannot append to the record file\n");
+	free(out);
 }
 
 /*
@@ -478,22 +508,24 @@ static void account(struct sa_server *srv, struct sa_req *r, enum auth auth,
 	pthread_mutex_lock(&srv->mu);
 	count(srv, a);
 	uint64_t seq = ++srv->seq;
-	if (line) {
-		/* line is "{...}": splice "seq" in front. */
-		char head[40];
-		int hn = snprintf(head, sizeof head, "{\"seq\":%llu,",
-				  (unsigned long long)seq);
-		size_t ln = strlen(line);
-		char *out = malloc((size_t)hn + ln + 1);
-		if (out) {
-			memcpy(out, head, (size_t)hn);
-			memcpy(out + hn, line + 1, ln - 1);
-			out[(size_t)hn + ln - 1] = '\n';
-			if (!sa_write_all(srv->record_fd, out, (size_t)hn + ln))
-				fprintf(stderr, "wa-standin: cannot append to the record file\n");
-			free(out);
-		}
+	if (line)
+		append_line(srv, seq, line);
+	pthread_mutex_unlock(&srv->mu);
+	free(line);
+}
+
+void sa_record(struct sa_server *srv, json_t *rec)
+{
+	if (srv->record_fd < 0 || !rec) {
+		json_decref(rec);
+		return;
 	}
+	char *line = json_dumps(rec, JSON_COMPACT);
+	json_decref(rec);
+	if (!line)
+		return;
+	pthread_mutex_lock(&srv->mu);
+	append_line(srv, ++srv->seq, line);
 	pthread_mutex_unlock(&srv->mu);
 	free(line);
 }
@@ -528,6 +560,29 @@ static enum MHD_Result finish(struct sa_server *srv, struct MHD_Connection *conn
 {
 	struct answer a = {.ctype = json_ctype};
 	sa_fbtrace_id(a.fbtrace);
+
+	if (r->route == ROUTE_INBOUND || r->route == ROUTE_RAW) {
+		r->answered = true; /* control requests are not counted */
+		if (strcmp(r->method, MHD_HTTP_METHOD_POST) != 0) {
+			a.allow = "POST";
+			set_json(&a, 405, json_pack("{s:s}", "error", "only POST is allowed here"));
+		} else if (r->too_large) {
+			set_json(&a, 413, json_pack("{s:s}", "error",
+						    "the request is larger than 64 KiB"));
+		} else {
+			json_t *req = r->len ? json_loadb(r->body, r->len, 0, NULL) : NULL;
+			unsigned st = 500;
+			json_t *ans = r->route == ROUTE_INBOUND ? sa_hooks_inbound(srv, req, &st)
+								: sa_hooks_raw(srv, req, &st);
+			json_decref(req);
+			if (!ans)
+				ans = json_pack("{s:s}", "error", "out of memory");
+			set_json(&a, st, ans);
+		}
+		enum MHD_Result ret = send_answer(conn, r, &a);
+		free(a.body);
+		return ret;
+	}
 
 	if (r->route == ROUTE_STATS) {
 		r->answered = true; /* control requests are not counted */
@@ -585,6 +640,8 @@ static enum MHD_Result finish(struct sa_server *srv, struct MHD_Connection *conn
 		a.status = 0; /* stopping: hang up */
 
 	account(srv, r, auth, body, &a, false);
+	if (r->route == ROUTE_MESSAGES && a.status == 200 && a.wamid)
+		sa_hooks_after_send(srv, body, a.wamid, r->number, r->number_len);
 	json_decref(body);
 	enum MHD_Result ret = a.status ? send_answer(conn, r, &a) : MHD_NO;
 	free(a.body);
@@ -669,6 +726,10 @@ enum MHD_Result sa_handle(void *cls, struct MHD_Connection *conn,
 		clock_gettime(CLOCK_MONOTONIC, &r->t0);
 		if (strcmp(url, "/_standin/stats") == 0)
 			r->route = ROUTE_STATS;
+		else if (strcmp(url, "/_standin/inbound") == 0)
+			r->route = ROUTE_INBOUND;
+		else if (strcmp(url, "/_standin/raw") == 0)
+			r->route = ROUTE_RAW;
 		else if (parse_messages_path(url, r))
 			r->route = ROUTE_MESSAGES;
 		else if (strncmp(url, "/_webhook", 9) == 0 &&
@@ -707,7 +768,8 @@ void sa_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	(void)toe;
 	if (!r)
 		return;
-	if (!r->answered && r->route != ROUTE_STATS) {
+	if (!r->answered && r->route != ROUTE_STATS && r->route != ROUTE_INBOUND &&
+	    r->route != ROUTE_RAW) {
 		/* The client went away before the whole request arrived. */
 		struct answer a = {.status = 0};
 		account(srv, r, r->auth, NULL, &a, true);

@@ -306,3 +306,102 @@ bool sa_nap(struct sa_server *srv, unsigned ms)
 	pthread_mutex_unlock(&srv->stop_mu);
 	return whole;
 }
+
+static bool strmap_grow(struct sa_strmap *map)
+{
+	size_t cap = map->cap ? map->cap * 2 : 64;
+	char **key = calloc(cap, sizeof *key);
+	char **val = calloc(cap, sizeof *val);
+	if (!key || !val) {
+		free(key);
+		free(val);
+		return false;
+	}
+	for (size_t i = 0; i < map->cap; i++) {
+		if (!map->key[i])
+			continue;
+		size_t j = fnv1a(map->key[i]) & (cap - 1);
+		while (key[j])
+			j = (j + 1) & (cap - 1);
+		key[j] = map->key[i];
+		val[j] = map->val[i];
+	}
+	free(map->key);
+	free(map->val);
+	map->key = key;
+	map->val = val;
+	map->cap = cap;
+	return true;
+}
+
+bool sa_strmap_set(struct sa_strmap *map, const char *key, const char *val)
+{
+	if ((map->len + 1) * 2 > map->cap && !strmap_grow(map))
+		return false;
+	char *v = strdup(val);
+	if (!v)
+		return false;
+	size_t j = fnv1a(key) & (map->cap - 1);
+	while (map->key[j]) {
+		if (strcmp(map->key[j], key) == 0) {
+			free(map->val[j]);
+			map->val[j] = v;
+			return true;
+		}
+		j = (j + 1) & (map->cap - 1);
+	}
+	map->key[j] = strdup(key);
+	if (!map->key[j]) {
+		free(v);
+		return false;
+	}
+	map->val[j] = v;
+	map->len++;
+	return true;
+}
+
+const char *sa_strmap_get(const struct sa_strmap *map, const char *key)
+{
+	if (!map->cap)
+		return NULL;
+	size_t j = fnv1a(key) & (map->cap - 1);
+	while (map->key[j]) {
+		if (strcmp(map->key[j], key) == 0)
+			return map->val[j];
+		j = (j + 1) & (map->cap - 1);
+	}
+	return NULL;
+}
+
+void sa_strmap_free(struct sa_strmap *map)
+{
+	for (size_t i = 0; i < map->cap; i++) {
+		free(map->key[i]);
+		free(map->val[i]);
+	}
+	free(map->key);
+	free(map->val);
+	map->key = map->val = NULL;
+	map->cap = map->len = 0;
+}
+
+void sa_random_hex(char *out, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint64_t r = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (i % 16 == 0)
+			r = next_random();
+		out[i] = hex[r & 15];
+		r >>= 4;
+	}
+	out[n] = '\0';
+}
+
+bool sa_stopping(struct sa_server *srv)
+{
+	pthread_mutex_lock(&srv->stop_mu);
+	bool s = srv->stopping;
+	pthread_mutex_unlock(&srv->stop_mu);
+	return s;
+}

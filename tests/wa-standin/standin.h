@@ -18,6 +18,17 @@
 /* Longest biz_opaque_callback_data, in characters. */
 #define SA_MAX_OPAQUE 512
 
+/* Statuses a status webhook can carry. */
+enum sa_status { SA_SENT, SA_DELIVERED, SA_READ, SA_FAILED };
+#define SA_MAX_STATUSES 4
+/*
+ * Parse a comma-separated list of sent, delivered, read (and, when
+ * allow_failed, failed), each at most once; "" is the empty list. False when
+ * the list is bad.
+ */
+bool sa_parse_statuses(const char *list, bool allow_failed,
+		       unsigned char out[SA_MAX_STATUSES], size_t *n);
+
 /* Exit codes (sysexits). */
 enum {
 	SA_EXIT_OK = 0,
@@ -41,6 +52,18 @@ struct sa_config {
 	unsigned webhook_status; /* what POST /_webhook answers */
 	unsigned webhook_fail;   /* ... after this many 503s */
 	bool verbose;
+
+	/* Meta's webhook side (sa_hook.c). */
+	const char *status_webhook; /* NULL: no status webhooks */
+	char *app_secret;           /* never printed, never recorded */
+	size_t app_secret_len;
+	unsigned status_delay_ms;
+	unsigned char statuses[SA_MAX_STATUSES]; /* enum sa_status, in order */
+	size_t n_statuses;
+	unsigned webhook_retries;
+	unsigned webhook_timeout_ms;
+	const char *waba_id;
+	const char *display_phone_number;
 };
 
 /* Recipients that already had their first 920 failure. */
@@ -48,6 +71,34 @@ struct sa_strset {
 	char **slot; /* open addressing, NULL = empty */
 	size_t cap;  /* power of two */
 	size_t len;
+};
+
+/* A string-to-string map (open addressing). */
+struct sa_strmap {
+	char **key; /* NULL = empty */
+	char **val;
+	size_t cap; /* power of two */
+	size_t len;
+};
+
+struct sa_delivery; /* one webhook POST waiting to be made (sa_hook.c) */
+
+/* The webhook poster: a queue ordered by due time, one thread. */
+struct sa_hooks {
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* CLOCK_MONOTONIC */
+	pthread_t thread;
+	bool running; /* the thread was started */
+	bool stop;
+	struct sa_delivery **heap; /* min-heap on (due, order) */
+	size_t len, cap;
+	uint64_t order;
+	/* Counters (every POST made, status, inbound or raw). */
+	uint64_t posted, acked, failed, abandoned, dropped;
+	/* wa_id -> the last wamid sent to it (for inbound replies' context). */
+	struct sa_strmap last_wamid;
+	/* The phone number id of the last successful send's path. */
+	char last_number[32];
 };
 
 struct sa_code_count {
@@ -71,6 +122,8 @@ struct sa_server {
 	size_t n_codes;
 	struct sa_strset failed_once;
 	uint64_t webhook_seen;
+
+	struct sa_hooks hooks;
 
 	/* Naps (slow and latency) end early when stopping turns true. */
 	pthread_mutex_t stop_mu;
@@ -131,6 +184,18 @@ bool sa_write_all(int fd, const char *buf, size_t n);
 bool sa_strset_add(struct sa_strset *set, const char *s); /* false: had it */
 void sa_strset_free(struct sa_strset *set);
 
+/* Set key to a copy of val (false: out of memory). */
+bool sa_strmap_set(struct sa_strmap *map, const char *key, const char *val);
+/* The value for key, or NULL (owned by the map). */
+const char *sa_strmap_get(const struct sa_strmap *map, const char *key);
+void sa_strmap_free(struct sa_strmap *map);
+
+/* n random lowercase hex digits and a NUL into out (n + 1 bytes). */
+void sa_random_hex(char *out, size_t n);
+
+/* True once the server is stopping. */
+bool sa_stopping(struct sa_server *srv);
+
 /*
  * Sleep ms milliseconds unless the server stops first. True when the whole
  * nap was taken.
@@ -146,5 +211,36 @@ enum MHD_Result sa_handle(void *cls, struct MHD_Connection *conn,
 			  size_t *upload_data_size, void **req_cls);
 void sa_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		  enum MHD_RequestTerminationCode toe);
+
+/* Append rec (taken) to the record as one line, "seq" spliced in front. */
+void sa_record(struct sa_server *srv, json_t *rec);
+
+/* ---- sa_hook.c: Meta's webhook side ---- */
+
+/* Set up the poster (always) and start its thread (with --status-webhook). */
+bool sa_hooks_start(struct sa_server *srv);
+/* Stop the thread, dropping what is queued (once stopping is set). */
+void sa_hooks_stop(struct sa_server *srv);
+/* Free what is left (once no connection thread runs). */
+void sa_hooks_free(struct sa_server *srv);
+
+/*
+ * After a successful send (200 with a wamid): queue its status webhooks.
+ * body is the validated request, number the phone number id of the path.
+ * Never blocks for long.
+ */
+void sa_hooks_after_send(struct sa_server *srv, const json_t *body,
+			 const char *wamid, const char *number, size_t number_len);
+
+/* The webhook counters for GET /_standin/stats, added to obj. */
+void sa_hooks_stats(struct sa_server *srv, json_t *obj);
+
+/*
+ * The control endpoints POST /_standin/inbound and POST /_standin/raw:
+ * req is the parsed request body (NULL when not JSON). Sets *status and
+ * returns the answer's JSON.
+ */
+json_t *sa_hooks_inbound(struct sa_server *srv, const json_t *req, unsigned *status);
+json_t *sa_hooks_raw(struct sa_server *srv, const json_t *req, unsigned *status);
 
 #endif

@@ -1,26 +1,49 @@
 #!/usr/bin/env bash
 # Run wa-standin under valgrind memcheck and have it serve a handful of
-# requests of every kind; any memory error or definite leak fails.
+# requests of every kind, posting webhooks (statuses with retries, inbound,
+# raw) to hub_receiver.py; any memory error or definite leak fails.
 # valgrind.sh VALGRIND WA_STANDIN
 set -euo pipefail
 vg=$1
 bin=$2
+here=$(cd "$(dirname "$0")" && pwd)
 dir=$(mktemp -d)
 pid=
+hub=
 cleanup() {
 	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
 		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	if [ -n "$hub" ]; then
+		kill -TERM "$hub" 2>/dev/null || true
 	fi
 	rm -rf "$dir"
 }
 trap cleanup EXIT
 
 printf 'vg-token\n' >"$dir/token"
+printf 'vg-app-secret\n' >"$dir/secret"
+# The receiver refuses its first two POSTs, so retries happen too.
+python3 "$here/hub_receiver.py" --secret-file "$dir/secret" --port-file "$dir/hubport" \
+	--out "$dir/hub.jsonl" --fail 2 2>"$dir/hub.err" &
+hub=$!
+for _ in $(seq 100); do
+	[ -s "$dir/hubport" ] && break
+	sleep 0.05
+done
+if [ ! -s "$dir/hubport" ]; then
+	echo "valgrind.sh: hub_receiver.py did not start" >&2
+	cat "$dir/hub.err" >&2
+	exit 1
+fi
+hook="http://127.0.0.1:$(cat "$dir/hubport")/hook"
 "$vg" --quiet --error-exitcode=99 --leak-check=full \
 	--errors-for-leak-kinds=definite --show-leak-kinds=definite \
 	--track-origins=yes \
 	"$bin" --token-file "$dir/token" --port-file "$dir/port" \
-	--record "$dir/record.jsonl" --slow-ms 200 2>"$dir/err" &
+	--record "$dir/record.jsonl" --slow-ms 200 \
+	--status-webhook "$hook" --app-secret-file "$dir/secret" --status-delay-ms 10 \
+	2>"$dir/err" &
 pid=$!
 for _ in $(seq 300); do
 	[ -s "$dir/port" ] && break
@@ -45,7 +68,8 @@ send() { # send TO [CURL ARGS...]: one template message to TO
 }
 for to in +5511987654321 +5511987654901 +5511987654905 +5511987654906 \
 	+5511987654907 +5511987654908 +5511987654909 +5511987654912 \
-	+5511987654920 +5511987654920 12345; do
+	+5511987654920 +5511987654920 +5511987654930 +5511987654933 \
+	+5511987654934 +5511987654936 12345; do
 	send "$to"
 done
 # Several at once, on one keep-alive connection each.
@@ -66,6 +90,34 @@ curl -sS -o /dev/null "$base/nowhere" || true
 curl -sS -o /dev/null "$url" || true
 curl -sS -o /dev/null "$base/_standin/stats" || true
 
+# Inbound messages and raw bodies, good and bad.
+ctl() { # ctl PATH JSON
+	curl -sS -o /dev/null -H 'Content-Type: application/json' --data-binary "$2" \
+		"$base/_standin/$1" || true
+}
+ctl inbound '{"from":"5511987654321","text":"parar lembretes","repeat":2}'
+ctl inbound '{"from":"+5511987654321","button":"goodbye_2","name":"Ana"}'
+ctl inbound '{"from":"5511987654321","interactive":"goodbye_1","id":"wamid.X"}'
+ctl inbound '{"from":"5511987654321","type":"image","timestamp":"1763460000"}'
+ctl inbound '{"from":"5511987654321","type":"reaction"}'
+ctl inbound '{"from":"5511987654321","type":"unsupported"}'
+ctl inbound '{"from":"x"}'
+ctl inbound 'not json'
+ctl raw '{"body":"{\"object\":\"x\"}"}'
+ctl raw '{"body":"{}","signature":"sha256=00"}'
+ctl raw '{"body":"{}","signature":null}'
+ctl raw '{"body":"{}","url":"http://127.0.0.1:1/"}'
+ctl raw '{"body":1}'
+# Until every queued status is posted (valgrind is slow).
+for _ in $(seq 300); do
+	curl -sS "$base/_standin/stats" 2>/dev/null | grep -q '"webhooks_pending":0' && break
+	sleep 0.1
+done
+# A few more, left in the queue by the stop.
+for to in +5511987654321 +5511987654322 +5511987654323; do
+	send "$to"
+done
+
 kill -TERM "$pid"
 rc=0
 wait "$pid" || rc=$?
@@ -80,4 +132,12 @@ if [ "$lines" -lt 20 ]; then
 	echo "valgrind.sh: only $lines record lines" >&2
 	exit 1
 fi
-echo "valgrind.sh: clean ($lines requests served)"
+hooks=$(grep -c . "$dir/hub.jsonl" || true)
+unsigned=$(grep -c '"valid":false' "$dir/hub.jsonl" || true)
+# Two raw bodies were sent mis-signed and unsigned on purpose.
+if [ "$hooks" -lt 30 ] || [ "$unsigned" != 2 ]; then
+	echo "valgrind.sh: the receiver got $hooks webhooks ($unsigned not validly" \
+		"signed), expected at least 30 (2)" >&2
+	exit 1
+fi
+echo "valgrind.sh: clean ($lines record lines, $hooks webhooks received)"

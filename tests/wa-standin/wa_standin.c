@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+
 #include "standin.h"
 
 static const char usage[] =
@@ -32,13 +34,33 @@ static const char usage[] =
 	"      --latency-ms N          added to every answer (default 0)\n"
 	"      --webhook-status N      what POST /_webhook answers (default 200)\n"
 	"      --webhook-fail N        the first N webhook requests get 503\n"
+	"\n"
+	"Meta's webhook side (signed with X-Hub-Signature-256):\n"
+	"      --status-webhook URL    post status webhooks for each successful\n"
+	"                              send to URL (needs --app-secret-file)\n"
+	"      --app-secret-file FILE  the app secret that signs every webhook\n"
+	"      --status-delay-ms N     before the first status and between\n"
+	"                              statuses (default 50)\n"
+	"      --statuses LIST         statuses a recipient gets (default\n"
+	"                              sent,delivered,read)\n"
+	"      --webhook-retries N     retries of a status POST not answered 2xx\n"
+	"                              (default 5)\n"
+	"      --webhook-timeout-ms N  give up on one webhook POST after N ms\n"
+	"                              (default 10000)\n"
+	"      --waba-id ID            entry[].id (default 102290129340398)\n"
+	"      --display-phone-number N  metadata.display_phone_number\n"
+	"                              (default 15550783881)\n"
+	"POST /_standin/inbound and /_standin/raw post inbound messages and\n"
+	"raw bodies on request.\n"
+	"\n"
 	"      --verbose               show libmicrohttpd's messages while serving\n"
 	"      --help                  show this help and exit\n"
 	"\n"
-	"Recipients ending in 901..920 get chosen errors; see README.md.\n"
+	"Recipients ending in 901..920 get chosen errors, 930..937 chosen\n"
+	"statuses; see README.md.\n"
 	"Exit status: 0 stopped by SIGINT/SIGTERM; 64 bad command line;\n"
 	"69 cannot listen; 73 cannot write the record or port file;\n"
-	"78 no token.\n";
+	"78 no token, or no app secret for --status-webhook.\n";
 
 enum {
 	OPT_TOKEN_FILE = 1,
@@ -53,6 +75,14 @@ enum {
 	OPT_WEBHOOK_FAIL,
 	OPT_VERBOSE,
 	OPT_HELP,
+	OPT_STATUS_WEBHOOK,
+	OPT_APP_SECRET_FILE,
+	OPT_STATUS_DELAY_MS,
+	OPT_STATUSES,
+	OPT_WEBHOOK_RETRIES,
+	OPT_WEBHOOK_TIMEOUT_MS,
+	OPT_WABA_ID,
+	OPT_DISPLAY_PHONE_NUMBER,
 };
 
 static const struct option opts[] = {
@@ -68,6 +98,14 @@ static const struct option opts[] = {
 	{"webhook-fail", required_argument, NULL, OPT_WEBHOOK_FAIL},
 	{"verbose", no_argument, NULL, OPT_VERBOSE},
 	{"help", no_argument, NULL, OPT_HELP},
+	{"status-webhook", required_argument, NULL, OPT_STATUS_WEBHOOK},
+	{"app-secret-file", required_argument, NULL, OPT_APP_SECRET_FILE},
+	{"status-delay-ms", required_argument, NULL, OPT_STATUS_DELAY_MS},
+	{"statuses", required_argument, NULL, OPT_STATUSES},
+	{"webhook-retries", required_argument, NULL, OPT_WEBHOOK_RETRIES},
+	{"webhook-timeout-ms", required_argument, NULL, OPT_WEBHOOK_TIMEOUT_MS},
+	{"waba-id", required_argument, NULL, OPT_WABA_ID},
+	{"display-phone-number", required_argument, NULL, OPT_DISPLAY_PHONE_NUMBER},
 	{NULL, 0, NULL, 0},
 };
 
@@ -98,21 +136,56 @@ static unsigned parse_uint(const char *name, const char *arg, unsigned max)
 	return (unsigned)v;
 }
 
+/* Read a secret's file into buf (at most 4096 bytes); returns its length. */
+static size_t read_secret_file(const char *what, const char *file, char buf[4096])
+{
+	FILE *f = fopen(file, "r");
+	if (!f)
+		die(SA_EXIT_CONFIG, "cannot read the %s file %s: %s", what, file,
+		    strerror(errno));
+	size_t n = fread(buf, 1, 4096, f);
+	bool more = !feof(f) && fgetc(f) != EOF;
+	fclose(f);
+	if (more)
+		die(SA_EXIT_CONFIG, "the %s file %s is too large", what, file);
+	return n;
+}
+
+/*
+ * The secret in buf[0..n), without surrounding white space, as a new
+ * string; buf is wiped.
+ */
+static char *trim_secret(const char *what, char buf[4096], size_t n, size_t *len)
+{
+	size_t a = 0;
+	while (a < n && (buf[a] == ' ' || buf[a] == '\t' || buf[a] == '\n' || buf[a] == '\r'))
+		a++;
+	while (n > a && (buf[n - 1] == ' ' || buf[n - 1] == '\t' || buf[n - 1] == '\n' ||
+			 buf[n - 1] == '\r'))
+		n--;
+	if (n == a)
+		die(SA_EXIT_CONFIG, "the %s is empty", what);
+	for (size_t i = a; i < n; i++)
+		if ((unsigned char)buf[i] <= ' ' || buf[i] == 0x7f)
+			die(SA_EXIT_CONFIG, "the %s holds white space or control characters",
+			    what);
+	char *out = malloc(n - a + 1);
+	if (!out)
+		die(SA_EXIT_SOFTWARE, "out of memory");
+	memcpy(out, buf + a, n - a);
+	out[n - a] = '\0';
+	*len = n - a;
+	explicit_bzero(buf, 4096);
+	return out;
+}
+
 /* The token, from a file: surrounding white space is not part of it. */
 static void read_token(struct sa_config *cfg, const char *file)
 {
 	char buf[4096];
 	size_t n = 0;
 	if (file) {
-		FILE *f = fopen(file, "r");
-		if (!f)
-			die(SA_EXIT_CONFIG, "cannot read the token file %s: %s", file,
-			    strerror(errno));
-		n = fread(buf, 1, sizeof buf, f);
-		bool more = !feof(f) && fgetc(f) != EOF;
-		fclose(f);
-		if (more)
-			die(SA_EXIT_CONFIG, "the token file %s is too large", file);
+		n = read_secret_file("token", file, buf);
 	} else {
 		const char *env = getenv("WA_STANDIN_TOKEN");
 		if (!env)
@@ -123,29 +196,19 @@ static void read_token(struct sa_config *cfg, const char *file)
 			die(SA_EXIT_CONFIG, "WA_STANDIN_TOKEN is too long");
 		memcpy(buf, env, n);
 	}
-	size_t a = 0;
-	while (a < n && (buf[a] == ' ' || buf[a] == '\t' || buf[a] == '\n' || buf[a] == '\r'))
-		a++;
-	while (n > a && (buf[n - 1] == ' ' || buf[n - 1] == '\t' || buf[n - 1] == '\n' ||
-			 buf[n - 1] == '\r'))
-		n--;
-	if (n == a)
-		die(SA_EXIT_CONFIG, "the token is empty");
-	for (size_t i = a; i < n; i++)
-		if ((unsigned char)buf[i] <= ' ' || buf[i] == 0x7f)
-			die(SA_EXIT_CONFIG, "the token holds white space or control characters");
-	cfg->token = malloc(n - a + 1);
-	if (!cfg->token)
-		die(SA_EXIT_SOFTWARE, "out of memory");
-	memcpy(cfg->token, buf + a, n - a);
-	cfg->token[n - a] = '\0';
-	cfg->token_len = n - a;
-	explicit_bzero(buf, sizeof buf);
+	cfg->token = trim_secret("token", buf, n, &cfg->token_len);
+}
+
+static void read_app_secret(struct sa_config *cfg, const char *file)
+{
+	char buf[4096];
+	size_t n = read_secret_file("app secret", file, buf);
+	cfg->app_secret = trim_secret("app secret", buf, n, &cfg->app_secret_len);
 }
 
 static void parse_args(int argc, char **argv, struct sa_config *cfg)
 {
-	const char *token_file = NULL;
+	const char *token_file = NULL, *secret_file = NULL;
 	int c;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
@@ -189,6 +252,46 @@ static void parse_args(int argc, char **argv, struct sa_config *cfg)
 		case OPT_VERBOSE:
 			cfg->verbose = true;
 			break;
+		case OPT_STATUS_WEBHOOK:
+			if (strncmp(optarg, "http://", 7) != 0 &&
+			    strncmp(optarg, "https://", 8) != 0)
+				die(SA_EXIT_USAGE, "--status-webhook wants an http:// or "
+				    "https:// URL, not '%s'", optarg);
+			cfg->status_webhook = optarg;
+			break;
+		case OPT_APP_SECRET_FILE:
+			secret_file = optarg;
+			break;
+		case OPT_STATUS_DELAY_MS:
+			cfg->status_delay_ms = parse_uint("status-delay-ms", optarg, 3600000);
+			break;
+		case OPT_STATUSES:
+			if (!sa_parse_statuses(optarg, false, cfg->statuses, &cfg->n_statuses))
+				die(SA_EXIT_USAGE, "--statuses wants a comma-separated list of "
+				    "sent, delivered, read (each at most once), not '%s'",
+				    optarg);
+			break;
+		case OPT_WEBHOOK_RETRIES:
+			cfg->webhook_retries = parse_uint("webhook-retries", optarg, 100);
+			break;
+		case OPT_WEBHOOK_TIMEOUT_MS:
+			cfg->webhook_timeout_ms = parse_uint("webhook-timeout-ms", optarg,
+							     3600000);
+			if (cfg->webhook_timeout_ms == 0)
+				die(SA_EXIT_USAGE, "--webhook-timeout-ms wants a whole number "
+				    "from 1 to 3600000, not '%s'", optarg);
+			break;
+		case OPT_WABA_ID:
+			if (!sa_is_digits(optarg, strlen(optarg)))
+				die(SA_EXIT_USAGE, "--waba-id wants digits, not '%s'", optarg);
+			cfg->waba_id = optarg;
+			break;
+		case OPT_DISPLAY_PHONE_NUMBER:
+			if (!sa_is_digits(optarg, strlen(optarg)))
+				die(SA_EXIT_USAGE, "--display-phone-number wants digits, "
+				    "not '%s'", optarg);
+			cfg->display_phone_number = optarg;
+			break;
 		case OPT_HELP:
 			fputs(usage, stdout);
 			exit(SA_EXIT_OK);
@@ -203,6 +306,10 @@ static void parse_args(int argc, char **argv, struct sa_config *cfg)
 	if (optind < argc)
 		die(SA_EXIT_USAGE, "unexpected argument '%s' (try --help)", argv[optind]);
 	read_token(cfg, token_file);
+	if (secret_file)
+		read_app_secret(cfg, secret_file);
+	else if (cfg->status_webhook)
+		die(SA_EXIT_CONFIG, "--status-webhook needs --app-secret-file FILE");
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
@@ -240,7 +347,12 @@ static void write_port_file(const char *file, unsigned port)
 int main(int argc, char **argv)
 {
 	static struct sa_server srv = {
-		.cfg = {.listen = "127.0.0.1", .slow_ms = 5000, .webhook_status = 200},
+		.cfg = {.listen = "127.0.0.1", .slow_ms = 5000, .webhook_status = 200,
+			.status_delay_ms = 50,
+			.statuses = {SA_SENT, SA_DELIVERED, SA_READ}, .n_statuses = 3,
+			.webhook_retries = 5, .webhook_timeout_ms = 10000,
+			.waba_id = "102290129340398",
+			.display_phone_number = "15550783881"},
 		.record_fd = -1,
 	};
 	parse_args(argc, argv, &srv.cfg);
@@ -280,6 +392,8 @@ int main(int argc, char **argv)
 	pthread_condattr_destroy(&ca);
 	sa_ids_init();
 	json_object_seed(0); /* before any thread makes an object */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		die(SA_EXIT_SOFTWARE, "cannot initialise libcurl");
 
 	/* Signals: SIGPIPE ignored; SIGINT and SIGTERM taken by sigwait here
 	 * (blocked before any thread starts, so every thread inherits that). */
@@ -289,6 +403,9 @@ int main(int argc, char **argv)
 	sigaddset(&stop, SIGINT);
 	sigaddset(&stop, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+
+	if (!sa_hooks_start(&srv))
+		die(SA_EXIT_SOFTWARE, "cannot start the webhook thread");
 
 	struct MHD_Daemon *d = MHD_start_daemon(
 		flags, (uint16_t)srv.cfg.port, NULL, NULL, sa_handle, &srv,
@@ -317,7 +434,10 @@ int main(int argc, char **argv)
 	srv.stopping = true;
 	pthread_cond_broadcast(&srv.stop_cv);
 	pthread_mutex_unlock(&srv.stop_mu);
+	/* Queued webhooks are dropped, one in flight is cut short. */
+	sa_hooks_stop(&srv);
 	MHD_stop_daemon(d);
+	sa_hooks_free(&srv);
 
 	if (srv.cfg.port_file)
 		unlink(srv.cfg.port_file);
@@ -329,6 +449,11 @@ int main(int argc, char **argv)
 	pthread_mutex_destroy(&srv.mu);
 	explicit_bzero(srv.cfg.token, srv.cfg.token_len);
 	free(srv.cfg.token);
+	if (srv.cfg.app_secret) {
+		explicit_bzero(srv.cfg.app_secret, srv.cfg.app_secret_len);
+		free(srv.cfg.app_secret);
+	}
+	curl_global_cleanup();
 	fprintf(stderr, "wa-standin: stopped by %s after %llu requests\n",
 		sig == SIGINT ? "SIGINT" : "SIGTERM", (unsigned long long)srv.requests);
 	return SA_EXIT_OK;
