@@ -117,7 +117,7 @@ int main(int argc, char **argv)
 				     "verify or new");
 	const char *verb = argv[first];
 	int nargs = argc - first - 1;
-	json_object_set_new(run.summary, "command", eng_json_text(verb));
+	json_object_set_new(run.summary, "command", eng_json_str(verb));
 	c.mo.dry_run = run.opt.dry_run;
 
 	if (strcmp(verb, "new") == 0) {
@@ -161,7 +161,7 @@ int main(int argc, char **argv)
 		return eng_run_fail(&run, &err);
 	}
 	json_object_set_new(run.summary, "source",
-			    eng_json_text(c.dir ? c.dir : "built-in"));
+			    eng_json_str(c.dir ? c.dir : "built-in"));
 
 	if (eng_run_start(&run, 0, &err)) {
 		eng_mig_set_release(&set);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eng_buf.h"
 #include "eng_log.h"
 
 /* Strip libpq's "connection to server ... failed: " preamble and newlines so
@@ -138,9 +139,119 @@ enum eng_status eng_db_connect(struct eng_db *db, const char *conninfo,
 
 void eng_db_close(struct eng_db *db)
 {
+	PQclear(db->first);
+	db->first = NULL;
+	db->busy = false;
 	if (db->conn)
 		PQfinish(db->conn);
 	db->conn = NULL;
+}
+
+enum eng_status eng_db_reconnect(struct eng_db *db, struct eng_err *err)
+{
+	if (!db->conn)
+		return eng_err_set(err, ENG_ETEMP, "no database connection");
+	PQclear(db->first);
+	db->first = NULL;
+	db->busy = false;
+	PQreset(db->conn);
+	if (PQstatus(db->conn) == CONNECTION_OK)
+		return ENG_OK;
+	char m[400];
+	tidy_libpq_message(PQerrorMessage(db->conn), m, sizeof(m));
+	enum eng_status st = eng_db_classify_connect_error(
+		m, PQconnectionNeedsPassword(db->conn));
+	return eng_err_set(err, st == ENG_EPERM ? st : ENG_ETEMP,
+			   "database unreachable, try again later: %s", m);
+}
+
+static enum eng_status sent(struct eng_db *db, int ok, struct eng_err *err)
+{
+	if (!ok)
+		return eng_db_error(db, NULL, err);
+	db->busy = true;
+	return ENG_OK;
+}
+
+enum eng_status eng_db_send(struct eng_db *db, const char *sql, int nparams,
+			    const char *const *params, struct eng_err *err)
+{
+	if (!db->conn)
+		return eng_err_set(err, ENG_ETEMP, "no database connection");
+	return sent(db, PQsendQueryParams(db->conn, sql, nparams, NULL, params,
+					  NULL, NULL, 0),
+		    err);
+}
+
+enum eng_status eng_db_send_simple(struct eng_db *db, const char *sql,
+				   struct eng_err *err)
+{
+	if (!db->conn)
+		return eng_err_set(err, ENG_ETEMP, "no database connection");
+	return sent(db, PQsendQuery(db->conn, sql), err);
+}
+
+static bool result_ok(const PGresult *r)
+{
+	ExecStatusType s = PQresultStatus(r);
+	return s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK;
+}
+
+enum eng_status eng_db_ready(struct eng_db *db, bool *done, PGresult **res,
+			     struct eng_err *err)
+{
+	*done = false;
+	*res = NULL;
+	if (!db->busy)
+		return eng_err_set(err, ENG_EINTERNAL, "no statement is running");
+	enum eng_status st = ENG_OK;
+	if (!PQconsumeInput(db->conn)) {
+		st = eng_db_error(db, NULL, err);
+		goto finished;
+	}
+	/* Results until the terminating NULL, each taken only when complete,
+	 * so that nothing here waits. A failed one wins; otherwise the last. */
+	while (!PQisBusy(db->conn)) {
+		PGresult *r = PQgetResult(db->conn);
+		if (!r)
+			goto finished;
+		if (db->first && result_ok(db->first)) {
+			PQclear(db->first);
+			db->first = r;
+		} else if (db->first) {
+			PQclear(r);
+		} else {
+			db->first = r;
+		}
+	}
+	return ENG_OK;
+finished:
+	*done = true;
+	db->busy = false;
+	if (st == ENG_OK && db->first && result_ok(db->first)) {
+		*res = db->first;
+	} else {
+		if (st == ENG_OK)
+			st = eng_db_error(db, db->first, err);
+		PQclear(db->first);
+	}
+	db->first = NULL;
+	return st;
+}
+
+int eng_db_socket(const struct eng_db *db)
+{
+	return db->conn ? PQsocket(db->conn) : -1;
+}
+
+char *eng_db_int_array(const long long *v, size_t n)
+{
+	struct eng_buf b = ENG_BUF_INIT(SIZE_MAX / 2);
+	eng_buf_addc(&b, '{');
+	for (size_t i = 0; i < n; i++)
+		eng_buf_addf(&b, i ? ",%lld" : "%lld", v[i]);
+	eng_buf_addc(&b, '}');
+	return eng_buf_detach(&b);
 }
 
 bool eng_db_alive(struct eng_db *db)
@@ -317,5 +428,20 @@ enum eng_status eng_db_now(struct eng_db *db, eng_time *out,
 		return err->status;
 	*out = eng_db_epoch_us(PQgetvalue(r, 0, 0));
 	PQclear(r);
+	return ENG_OK;
+}
+
+enum eng_status eng_db_purge(struct eng_db *db, const char *sql, int nparams,
+			     const char *const *params, long long batch,
+			     long long *n, struct eng_err *err)
+{
+	int64_t t0 = eng_mono_us();
+	long long k;
+	*n = 0;
+	do {
+		if (eng_db_exec_count(db, sql, nparams, params, &k, err))
+			return err->status;
+		*n += k;
+	} while (k == batch && eng_mono_us() - t0 < 2 * ENG_USEC_PER_SEC);
 	return ENG_OK;
 }

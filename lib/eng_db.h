@@ -17,9 +17,11 @@
 
 struct eng_db {
 	PGconn *conn;
+	bool busy;        /* a statement sent with eng_db_send is running */
+	PGresult *first;  /* its first result, while the rest is awaited */
 };
 
-#define ENG_DB_INIT {NULL}
+#define ENG_DB_INIT {NULL, false, NULL}
 
 /* conninfo: a keyword string or URI; NULL means DATABASE_URL, then libpq's
  * defaults. application_name is forced to appname. A conninfo libpq cannot
@@ -55,6 +57,41 @@ enum eng_status eng_db_commit(struct eng_db *db, struct eng_err *err);
 void eng_db_rollback(struct eng_db *db);
 bool eng_db_in_transaction(struct eng_db *db);
 bool eng_db_alive(struct eng_db *db);
+
+/* Reconnect with the same parameters after the connection was lost:
+ * ENG_OK when it is back, else the connection error (ENG_ETEMP while the
+ * server is down). */
+enum eng_status eng_db_reconnect(struct eng_db *db, struct eng_err *err);
+
+/*
+ * Asynchronous statements (libpq's PQsendQueryParams): a program that must
+ * keep other work going (HTTP requests) while a statement runs sends it,
+ * waits for the socket along with its other descriptors, and collects the
+ * result when it is complete. One statement at a time per connection.
+ */
+enum eng_status eng_db_send(struct eng_db *db, const char *sql, int nparams,
+			    const char *const *params, struct eng_err *err);
+/* Constant SQL of several statements (no parameters), e.g. "BEGIN; SET
+ * LOCAL ...". */
+enum eng_status eng_db_send_simple(struct eng_db *db, const char *sql,
+				   struct eng_err *err);
+/* Read what has arrived, never blocking. *done stays false while the
+ * statement runs; once true, *res is its (last) result, which the caller
+ * PQclear()s, or NULL and an error when it failed. */
+enum eng_status eng_db_ready(struct eng_db *db, bool *done, PGresult **res,
+			     struct eng_err *err);
+/* The socket to wait on (-1 without a connection). */
+int eng_db_socket(const struct eng_db *db);
+
+/* A PostgreSQL array literal of integers ("{1,2,3}"). Caller frees. */
+char *eng_db_int_array(const long long *v, size_t n);
+
+/* Run a DELETE of at most batch rows (sql, with its parameters) again and
+ * again while it deletes a full batch, for about two seconds at most, so
+ * that a large backlog is purged in bounded steps; *n: rows deleted. */
+enum eng_status eng_db_purge(struct eng_db *db, const char *sql, int nparams,
+			     const char *const *params, long long batch,
+			     long long *n, struct eng_err *err);
 
 /* Whether a relation (e.g. "engagement.schema_migrations") exists. */
 enum eng_status eng_db_relation_exists(struct eng_db *db, const char *name,

@@ -108,11 +108,36 @@ int eng_json_escape(struct eng_buf *b, const char *s, size_t n, size_t max_in)
 	return rc;
 }
 
-json_t *eng_json_text(const char *s)
+/* A jansson string from n bytes, invalid UTF-8 replaced by U+FFFD. */
+static json_t *utf8_string(const char *s, size_t n)
+{
+	struct eng_buf clean = ENG_BUF_INIT(3 * n + 16);
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+	while (i < n) {
+		size_t k = eng_utf8_seq(p + i, n - i);
+		if (k) {
+			eng_buf_add(&clean, p + i, k);
+			i += k;
+		} else {
+			eng_buf_adds(&clean, "\xEF\xBF\xBD");
+			i++;
+		}
+	}
+	json_t *v = json_stringn(eng_buf_str(&clean), clean.len);
+	eng_buf_release(&clean);
+	return v ? v : json_string("");
+}
+
+json_t *eng_json_str(const char *s)
+{
+	return s ? utf8_string(s, strlen(s)) : json_null();
+}
+
+json_t *eng_json_masked(const char *s)
 {
 	if (!s)
 		return json_null();
-
 	/* Masking keeps lengths, so the scrubbed copy fits a buffer of the
 	 * input's size; beyond TEXT_MAX the text is cut, and says so. */
 	size_t n = strlen(s);
@@ -123,26 +148,8 @@ json_t *eng_json_text(const char *s)
 	eng_mask_scrub(&masked, s, n);
 	if (cut)
 		eng_buf_adds(&masked, "...");
-
-	/* Replace invalid UTF-8 so that jansson accepts the string. */
-	struct eng_buf clean = ENG_BUF_INIT(3 * (TEXT_MAX + 16));
-	const unsigned char *p = (const unsigned char *)eng_buf_str(&masked);
-	size_t len = masked.len, i = 0;
-	while (i < len) {
-		size_t k = eng_utf8_seq(p + i, len - i);
-		if (k) {
-			eng_buf_add(&clean, p + i, k);
-			i += k;
-		} else {
-			eng_buf_adds(&clean, "\xEF\xBF\xBD");
-			i++;
-		}
-	}
-	json_t *v = json_stringn(eng_buf_str(&clean), clean.len);
+	json_t *v = utf8_string(eng_buf_str(&masked), masked.len);
 	eng_buf_release(&masked);
-	eng_buf_release(&clean);
-	if (!v)
-		v = json_string("");
 	return v;
 }
 

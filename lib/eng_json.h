@@ -23,9 +23,15 @@ bool eng_utf8_valid(const char *s, size_t n);
  * taken (cut on a character boundary, "..." appended); 0 means all. */
 int eng_json_escape(struct eng_buf *b, const char *s, size_t n, size_t max_in);
 
-/* A jansson string from any bytes: invalid UTF-8 replaced, phone numbers
- * masked. NULL gives JSON null. Never fails (aborts on out-of-memory). */
-json_t *eng_json_text(const char *s);
+/* A jansson string from any bytes, exactly as given but for invalid UTF-8
+ * (replaced by U+FFFD): for what is sent or stored. NULL gives JSON null.
+ * Never fails (aborts on out-of-memory). */
+json_t *eng_json_str(const char *s);
+
+/* The same with phone numbers masked and at most 1 MiB kept: for text shown
+ * to people (summaries), like a log value. Never for what is sent or
+ * stored: masking is for logs only. */
+json_t *eng_json_masked(const char *s);
 
 /* Serialise compactly; caller frees. */
 char *eng_json_dump(const json_t *v);

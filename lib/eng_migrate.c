@@ -352,7 +352,7 @@ static void overview(const struct eng_migration_set *set,
 		json_object_set_new(row, "version",
 				    json_integer(m ? m->version : a->version));
 		json_object_set_new(row, "name",
-				    eng_json_text(m ? m->name : a->name));
+				    eng_json_str(m ? m->name : a->name));
 		json_object_set_new(row, "state", json_string(state));
 		if (a)
 			json_object_set_new(row, "applied_at",
@@ -571,7 +571,7 @@ static json_t *plan_entry(const struct eng_migration *m, bool up,
 			    json_string(up ? m->up_file : m->down_file));
 	if (with_sql)
 		json_object_set_new(o, "sql",
-				    eng_json_text(up ? m->up_sql : m->down_sql));
+				    eng_json_str(up ? m->up_sql : m->down_sql));
 	return o;
 }
 
@@ -604,7 +604,7 @@ static enum eng_status run_list(struct eng_db *db,
 			       err)) {
 			json_object_set_new(failure, "version",
 					    json_integer(todo[i]->version));
-			json_object_set_new(failure, "error", eng_json_text(err->msg));
+			json_object_set_new(failure, "error", eng_json_masked(err->msg));
 			json_object_set_new(summary, "failed", failure);
 			return err->status;
 		}

@@ -69,6 +69,27 @@ static const char apply_sql[] =
 	"      'source', d.source, 'at', d.eff),"
 	"    d.run_id, d.user_id"
 	"  FROM d WHERE d.outcome = 'applied'"
+	/* An opt-out stops the person's messages in the same transaction:
+	 * queued ones become blocked at once (the queue tells the truth), and
+	 * those a sender has claimed are locked, so that its pre-send fence
+	 * (engagement.send_fence) either sees this commit or has its requests
+	 * on the wire before this commits. */
+	"), stopped AS ("
+	"  UPDATE engagement.message_queue q SET"
+	"    status = CASE WHEN q.status = 'queued' THEN 'blocked' ELSE q.status END,"
+	"    last_error_code = CASE WHEN q.status = 'queued' THEN 'opted_out'"
+	"                           ELSE q.last_error_code END,"
+	"    last_error = CASE WHEN q.status = 'queued'"
+	"                      THEN 'the user opted out of re-engagement messages'"
+	"                      ELSE q.last_error END"
+	"  FROM d WHERE d.outcome = 'applied' AND d.opt_out AND q.user_id = d.user_id"
+	"    AND q.status IN ('queued', 'sending')"
+	"  RETURNING q.id, q.user_id, q.status, q.attempts, d.source, d.run_id"
+	"), stopped_audit AS ("
+	"  INSERT INTO engagement.audit_log (user_id, message_id, event, source, details, run_id)"
+	"  SELECT s.user_id, s.id, 'message_blocked', s.source,"
+	"    jsonb_build_object('attempts', s.attempts, 'reason', 'opted_out'), s.run_id"
+	"  FROM stopped s WHERE s.status = 'blocked'"
 	")"
 	"SELECT d.ord - 1, d.outcome, d.old_v, (extract(epoch FROM d.eff) * 1000000)::bigint,"
 	"  CASE WHEN d.outcome = 'applied' THEN pg_notify('engagement_preferences',"
@@ -94,7 +115,7 @@ enum eng_status eng_optout_apply_many(struct eng_db *db,
 		}
 		json_object_set_new(o, "source", json_string(c[i].source));
 		if (c[i].reason)
-			json_object_set_new(o, "reason", eng_json_text(c[i].reason));
+			json_object_set_new(o, "reason", eng_json_str(c[i].reason));
 		if (c[i].message_id)
 			json_object_set_new(o, "message_id",
 					    json_integer(atoll(c[i].message_id)));

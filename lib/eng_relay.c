@@ -13,7 +13,9 @@
 #include "eng_crypto.h"
 #include "eng_json.h"
 #include "eng_log.h"
+#include "eng_pool.h"
 #include "eng_state.h"
+#include "eng_stats.h"
 
 static const char fetch_sql[] =
 	"SELECT id, aggregate_type, aggregate_id, event_type, event_version,"
@@ -42,12 +44,9 @@ struct relay {
 	struct curl_slist *headers;
 	struct eng_buf answer;
 	long long published, batches, retries, purged, reconnects, last_id;
-	double *lag;            /* a uniform sample of publication lags */
-	size_t nlag;
-	long long nseen;
-	double lag_max;
+	struct eng_sample lag;  /* publication lags, ms */
 	int64_t last_purge;
-	unsigned long long rng;
+	struct eng_rng rng;
 };
 
 void eng_relay_signature(const char *secret, const char *body, size_t len,
@@ -69,19 +68,9 @@ static void nap(int64_t us)
 	}
 }
 
-static uint64_t next_rand(struct relay *r);
-
 static double jitter(struct relay *r)
 {
-	return 0.5 + 0.5 * (double)(next_rand(r) >> 11) / 9007199254740992.0;
-}
-
-static uint64_t next_rand(struct relay *r)
-{
-	r->rng ^= r->rng << 13;
-	r->rng ^= r->rng >> 7;
-	r->rng ^= r->rng << 17;
-	return r->rng;
+	return 0.5 + 0.5 * eng_rng01(&r->rng);
 }
 
 /* Wait us microseconds, renewing the run lease on the way (the webhook may
@@ -98,20 +87,6 @@ static enum eng_status wait_renewing(struct relay *r, int64_t us,
 			return ENG_OK;
 		nap(left < 5000000 ? left : 5000000);
 	}
-}
-
-static void record_lag(struct relay *r, double ms)
-{
-	if (ms > r->lag_max)
-		r->lag_max = ms;
-	r->nseen++;
-	if (r->nlag < LAG_SAMPLE) {
-		r->lag[r->nlag++] = ms;
-		return;
-	}
-	uint64_t j = next_rand(r) % (uint64_t)r->nseen; /* reservoir sampling */
-	if (j < LAG_SAMPLE)
-		r->lag[j] = ms;
 }
 
 /* ---- sinks ------------------------------------------------------------------ */
@@ -301,7 +276,7 @@ static enum eng_status publish_batch(struct relay *r, size_t *n,
 	if (st == ENG_OK) {
 		eng_time now = eng_time_now();
 		for (int i = 0; i < rows; i++)
-			record_lag(r, (double)(now - created[i]) / 1000.0);
+			eng_sample_add(&r->lag, &r->rng, (double)(now - created[i]) / 1000.0);
 		r->published += rows;
 		r->batches++;
 		r->last_id = atoll(ids[rows - 1]);
@@ -323,12 +298,9 @@ static enum eng_status purge(struct relay *r, struct eng_err *err)
 	snprintf(days, sizeof(days), "%d", r->o->purge_days);
 	const char *p[] = {days};
 	long long n;
-	int64_t t0 = eng_mono_us();
-	do {
-		if (eng_db_exec_count(&r->run->db, purge_sql, 1, p, &n, err))
-			return eng_err_prefix(err, "could not purge published events");
-		r->purged += n;
-	} while (n == 1000 && eng_mono_us() - t0 < 2000000);
+	if (eng_db_purge(&r->run->db, purge_sql, 1, p, 1000, &n, err))
+		return eng_err_prefix(err, "could not purge published events");
+	r->purged += n;
 	r->last_purge = eng_mono_us();
 	return ENG_OK;
 }
@@ -405,20 +377,6 @@ static enum eng_status reconnect(struct relay *r, struct eng_err *err)
 
 /* ---- the run ---------------------------------------------------------------------- */
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double pct(const double *v, size_t n, double q)
-{
-	if (n == 0)
-		return 0;
-	size_t i = (size_t)ceil(q * (double)n);
-	return v[(i ? i - 1 : 0) < n ? (i ? i - 1 : 0) : n - 1];
-}
-
 static void summarize(struct relay *r)
 {
 	json_t *s = r->run->summary;
@@ -429,12 +387,7 @@ static void summarize(struct relay *r)
 	json_object_set_new(s, "purged", json_integer(r->purged));
 	json_object_set_new(s, "reconnects", json_integer(r->reconnects));
 	json_object_set_new(s, "last_id", json_integer(r->last_id));
-	if (r->nlag)
-		qsort(r->lag, r->nlag, sizeof(*r->lag), cmp_double);
-	json_object_set_new(s, "lag_ms",
-			    json_pack("{s:f, s:f, s:f}", "p50", round(pct(r->lag, r->nlag, 0.5) * 10) / 10,
-				      "p99", round(pct(r->lag, r->nlag, 0.99) * 10) / 10,
-				      "max", round(r->lag_max * 10) / 10));
+	json_object_set_new(s, "lag_ms", eng_sample_json(&r->lag));
 }
 
 enum eng_status eng_relay_run(struct eng_run *run, const struct eng_relay_opts *o,
@@ -444,9 +397,9 @@ enum eng_status eng_relay_run(struct eng_run *run, const struct eng_relay_opts *
 	memset(&r, 0, sizeof(r));
 	r.run = run;
 	r.o = o;
-	r.rng = 0x9E3779B97F4A7C15ULL ^ (unsigned long long)eng_mono_us();
+	eng_rng_seed(&r.rng);
 	eng_buf_init(&r.answer, 64 * 1024);
-	r.lag = eng_xcalloc(LAG_SAMPLE, sizeof(*r.lag));
+	eng_sample_init(&r.lag, LAG_SAMPLE);
 	*exit_code = ENG_EXIT_OK;
 	enum eng_status st = ENG_OK;
 
@@ -461,15 +414,8 @@ enum eng_status eng_relay_run(struct eng_run *run, const struct eng_relay_opts *
 		curl_easy_setopt(r.curl, CURLOPT_URL, o->webhook);
 		curl_easy_setopt(r.curl, CURLOPT_WRITEFUNCTION, on_data);
 		curl_easy_setopt(r.curl, CURLOPT_WRITEDATA, &r.answer);
-		curl_easy_setopt(r.curl, CURLOPT_TIMEOUT_MS, o->timeout_ms);
-		curl_easy_setopt(r.curl, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-		curl_easy_setopt(r.curl, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(r.curl, CURLOPT_SSL_VERIFYPEER, 1L);
-		curl_easy_setopt(r.curl, CURLOPT_SSL_VERIFYHOST, 2L);
-		curl_easy_setopt(r.curl, CURLOPT_PROTOCOLS_STR, "https,http");
-		/* plain http only goes to loopback: never through a proxy */
-		curl_easy_setopt(r.curl, CURLOPT_NOPROXY, "localhost,127.0.0.0/8,::1");
-		curl_easy_setopt(r.curl, CURLOPT_USERAGENT, "engagement-outbox-relay/" ENG_VERSION);
+		eng_curl_defaults(r.curl, o->timeout_ms, 5000L,
+				  "engagement-outbox-relay/" ENG_VERSION);
 	}
 	if ((st = purge(&r, err)))
 		goto out;
@@ -520,6 +466,6 @@ out:
 		curl_easy_cleanup(r.curl);
 	curl_slist_free_all(r.headers);
 	eng_buf_release(&r.answer);
-	free(r.lag);
+	eng_sample_release(&r.lag);
 	return st;
 }

@@ -51,7 +51,7 @@ void eng_run_set_int(struct eng_run *run, const char *key, long long v)
 
 void eng_run_set_str(struct eng_run *run, const char *key, const char *v)
 {
-	json_object_set_new(run->summary, key, eng_json_text(v));
+	json_object_set_new(run->summary, key, eng_json_masked(v));
 }
 
 static int usage_error(struct eng_run *run, const struct eng_err *err)

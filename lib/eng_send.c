@@ -1,255 +1,153 @@
+/*
+ * queue-send's run: claims, decisions, the pre-send fence, requests and
+ * write-back, kept moving together.
+ *
+ * Three connections work asynchronously beside the HTTP requests, so that
+ * the database's work and the requests overlap. The back connection (the
+ * run's own) writes outcomes back and renews leases; the feed connection
+ * claims and recovers dead workers' claims; the front connection only
+ * fences: for each
+ * group of requests about to start it opens a transaction, runs
+ * engagement.send_fence on exactly those messages (which locks their rows
+ * and re-checks the claim, the opt-out, the goodbye's state and expiry),
+ * starts the requests it allows, and commits once every one of them is on
+ * the wire. A request may go on the wire only while its fence is open (the
+ * pool's gate), so an opt-out or a transition, which must lock the same
+ * rows, commits either before the fence looked (the request never starts)
+ * or after the request started.
+ *
+ * Outcomes are kept until they are written. When the database goes away
+ * the run starts nothing new, keeps every outcome, reconnects with backoff
+ * and writes them once it is back, for as long as its leases last.
+ */
 #include "eng_send.h"
 
-#include <curl/curl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "eng_buf.h"
+#include "eng_decide.h"
 #include "eng_json.h"
 #include "eng_log.h"
 #include "eng_mask.h"
 #include "eng_optout.h"
-#include "eng_parse.h"
+#include "eng_pool.h"
+#include "eng_queue.h"
+#include "eng_stats.h"
 
-#define MAX_ANSWER (64 * 1024)     /* an API answer larger than this is cut */
-#define FLUSH_ROWS 200             /* outcomes written back per statement */
-#define FLUSH_US (250 * 1000)      /* ... or at least this often */
-#define DRY_RUN_SHOWN 100          /* request bodies kept in a dry run's summary */
+#define MAX_ANSWER (64 * 1024)          /* an API answer larger than this is cut */
+#define FLUSH_ROWS 200                  /* outcomes written back per statement */
+#define FLUSH_US (250 * 1000)           /* ... or at least this often */
+#define DRY_RUN_SHOWN 100               /* request bodies kept in a dry run's summary */
+#define GATE_US (2 * ENG_USEC_PER_SEC)  /* a fenced request goes on the wire within this */
+#define LEASE_MARGIN_US (2 * ENG_USEC_PER_SEC) /* not fenced with less lease left */
+#define BUSY_MAX 50                     /* fences that found a row busy, then hand back */
+#define LATENCY_SAMPLE 65536
 
-/* ---- SQL ------------------------------------------------------------------ */
-
-/* Claims whose lease ran out (their sender died): back to the queue with
- * the attempt charged, failed when attempts are used up. $1 now. */
-static const char recover_sql[] =
-	"WITH r AS ("
-	"  UPDATE engagement.message_queue m SET"
-	"    status = CASE WHEN m.attempts + 1 >= m.max_attempts THEN 'failed' ELSE 'queued' END,"
-	"    attempts = m.attempts + 1, next_attempt_at = $1::timestamptz,"
-	"    last_error_code = 'lease_expired',"
-	"    last_error = 'the sender ' || coalesce(m.locked_by, '?') ||"
-	"                 ' stopped before recording an outcome',"
-	"    locked_by = NULL, locked_until = NULL"
-	"  WHERE m.id = ANY (ARRAY("
-	"    SELECT q.id FROM engagement.message_queue q"
-	"    WHERE q.status = 'sending' AND q.locked_until < clock_timestamp()"
-	"    ORDER BY q.locked_until LIMIT 1000 FOR UPDATE SKIP LOCKED))"
-	"  RETURNING m.id, m.user_id, m.status, m.message_type, m.attempts"
-	"), audit AS ("
-	"  INSERT INTO engagement.audit_log (user_id, message_id, event, source, details, run_id)"
-	"  SELECT user_id, id, 'message_lease_recovered', 'queue-send',"
-	"    jsonb_build_object('status', status, 'attempts', attempts), $2::uuid FROM r"
-	"), ob AS ("
-	"  INSERT INTO engagement.outbox_events"
-	"    (aggregate_type, aggregate_id, event_type, payload, correlation_id, user_id)"
-	"  SELECT 'message', id::text, 'message.failed',"
-	"    jsonb_build_object('message_id', id, 'user_id', user_id,"
-	"      'message_type', message_type, 'status', 'failed',"
-	"      'error_code', 'lease_expired'), $2::uuid, user_id"
-	"  FROM r WHERE status = 'failed'"
-	")"
-	"SELECT count(*) FROM r";
-
-/* Claim up to $4 due messages for worker $1 (lease $3 s) as of $2 (NULL:
- * now()), with everything the checks need. The ARRAY(...) fence keeps the
- * planner from updating more rows than the SKIP LOCKED select chose. The
- * user's newest $5 (the hourly cap) sends are found by sent_at alone (only
- * sent messages have one), which only message_queue_user_sent_idx serves:
- * planned from statistics taken before anything was sent, the retention
- * index was chosen and became a scan of every sent row per message. */
-static const char claim_sql[] =
-	"WITH claimed AS ("
-	"  UPDATE engagement.message_queue m"
-	"  SET status = 'sending', locked_by = $1,"
-	"      locked_until = clock_timestamp() + make_interval(secs => $3::int)"
-	"  WHERE m.id = ANY (ARRAY("
-	"    SELECT q.id FROM engagement.message_queue q"
-	"    WHERE q.status = 'queued'"
-	"      AND q.next_attempt_at <= coalesce($2::timestamptz, now())"
-	"    ORDER BY q.next_attempt_at LIMIT $4::int"
-	"    FOR UPDATE SKIP LOCKED))"
-	"  RETURNING m.*"
-	"), t AS (SELECT coalesce($2::timestamptz, now()) AS now)"
-	"SELECT c.id, c.user_id, c.message_type, c.params::text, c.attempts,"
-	"  c.max_attempts,"
-	"  c.expires_at IS NOT NULL AND c.expires_at <= t.now,"
-	"  coalesce(p.reengagement_opt_out, false),"
-	"  (extract(epoch FROM CASE WHEN c.quiet_hours_override THEN NULL ELSE"
-	"     engagement.quiet_until(t.now, coalesce(p.timezone, 'UTC'),"
-	"       p.quiet_hours_start, p.quiet_hours_end) END) * 1000000)::bigint,"
-	"  (SELECT string_agg(y.id || ':' || y.us, ',' ORDER BY y.us) FROM ("
-	"     SELECT s.id, (extract(epoch FROM s.sent_at) * 1000000)::bigint AS us"
-	"     FROM engagement.message_queue s"
-	"     WHERE s.user_id = c.user_id"
-	"       AND s.sent_at > t.now - interval '1 hour' AND s.sent_at <= t.now"
-	"     ORDER BY s.sent_at DESC LIMIT $5::int) y),"
-	"  u.phone_e164, coalesce(p.preferred_destination, 'individual'), p.group_id,"
-	"  tp.provider_name, tp.provider_language, tp.param_names::text,"
-	"  (extract(epoch FROM t.now) * 1000000)::bigint,"
-	"  coalesce(p.locale, 'en'), c.template_key, es.state"
-	" FROM claimed c CROSS JOIN t"
-	" LEFT JOIN engagement.engagement_states es ON es.user_id = c.user_id"
-	" JOIN engagement.users u ON u.id = c.user_id"
-	" LEFT JOIN engagement.user_preferences p ON p.user_id = c.user_id"
-	" LEFT JOIN LATERAL ("
-	"   SELECT x.provider_name, x.provider_language, x.param_names"
-	"   FROM engagement.message_templates x"
-	"   WHERE x.template_key = c.template_key AND x.is_active"
-	"     AND x.locale IN (coalesce(p.locale, 'en'),"
-	"                      split_part(coalesce(p.locale, 'en'), '-', 1), 'en')"
-	"   ORDER BY CASE x.locale WHEN coalesce(p.locale, 'en') THEN 0"
-	"     WHEN split_part(coalesce(p.locale, 'en'), '-', 1) THEN 1 ELSE 2 END"
-	"   LIMIT 1) tp ON true"
-	" ORDER BY c.next_attempt_at, c.id";
-
-/* Write back a batch of outcomes ($1: JSON array of rows) for worker $2,
- * run $3: the row (while this worker still holds its lease), its audit row,
- * and for sent and failed messages an outbox event. */
-static const char writeback_sql[] =
-	"WITH x AS ("
-	"  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, status text,"
-	"    charge int, next_attempt_at timestamptz, code text, error text,"
-	"    wamid text, sent_at timestamptz, event text, details jsonb)"
-	"), upd AS ("
-	"  UPDATE engagement.message_queue m SET"
-	"    status = x.status, attempts = m.attempts + x.charge,"
-	"    next_attempt_at = coalesce(x.next_attempt_at, m.next_attempt_at),"
-	"    last_error_code = coalesce(x.code, m.last_error_code),"
-	"    last_error = coalesce(x.error, m.last_error),"
-	"    provider_message_id = coalesce(x.wamid, m.provider_message_id),"
-	"    sent_at = coalesce(x.sent_at, m.sent_at),"
-	"    locked_by = NULL, locked_until = NULL"
-	"  FROM x WHERE m.id = x.id AND m.status = 'sending' AND m.locked_by = $2"
-	"  RETURNING m.id, m.user_id, m.message_type, x.status, x.event, x.details,"
-	"            x.code, x.wamid"
-	"), audit AS ("
-	"  INSERT INTO engagement.audit_log (user_id, message_id, event, source, details, run_id)"
-	"  SELECT user_id, id, event, 'queue-send', details, $3::uuid"
-	"  FROM upd WHERE event IS NOT NULL"
-	"), ob AS ("
-	"  INSERT INTO engagement.outbox_events"
-	"    (aggregate_type, aggregate_id, event_type, payload, correlation_id, user_id)"
-	"  SELECT 'message', id::text, 'message.' || status,"
-	"    jsonb_strip_nulls(jsonb_build_object('message_id', id, 'user_id', user_id,"
-	"      'message_type', message_type, 'status', status,"
-	"      'provider_message_id', wamid, 'error_code', code)),"
-	"    $3::uuid, user_id"
-	"  FROM upd WHERE status IN ('sent', 'failed')"
-	")"
-	"SELECT id FROM upd";
-
-/* Keep this worker's claims: move their lease forward. $1 owner, $2 s. */
-static const char renew_sql[] =
-	"UPDATE engagement.message_queue SET"
-	"  locked_until = clock_timestamp() + make_interval(secs => $2::int)"
-	" WHERE locked_by = $1 AND status = 'sending'";
-
-/* The shared token bucket: take up to $4 tokens at $2 per second, burst $3. */
-static const char rate_sql[] =
-	"WITH cur AS ("
-	"  SELECT least($3::float8, tokens + $2::float8 *"
-	"               extract(epoch FROM clock_timestamp() - refreshed_at)) AS avail"
-	"  FROM engagement.send_rate WHERE phone_number_id = $1 FOR UPDATE"
-	")"
-	"UPDATE engagement.send_rate r"
-	"  SET tokens = cur.avail - floor(least(greatest(cur.avail, 0), $4::float8)),"
-	"      refreshed_at = clock_timestamp()"
-	"  FROM cur WHERE r.phone_number_id = $1"
-	"  RETURNING floor(least(greatest(cur.avail, 0), $4::float8))::int, cur.avail";
-
-static const char purge_sql[] =
-	"DELETE FROM engagement.message_queue WHERE id = ANY (ARRAY("
-	"  SELECT id FROM engagement.message_queue"
-	"  WHERE status IN ('sent', 'failed', 'blocked', 'cancelled')"
-	"    AND updated_at < clock_timestamp() - make_interval(days => $1::int)"
-	"  ORDER BY updated_at LIMIT 1000))";
+/* The fence's transaction; the server ends it if this process stalls with
+ * it open (longer than GATE_US, after which no request of it may start). */
+static const char fence_begin_sql[] =
+	"BEGIN; SET LOCAL idle_in_transaction_session_timeout = '5s'";
 
 /* ---- state ---------------------------------------------------------------- */
 
 struct msg {
 	long long id;
 	char user_id[37];
-	char *to;
-	char *body;
 	int attempts, max_attempts;
+	char *to, *body;
+	size_t body_len;
 	eng_time claimed_at;   /* the decision instant of its claim */
 	int64_t claimed_mono;
+	int64_t lease_until;   /* monotonic: its lease as last taken or renewed */
+	int64_t gate_until;    /* monotonic: it may go on the wire before this */
+	int busy;              /* fences that found its row held by a writer */
+	bool reserved;         /* counted against the user's hourly cap */
+	bool in_group;         /* in the open fence's group */
+	bool on_wire;
+	bool lost;             /* the claim is not ours any more */
 };
 
-struct slot {
-	CURL *easy;
-	struct msg *m;
-	struct eng_buf answer;
-	int64_t t0;
-	char errbuf[CURL_ERROR_SIZE];
-};
-
-struct user_sends { /* this run's sends per user, for the hourly cap */
-	char user_id[37];
-	struct reservation {
-		long long message_id;
-		eng_time at;
-	} *r;
+/* Outcomes waiting to be written back, and their messages. */
+struct batch {
+	json_t *rows;
+	struct msg **msgs;
 	size_t n, cap;
-};
-
-struct counts {
-	long long claimed, sent, retried, deferred, failed, blocked, cancelled,
-		handed_back, requests, recovered, purged, lease_lost, would_send;
-};
-
-struct sender {
-	struct eng_run *run;
-	const struct eng_send_opts *o;
-	const struct eng_wa_config *wa;
-	struct eng_db *db;
-	bool dry;
-	CURLM *multi;
-	struct curl_slist *headers;
-	struct slot *slots;
-	int in_flight;
-	struct msg **pending;
-	size_t npending, pending_cap, head;
-	json_t *out;              /* outcome rows not yet written back */
-	struct msg **out_msgs;    /* their messages (freed after the write) */
-	size_t nout_msgs, out_msgs_cap;
-	struct optout {           /* a 131050 to record as an opt-out */
+	struct optout {        /* a 131050 to record as an opt-out */
 		char user_id[37];
 		long long message_id;
 		eng_time at;
 	} *optouts;
 	size_t noptouts;
-	int64_t last_flush;
+	int64_t oldest;        /* monotonic time of its first outcome */
+};
+
+/* A FIFO of claimed messages not yet fenced. */
+struct msgq {
+	struct msg **v;
+	size_t head, n, cap;
+};
+
+struct user_sends { /* this run's sends per user, for the hourly cap */
+	char user_id[37];
+	struct eng_reservation *r;
+	size_t n, cap;
+};
+
+struct counts {
+	long long claimed, sent, retried, deferred, failed, blocked, cancelled,
+		handed_back, requests, recovered, purged, lease_lost, would_send,
+		reconnects, unrecorded;
+};
+
+enum back_op { B_IDLE, B_WRITE, B_RENEW };
+enum feed_op { C_IDLE, C_CLAIM, C_RECOVER };
+enum front_op { F_IDLE, F_TOKENS, F_BEGIN, F_FENCE, F_OPEN, F_COMMIT };
+
+struct sender {
+	struct eng_run *run;
+	const struct eng_send_opts *o;
+	const struct eng_wa_config *wa;
+	struct eng_db *back;        /* the run's connection: write-back, renewals */
+	struct eng_db feed;         /* claims, recovery of dead workers' claims */
+	struct eng_db front;        /* fences and rate tokens */
+	enum back_op bop;
+	enum feed_op cop;
+	int64_t claim_sent;
+	int claim_want;
+	int64_t recovered_at;
+	enum front_op fop;
+	struct eng_pool pool;
+	struct curl_slist *headers;
+	struct msgq pending;
+	struct msg **group;         /* the fence's messages (NULL once done) */
+	size_t ngroup;
+	int64_t group_opened;
+	struct batch filling, writing;
 	struct user_sends *users;
 	size_t users_cap, nusers;
 	struct counts k;
-	json_t *errors;           /* code -> count */
-	json_t *dry_requests;
-	double *lat;              /* request latencies, ms */
-	size_t nlat, lat_cap;
-	double tokens;            /* rate tokens in hand */
+	json_t *errors;             /* code -> count */
+	struct eng_sample lat;
+	struct eng_rng rng;
+	double tokens;              /* rate tokens in hand */
 	int64_t rate_wait_until;
-	bool fatal, stop, drained, unreachable;
+	bool fatal, unreachable, stop, drained, interrupted;
+	bool db_down;
+	int64_t down_since, reconnect_at;
+	int reconnect_attempt;
+	int trouble;                /* outages since the last write or claim */
 	char fatal_error[256];
-	const char *stop_reason;  /* why unsent claims are handed back */
-	char owner[192];          /* locked_by: worker id and run */
-	int64_t lease_renewed;    /* monotonic time of the last renewal */
-	int transport_streak;     /* transport failures since the last answer */
-	unsigned long long rng;
+	const char *stop_reason;    /* why unsent claims are handed back */
+	char owner[192];            /* locked_by: worker id and run */
+	int64_t renewed_at;         /* monotonic: the last renewal was sent */
+	int transport_streak;       /* transport failures since the last answer */
 };
 
-/* ---- small helpers ----------------------------------------------------------- */
-
-static double rnd(struct sender *s)
-{
-	s->rng ^= s->rng << 13;
-	s->rng ^= s->rng >> 7;
-	s->rng ^= s->rng << 17;
-	return (double)(s->rng >> 11) / 9007199254740992.0;
-}
+/* ---- messages, queues, batches ------------------------------------------- */
 
 static void msg_free(struct msg *m)
 {
@@ -260,21 +158,82 @@ static void msg_free(struct msg *m)
 	free(m);
 }
 
+static struct msg *msg_new(struct sender *s, const struct eng_claim_row *row,
+			   int64_t claim_sent)
+{
+	struct msg *m = eng_xcalloc(1, sizeof(*m));
+	m->id = row->id;
+	snprintf(m->user_id, sizeof(m->user_id), "%s", row->user_id ? row->user_id : "");
+	m->attempts = row->attempts;
+	m->max_attempts = row->max_attempts;
+	m->claimed_at = row->now;
+	m->claimed_mono = eng_mono_us();
+	m->lease_until = claim_sent + (int64_t)s->o->lease_seconds * ENG_USEC_PER_SEC;
+	return m;
+}
+
+static void q_push(struct msgq *q, struct msg *m)
+{
+	if (q->head + q->n == q->cap) {
+		if (q->head > 0) {
+			memmove(q->v, q->v + q->head, q->n * sizeof(*q->v));
+			q->head = 0;
+		} else {
+			q->cap = q->cap ? 2 * q->cap : 256;
+			q->v = eng_xrealloc(q->v, q->cap * sizeof(*q->v));
+		}
+	}
+	q->v[q->head + q->n++] = m;
+}
+
+static struct msg *q_pop(struct msgq *q)
+{
+	if (q->n == 0)
+		return NULL;
+	q->n--;
+	return q->v[q->head++];
+}
+
+static void batch_init(struct batch *b)
+{
+	memset(b, 0, sizeof(*b));
+	b->rows = json_array();
+}
+
+static void batch_clear(struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		msg_free(b->msgs[i]);
+	json_array_clear(b->rows);
+	b->n = 0;
+	b->noptouts = 0;
+}
+
+static void batch_release(struct batch *b)
+{
+	batch_clear(b);
+	json_decref(b->rows);
+	free(b->msgs);
+	free(b->optouts);
+}
+
+static void batch_swap(struct batch *a, struct batch *b)
+{
+	struct batch t = *a;
+	*a = *b;
+	*b = t;
+}
+
 /* The instant, as the database sees it, at which something happened to m:
  * its claim's instant plus the time since (fixed with --now). */
-static eng_time now_for(struct sender *s, const struct msg *m)
+static eng_time now_for(const struct sender *s, const struct msg *m)
 {
 	if (s->run->opt.have_now)
 		return m->claimed_at;
 	return m->claimed_at + (eng_mono_us() - m->claimed_mono);
 }
 
-static void count_error(struct sender *s, const char *code)
-{
-	json_t *v = json_object_get(s->errors, code);
-	json_object_set_new(s->errors, code,
-			    json_integer(v ? json_integer_value(v) + 1 : 1));
-}
+/* ---- the hourly cap's bookkeeping ------------------------------------------- */
 
 static struct user_sends *user_of(struct sender *s, const char *id)
 {
@@ -303,9 +262,23 @@ static struct user_sends *user_of(struct sender *s, const char *id)
 	return &s->users[h];
 }
 
-/* A reserved send that did not happen stops counting for the cap. */
-static void release_reservation(struct sender *s, const struct msg *m)
+static void reserve(struct sender *s, struct msg *m, eng_time at)
 {
+	struct user_sends *u = user_of(s, m->user_id);
+	if (u->n == u->cap) {
+		u->cap = u->cap ? 2 * u->cap : 4;
+		u->r = eng_xrealloc(u->r, u->cap * sizeof(*u->r));
+	}
+	u->r[u->n++] = (struct eng_reservation){m->id, at};
+	m->reserved = true;
+}
+
+/* A reserved send that did not happen stops counting for the cap. */
+static void unreserve(struct sender *s, struct msg *m)
+{
+	if (!m->reserved)
+		return;
+	m->reserved = false;
 	struct user_sends *u = user_of(s, m->user_id);
 	for (size_t k = 0; k < u->n; k++)
 		if (u->r[k].message_id == m->id) {
@@ -314,488 +287,692 @@ static void release_reservation(struct sender *s, const struct msg *m)
 		}
 }
 
-static int cmp_time(const void *a, const void *b)
+/* ---- outcomes --------------------------------------------------------------- */
+
+static void count(struct sender *s, const struct eng_outcome *o)
 {
-	eng_time x = *(const eng_time *)a, y = *(const eng_time *)b;
+	switch (o->kind) {
+	case ENG_OUT_SENT: s->k.sent++; break;
+	case ENG_OUT_RETRIED: s->k.retried++; break;
+	case ENG_OUT_DEFERRED: s->k.deferred++; break;
+	case ENG_OUT_FAILED: s->k.failed++; break;
+	case ENG_OUT_BLOCKED: s->k.blocked++; break;
+	case ENG_OUT_CANCELLED: s->k.cancelled++; break;
+	case ENG_OUT_HANDED_BACK: s->k.handed_back++; break;
+	}
+}
+
+/* m's outcome joins the next write-back; m goes with it. */
+static void record(struct sender *s, struct msg *m, const struct eng_outcome *o)
+{
+	struct batch *b = &s->filling;
+	if (o->kind != ENG_OUT_SENT)
+		unreserve(s, m);
+	count(s, o);
+	eng_queue_row(b->rows, m->id, m->attempts, o);
+	if (b->n == b->cap) {
+		b->cap = b->cap ? 2 * b->cap : 256;
+		b->msgs = eng_xrealloc(b->msgs, b->cap * sizeof(*b->msgs));
+	}
+	if (b->n == 0)
+		b->oldest = eng_mono_us();
+	b->msgs[b->n++] = m;
+}
+
+static void hand_back(struct sender *s, struct msg *m, const char *reason)
+{
+	struct eng_outcome o;
+	eng_outcome_handed_back(&o, reason, NULL, NULL);
+	record(s, m, &o);
+}
+
+/* A claim that is not ours any more: neither sent nor written back. */
+static void drop_lost(struct sender *s, struct msg *m)
+{
+	s->k.lease_lost++;
+	unreserve(s, m);
+	eng_log(ENG_WARN, "claim_lost", ENG_I("message_id", m->id),
+		ENG_S("hint", "its lease ran out and another worker took it over"));
+	msg_free(m);
+}
+
+/* ---- claims ----------------------------------------------------------------- */
+
+static void decided_send(struct sender *s, struct msg *m,
+			 const struct eng_claim_row *row, char **values,
+			 size_t nvalues)
+{
+	m->to = eng_xstrdup(row->to_group ? row->group_id : row->phone);
+	m->body = eng_wa_template_body(m->to, row->to_group, row->tpl_name,
+				       row->tpl_language, (const char *const *)values,
+				       nvalues, m->id);
+	m->body_len = strlen(m->body);
+	/* counted against the hourly cap now, so that one claim cannot pass
+	 * it; released again if it is not sent */
+	reserve(s, m, row->now);
+}
+
+/* Show a dry run's request, the recipient masked (it is printed). */
+static void show_request(struct sender *s, const struct msg *m, bool group)
+{
+	if (json_array_size(s->run->summary ? json_object_get(s->run->summary, "requests_shown")
+					    : NULL) >= DRY_RUN_SHOWN)
+		return;
+	json_error_t je;
+	json_t *b = json_loads(m->body, 0, &je);
+	char masked[48];
+	eng_mask_phone(m->to, masked, sizeof(masked));
+	if (b && !group)
+		json_object_set_new(b, "to", json_string(masked));
+	json_array_append_new(json_object_get(s->run->summary, "requests_shown"),
+			      b ? b : json_null());
+}
+
+static void take_claim(struct sender *s, const PGresult *r, int64_t claim_sent)
+{
+	struct eng_claim_reader rd;
+	eng_claim_reader_init(&rd, r);
+	int rows = PQntuples(r);
+	s->k.claimed += rows;
+	for (int i = 0; i < rows; i++) {
+		struct eng_claim_row row;
+		eng_claim_read(&rd, i, &row);
+		struct msg *m = msg_new(s, &row, claim_sent);
+		struct user_sends *u = user_of(s, m->user_id);
+		struct eng_outcome o;
+		char **values;
+		size_t nvalues;
+		if (!eng_decide_claim(&row, u->r, u->n, s->o->per_user_hourly, &o,
+				      &values, &nvalues)) {
+			record(s, m, &o);
+			continue;
+		}
+		decided_send(s, m, &row, values, nvalues);
+		eng_decide_values_free(values, nvalues);
+		if (s->run->opt.dry_run) {
+			show_request(s, m, row.to_group);
+			s->k.would_send++; /* its reservation stays: the cap holds */
+			msg_free(m);
+			continue;
+		}
+		q_push(&s->pending, m);
+	}
+	if (rows)
+		eng_log(ENG_DEBUG, "claimed", ENG_I("messages", rows));
+}
+
+static struct eng_claim_args claim_args(struct sender *s, int want)
+{
+	return (struct eng_claim_args){s->owner, s->run->opt.have_now, s->run->opt.now,
+				       s->o->lease_seconds, want,
+				       s->o->per_user_hourly};
+}
+
+/* ---- the database's answers ---------------------------------------------------- */
+
+/* Every claim this run holds, for renewals and the outage deadline. */
+static void for_each_held(struct sender *s, void (*fn)(struct sender *, struct msg *, void *),
+			  void *arg)
+{
+	for (size_t i = 0; i < s->pending.n; i++)
+		fn(s, s->pending.v[s->pending.head + i], arg);
+	if (s->fop == F_BEGIN || s->fop == F_FENCE) /* later they are in the pool */
+		for (size_t i = 0; i < s->ngroup; i++)
+			fn(s, s->group[i], arg);
+	for (int i = 0; s->pool.slots && i < s->pool.cfg.size; i++)
+		if (s->pool.slots[i].tag)
+			fn(s, s->pool.slots[i].tag, arg);
+	for (size_t i = 0; i < s->filling.n; i++)
+		fn(s, s->filling.msgs[i], arg);
+	for (size_t i = 0; i < s->writing.n; i++)
+		fn(s, s->writing.msgs[i], arg);
+}
+
+struct renewal {
+	const long long *ids;
+	size_t n;
+	int64_t until;
+};
+
+static int cmp_ll(const void *a, const void *b)
+{
+	long long x = *(const long long *)a, y = *(const long long *)b;
 	return (x > y) - (x < y);
 }
 
-eng_time eng_send_cap_until(const eng_time *sent, size_t n, int cap, eng_time now)
+static void renewed_one(struct sender *s, struct msg *m, void *arg)
 {
-	if (cap <= 0 || n < (size_t)cap)
-		return now;
-	eng_time t = sent[n - (size_t)cap] + 3600 * ENG_USEC_PER_SEC;
-	return t > now ? t : now;
+	(void)s;
+	const struct renewal *rn = arg;
+	if (bsearch(&m->id, rn->ids, rn->n, sizeof(*rn->ids), cmp_ll))
+		m->lease_until = rn->until;
+	else
+		m->lost = true;
 }
 
-/* ---- outcomes ---------------------------------------------------------------- */
-
-struct outcome {
-	const char *status;  /* queued, sent, failed, blocked, cancelled */
-	int charge;          /* attempts to add */
-	eng_time next;       /* next_attempt_at, or 0 */
-	const char *code;
-	const char *error;
-	const char *wamid;
-	eng_time sent_at;
-	const char *event;   /* audit event, NULL for none */
-	json_t *details;     /* stolen */
-};
-
-static json_t *ts_or_null(eng_time t)
+static void take_renewal(struct sender *s, const PGresult *r)
 {
-	char b[32];
-	if (!t)
-		return json_null();
-	eng_time_format(t, b);
-	return json_string(b);
-}
-
-static enum eng_status flush(struct sender *s, struct eng_err *err);
-
-static enum eng_status record(struct sender *s, struct msg *m,
-			      const struct outcome *o, struct eng_err *err)
-{
-	json_t *row = json_object();
-	json_object_set_new(row, "id", json_integer(m->id));
-	json_object_set_new(row, "status", json_string(o->status));
-	json_object_set_new(row, "charge", json_integer(o->charge));
-	json_object_set_new(row, "next_attempt_at", ts_or_null(o->next));
-	json_object_set_new(row, "code", o->code ? eng_json_text(o->code) : json_null());
-	json_object_set_new(row, "error", o->error ? eng_json_text(o->error) : json_null());
-	json_object_set_new(row, "wamid", o->wamid ? eng_json_text(o->wamid) : json_null());
-	json_object_set_new(row, "sent_at", ts_or_null(o->sent_at));
-	json_object_set_new(row, "event", o->event ? json_string(o->event) : json_null());
-	json_object_set_new(row, "details", o->details ? o->details : json_object());
-	json_array_append_new(s->out, row);
-	if (s->nout_msgs == s->out_msgs_cap) {
-		s->out_msgs_cap = s->out_msgs_cap ? 2 * s->out_msgs_cap : 256;
-		s->out_msgs = eng_xrealloc(s->out_msgs, s->out_msgs_cap * sizeof(*s->out_msgs));
+	long long *ids;
+	size_t n = eng_queue_ids(r, &ids);
+	struct renewal rn = {ids, n, s->renewed_at + (int64_t)s->o->lease_seconds * ENG_USEC_PER_SEC};
+	for_each_held(s, renewed_one, &rn);
+	free(ids);
+	/* Lost claims waiting for their fence are never sent. */
+	struct msgq keep = {0};
+	struct msg *m;
+	while ((m = q_pop(&s->pending)) != NULL) {
+		if (m->lost)
+			drop_lost(s, m);
+		else
+			q_push(&keep, m);
 	}
-	s->out_msgs[s->nout_msgs++] = m;
-	if (json_array_size(s->out) >= FLUSH_ROWS)
-		return flush(s, err);
+	free(s->pending.v);
+	s->pending = keep;
+}
+
+static void take_write_back(struct sender *s, const PGresult *r)
+{
+	long long *ids;
+	size_t n = eng_queue_ids(r, &ids);
+	if (n < s->writing.n) {
+		/* Someone recovered these claims after our lease ran out. */
+		for (size_t i = 0; i < s->writing.n; i++) {
+			struct msg *m = s->writing.msgs[i];
+			if (bsearch(&m->id, ids, n, sizeof(*ids), cmp_ll))
+				continue;
+			json_t *row = json_array_get(s->writing.rows, i);
+			eng_log(ENG_WARN, "outcome_not_recorded", ENG_I("message_id", m->id),
+				ENG_S("status", json_string_value(json_object_get(row, "status"))),
+				ENG_S("provider_message_id",
+				      json_string_value(json_object_get(row, "wamid"))),
+				ENG_S("reason", "lease_lost"),
+				ENG_S("hint", "raise --lease-seconds or lower --batch"));
+		}
+		s->k.lease_lost += (long long)(s->writing.n - n);
+	}
+	free(ids);
+	batch_clear(&s->writing);
+}
+
+/* ---- outages ------------------------------------------------------------------ */
+
+static void group_abandon(struct sender *s);
+
+/* The database went away (or refused for now): start nothing new, keep
+ * every outcome, and reconnect (reconnect()). The fence's connection is
+ * dropped (its transaction with it: requests of its group not yet on the
+ * wire never go); a statement still running on the back connection is
+ * collected as usual. */
+static void outage(struct sender *s, const struct eng_err *cause)
+{
+	int64_t now = eng_mono_us();
+	if (!s->db_down) {
+		eng_log(ENG_WARN, "database_unreachable", ENG_S("error", cause->msg),
+			ENG_S("hint", "outcomes are kept and written when it is back"));
+		s->db_down = true;
+		s->down_since = now;
+		s->reconnect_attempt = 0;
+		/* an error that keeps coming back on a live connection is
+		 * retried with growing pauses too */
+		double wait = s->trouble ? fmin(2.0, 0.1 * pow(2.0, s->trouble)) : 0;
+		s->reconnect_at = now + (int64_t)(wait * 1e6);
+		s->trouble++;
+	}
+	if (!s->back->busy) {
+		if (s->bop == B_RENEW)
+			s->renewed_at = 0;
+		s->bop = B_IDLE; /* a write-back not known to be written is kept */
+	}
+	if (!s->feed.busy)
+		s->cop = C_IDLE;
+	group_abandon(s);
+	s->fop = F_IDLE;
+	eng_db_close(&s->front);
+}
+
+static void latest_lease(struct sender *s, struct msg *m, void *arg)
+{
+	(void)s;
+	int64_t *t = arg;
+	if (m->lease_until > *t)
+		*t = m->lease_until;
+}
+
+/* Log what can no longer be written: the outcomes of requests made (for
+ * reconciliation by message id and wamid). */
+static void give_up(struct sender *s, const struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		json_t *row = json_array_get(b->rows, i);
+		eng_log(ENG_ERROR, "outcome_not_recorded", ENG_I("message_id", b->msgs[i]->id),
+			ENG_S("status", json_string_value(json_object_get(row, "status"))),
+			ENG_S("provider_message_id",
+			      json_string_value(json_object_get(row, "wamid"))),
+			ENG_S("reason", "database_unreachable"));
+		s->k.unrecorded++;
+	}
+}
+
+static enum eng_status reconnect(struct sender *s, struct eng_err *err)
+{
+	int64_t now = eng_mono_us();
+	if (now < s->reconnect_at)
+		return ENG_OK;
+	int64_t deadline = 0;
+	for_each_held(s, latest_lease, &deadline);
+	struct eng_err e = ENG_ERR_INIT;
+	enum eng_status st = eng_db_alive(s->back) ? ENG_OK : eng_db_reconnect(s->back, &e);
+	if (st == ENG_OK && !eng_db_alive(&s->feed))
+		st = eng_db_reconnect(&s->feed, &e);
+	if (st == ENG_OK && !s->front.conn)
+		st = eng_db_connect(&s->front, s->run->opt.db, s->run->program, &e);
+	else if (st == ENG_OK && !eng_db_alive(&s->front))
+		st = eng_db_reconnect(&s->front, &e);
+	if (st == ENG_OK) {
+		eng_log(ENG_INFO, "database_reachable",
+			ENG_I("down_ms", (now - s->down_since) / 1000),
+			ENG_I("attempts", s->reconnect_attempt + 1));
+		s->db_down = false;
+		s->k.reconnects++;
+		s->renewed_at = 0; /* renew first: what is still ours? */
+		return ENG_OK;
+	}
+	if (st != ENG_ETEMP || now >= deadline) {
+		give_up(s, &s->writing);
+		give_up(s, &s->filling);
+		return eng_err_set(err, st == ENG_ETEMP ? ENG_ETEMP : st,
+				   "the database stayed unreachable past the claims' "
+				   "leases (%lld outcomes not recorded, see the log): %s",
+				   s->k.unrecorded, e.msg);
+	}
+	s->reconnect_attempt++;
+	double wait = fmin(2.0, 0.1 * pow(2.0, s->reconnect_attempt));
+	s->reconnect_at = now + (int64_t)(wait * (0.5 + 0.5 * eng_rng01(&s->rng)) * 1e6);
+	eng_log(ENG_DEBUG, "reconnect_failed", ENG_I("attempt", s->reconnect_attempt),
+		ENG_S("error", e.msg));
 	return ENG_OK;
 }
 
-static json_t *details(struct msg *m, const char *reason)
-{
-	json_t *d = json_object();
-	json_object_set_new(d, "attempts", json_integer(m->attempts));
-	if (reason)
-		json_object_set_new(d, "reason", json_string(reason));
-	return d;
-}
+/* ---- the back connection ------------------------------------------------------ */
 
-/* Give a claimed, unsent message back without charging an attempt; reason
- * says why (fatal, signal, max_seconds, lease, unreachable). */
-static enum eng_status hand_back(struct sender *s, struct msg *m,
-				 const char *code, const char *error,
-				 const char *reason, struct eng_err *err)
+/* The 131050 opt-outs of a batch and its rows, in one transaction:
+ * the preference first (it locks the person's messages), then the rows. */
+static enum eng_status write_with_optouts(struct sender *s, const char *rows,
+					  PGresult **res, struct eng_err *err)
 {
-	struct outcome o = {"queued", 0, 0, code, error, NULL, 0,
-			    "message_handed_back", details(m, reason)};
-	s->k.handed_back++;
-	release_reservation(s, m);
-	return record(s, m, &o, err);
-}
-
-/* Back to the queue until `until` without charging an attempt: a check
- * said not now (reason: quiet_hours, hourly_cap). */
-static enum eng_status defer(struct sender *s, struct msg *m, eng_time until,
-			     const char *reason, struct eng_err *err)
-{
-	json_t *d = details(m, reason);
-	json_object_set_new(d, "until", ts_or_null(until));
-	struct outcome o = {"queued", 0, until, NULL, NULL, NULL, 0,
-			    "message_deferred", d};
-	s->k.deferred++;
-	return record(s, m, &o, err);
-}
-
-/* One attempt at writing back rows (and the 131050 opt-outs): one
- * transaction, safe to repeat (rows are only updated while this worker
- * still holds their claim). */
-static enum eng_status write_back(struct sender *s, const char *rows, size_t n,
-				  struct eng_err *err)
-{
-	enum eng_status st;
-	const char *p[] = {rows, s->owner, s->run->run_id};
-	if ((st = eng_db_begin(s->db, err)))
-		return st;
-	PGresult *r = eng_db_query(s->db, writeback_sql, 3, p, err);
-	if (!r) {
-		st = eng_err_prefix(err, "could not record %zu outcomes", n);
-		goto out;
+	struct batch *b = &s->writing;
+	struct eng_optout_change *c = eng_xcalloc(b->noptouts, sizeof(*c));
+	struct eng_optout_result *out = eng_xcalloc(b->noptouts, sizeof(*out));
+	char (*mids)[24] = eng_xcalloc(b->noptouts, sizeof(*mids));
+	size_t nu = 0;
+	for (size_t i = 0; i < b->noptouts; i++) { /* once per user */
+		bool dup = false;
+		for (size_t k = 0; k < nu && !dup; k++)
+			dup = strcmp(c[k].user_id, b->optouts[i].user_id) == 0;
+		if (dup)
+			continue;
+		snprintf(mids[nu], sizeof(mids[nu]), "%lld", b->optouts[i].message_id);
+		c[nu] = (struct eng_optout_change){
+			b->optouts[i].user_id, true, "whatsapp", b->optouts[i].at,
+			"WhatsApp error 131050: the user stopped marketing messages",
+			s->run->run_id, mids[nu],
+		};
+		nu++;
 	}
-	if ((size_t)PQntuples(r) < n) {
-		/* Someone recovered these claims after our lease ran out. */
-		long long lost = (long long)n - PQntuples(r);
-		s->k.lease_lost += lost;
-		eng_log(ENG_WARN, "lease_lost", ENG_I("messages", lost),
-			ENG_S("hint", "raise --lease-seconds or lower --batch"));
+	enum eng_status st = eng_db_begin(s->back, err);
+	if (st == ENG_OK)
+		st = eng_optout_apply_many(s->back, c, nu, out, err);
+	if (st == ENG_OK)
+		st = eng_queue_write_back(s->back, rows, s->owner, s->run->run_id, res, err);
+	if (st == ENG_OK)
+		st = eng_db_commit(s->back, err);
+	if (st) {
+		PQclear(*res);
+		*res = NULL;
+		eng_db_rollback(s->back);
 	}
-	PQclear(r);
-	if (s->noptouts) { /* the users who pressed stop, once each */
-		struct eng_optout_change *c = eng_xcalloc(s->noptouts, sizeof(*c));
-		struct eng_optout_result *res = eng_xcalloc(s->noptouts, sizeof(*res));
-		char (*mids)[24] = eng_xcalloc(s->noptouts, sizeof(*mids));
-		size_t nu = 0;
-		for (size_t i = 0; i < s->noptouts; i++) {
-			bool dup = false;
-			for (size_t k = 0; k < nu && !dup; k++)
-				dup = strcmp(c[k].user_id, s->optouts[i].user_id) == 0;
-			if (dup)
-				continue;
-			snprintf(mids[nu], sizeof(mids[nu]), "%lld", s->optouts[i].message_id);
-			c[nu] = (struct eng_optout_change){
-				s->optouts[i].user_id, true, "whatsapp", s->optouts[i].at,
-				"WhatsApp error 131050: the user stopped marketing messages",
-				s->run->run_id, mids[nu],
-			};
-			nu++;
-		}
-		st = eng_optout_apply_many(s->db, c, nu, res, err);
-		for (size_t i = 0; st == ENG_OK && i < nu; i++)
-			eng_log(ENG_INFO, "opt_out_recorded", ENG_S("user_id", c[i].user_id),
-				ENG_S("source", "whatsapp"),
-				ENG_S("outcome", eng_optout_outcome_name(res[i].outcome)));
-		free(c);
-		free(res);
-		free(mids);
-		if (st)
-			goto out;
-	}
-	st = eng_db_commit(s->db, err);
-out:
-	if (st)
-		eng_db_rollback(s->db);
+	for (size_t i = 0; st == ENG_OK && i < nu; i++)
+		eng_log(ENG_INFO, "opt_out_recorded", ENG_S("user_id", c[i].user_id),
+			ENG_S("source", "whatsapp"),
+			ENG_S("outcome", eng_optout_outcome_name(out[i].outcome)));
+	free(c);
+	free(out);
+	free(mids);
 	return st;
 }
 
-/* Write back what is recorded. Outcomes of requests already made must not
- * be dropped (the messages would be sent again after their lease): a
- * transient failure is retried, reconnecting if the connection was lost. */
-static enum eng_status flush(struct sender *s, struct eng_err *err)
+static enum eng_status start_write(struct sender *s, struct eng_err *err)
 {
-	size_t n = json_array_size(s->out);
-	s->last_flush = eng_mono_us();
-	if (n == 0 && s->noptouts == 0)
-		return ENG_OK;
-	char *rows = eng_json_dump(s->out);
-	enum eng_status st = ENG_OK;
-	for (int attempt = 1; attempt <= 4; attempt++) {
-		st = write_back(s, rows, n, err);
-		if (st != ENG_ETEMP || attempt == 4)
-			break;
-		eng_log(ENG_WARN, "write_back_retried", ENG_I("attempt", attempt),
-			ENG_S("error", err->msg));
-		struct timespec ts = {0, attempt * 200L * 1000 * 1000};
-		nanosleep(&ts, NULL);
-		if (!eng_db_alive(s->db))
-			PQreset(s->db->conn);
+	if (s->writing.n == 0)
+		batch_swap(&s->filling, &s->writing);
+	char *rows = eng_json_dump(s->writing.rows);
+	enum eng_status st;
+	if (s->writing.noptouts) { /* rare: done in one go */
+		PGresult *r = NULL;
+		st = write_with_optouts(s, rows, &r, err);
+		if (st == ENG_OK)
+			take_write_back(s, r);
+		PQclear(r);
+	} else {
+		st = eng_queue_write_back(s->back, rows, s->owner, s->run->run_id, NULL, err);
+		if (st == ENG_OK)
+			s->bop = B_WRITE;
 	}
 	free(rows);
-	json_array_clear(s->out);
-	for (size_t i = 0; i < s->nout_msgs; i++)
-		msg_free(s->out_msgs[i]);
-	s->nout_msgs = 0;
-	s->noptouts = 0;
 	return st;
 }
 
-/* ---- the checks after a claim ------------------------------------------------ */
-
-static void push_pending(struct sender *s, struct msg *m)
+static bool ending(const struct sender *s)
 {
-	if (s->head > 0 && s->head == s->npending) {
-		s->head = s->npending = 0;
-	}
-	if (s->npending == s->pending_cap) {
-		if (s->head > 0) { /* compact */
-			memmove(s->pending, s->pending + s->head,
-				(s->npending - s->head) * sizeof(*s->pending));
-			s->npending -= s->head;
-			s->head = 0;
-		}
-		if (s->npending == s->pending_cap) {
-			s->pending_cap = s->pending_cap ? 2 * s->pending_cap : 256;
-			s->pending = eng_xrealloc(s->pending,
-						  s->pending_cap * sizeof(*s->pending));
-		}
-	}
-	s->pending[s->npending++] = m;
+	return s->stop || (s->drained && s->pending.n == 0 && s->pool.in_flight == 0 &&
+			   s->fop == F_IDLE);
 }
 
-static size_t pending_count(const struct sender *s)
+static bool may_claim(const struct sender *s)
 {
-	return s->npending - s->head;
+	if (s->stop || s->drained ||
+	    (s->o->max_messages && s->k.claimed >= s->o->max_messages))
+		return false;
+	return s->pending.n < (size_t)s->o->concurrency * 2;
 }
 
-/* Parse the template's parameter names ("{a,b}") and fill values from the
- * message's params; a missing one is an error message. */
-static bool fill_values(const char *names, const char *params, char ***values,
-			size_t *n, char *why, size_t whysz)
+static int claim_size(const struct sender *s)
 {
-	*values = NULL;
-	*n = 0;
-	json_error_t je;
-	json_t *obj = json_loads(params ? params : "{}", 0, &je);
-	bool ok = json_is_object(obj);
-	if (!ok)
-		snprintf(why, whysz, "params are not a JSON object");
-	/* names: "{}" or "{activity_count,first_name}" (plain identifiers) */
-	const char *p = names && *names == '{' ? names + 1 : "";
-	while (ok && *p && *p != '}') {
-		size_t len = strcspn(p, ",}");
-		char name[128];
-		snprintf(name, sizeof(name), "%.*s", (int)len, p);
-		p += len + (p[len] == ',');
-		json_t *v = json_object_get(obj, name);
-		char buf[64];
-		const char *text = NULL;
-		if (json_is_string(v))
-			text = json_string_value(v);
-		else if (json_is_integer(v))
-			snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(v)), text = buf;
-		else if (json_is_real(v))
-			snprintf(buf, sizeof(buf), "%g", json_real_value(v)), text = buf;
-		if (!text) {
-			snprintf(why, whysz, "the template needs parameter \"%s\", which "
-				 "the message does not have", name);
-			ok = false;
+	long long want = s->o->batch;
+	if (s->o->max_messages && want > s->o->max_messages - s->k.claimed)
+		want = s->o->max_messages - s->k.claimed;
+	if (s->o->rate > 0) { /* what can be sent well within a lease */
+		double bound = s->o->rate * s->o->lease_seconds / 3.0;
+		if (want > bound)
+			want = bound < 1 ? 1 : (long long)bound;
+	}
+	return (int)want;
+}
+
+/* Start the back connection's next statement, most urgent first. */
+static enum eng_status drive_back(struct sender *s, struct eng_err *err)
+{
+	if (s->bop != B_IDLE)
+		return ENG_OK;
+	int64_t now = eng_mono_us();
+	if (now - s->renewed_at >= (int64_t)s->o->lease_seconds * ENG_USEC_PER_SEC / 3) {
+		s->renewed_at = now;
+		s->bop = B_RENEW;
+		return eng_queue_renew(s->back, s->owner, s->o->lease_seconds, NULL, err);
+	}
+	if (s->writing.n > 0 ||
+	    s->filling.n >= FLUSH_ROWS ||
+	    (s->filling.n > 0 && (now - s->filling.oldest >= FLUSH_US || ending(s))))
+		return start_write(s, err);
+	return ENG_OK;
+}
+
+/* Start the feed connection's next statement. */
+static enum eng_status drive_feed(struct sender *s, struct eng_err *err)
+{
+	if (s->cop != C_IDLE)
+		return ENG_OK;
+	int64_t now = eng_mono_us();
+	if (!s->stop &&
+	    now - s->recovered_at >= (int64_t)s->o->lease_seconds * ENG_USEC_PER_SEC / 3) {
+		s->recovered_at = now;
+		eng_time at = s->run->opt.have_now ? s->run->opt.now : s->run->now;
+		s->cop = C_RECOVER;
+		return eng_queue_recover(&s->feed, at, s->run->run_id, NULL, err);
+	}
+	if (may_claim(s)) {
+		s->claim_want = claim_size(s);
+		struct eng_claim_args a = claim_args(s, s->claim_want);
+		s->cop = C_CLAIM;
+		s->claim_sent = now;
+		return eng_queue_claim(&s->feed, &a, NULL, err);
+	}
+	return ENG_OK;
+}
+
+static enum eng_status back_done(struct sender *s, PGresult *r, struct eng_err *err)
+{
+	(void)err;
+	enum back_op op = s->bop;
+	s->bop = B_IDLE;
+	if (op == B_WRITE) {
+		s->trouble = 0;
+		take_write_back(s, r);
+	} else if (op == B_RENEW) {
+		take_renewal(s, r);
+	}
+	return ENG_OK;
+}
+
+static enum eng_status feed_done(struct sender *s, PGresult *r, struct eng_err *err)
+{
+	(void)err;
+	enum feed_op op = s->cop;
+	s->cop = C_IDLE;
+	if (op == C_CLAIM) {
+		s->trouble = 0;
+		if (PQntuples(r) < s->claim_want)
+			s->drained = true;
+		take_claim(s, r, s->claim_sent);
+	} else if (op == C_RECOVER) {
+		long long n = eng_queue_recovered(r);
+		s->k.recovered += n;
+		if (n)
+			eng_log(ENG_WARN, "leases_recovered", ENG_I("messages", n));
+	}
+	return ENG_OK;
+}
+
+/* ---- the front connection: rate tokens and the fence ------------------------- */
+
+static bool gate(void *tag, void *ctx)
+{
+	(void)ctx;
+	struct msg *m = tag;
+	if (eng_mono_us() >= m->gate_until)
+		return false;
+	m->on_wire = true;
+	return true;
+}
+
+/* The group goes back to the queue (its fence did not finish). */
+static void group_abandon(struct sender *s)
+{
+	if (s->fop == F_TOKENS || s->fop == F_IDLE)
+		return;
+	for (size_t i = 0; i < s->ngroup; i++) {
+		struct msg *m = s->group[i];
+		if (!m)
+			continue;
+		m->in_group = false;
+		m->gate_until = 0; /* not started yet: never will be now */
+		if (s->fop == F_BEGIN || s->fop == F_FENCE)
+			q_push(&s->pending, m);
+	}
+	s->ngroup = 0;
+}
+
+static size_t group_size(const struct sender *s)
+{
+	size_t want = (size_t)eng_pool_free_slots(&s->pool);
+	if (want > s->pending.n)
+		want = s->pending.n;
+	if (s->o->rate > 0 && want > (size_t)s->tokens)
+		want = (size_t)s->tokens;
+	return want;
+}
+
+/* Take the group and send its fence's BEGIN. */
+static enum eng_status open_fence(struct sender *s, size_t want, struct eng_err *err)
+{
+	int64_t now = eng_mono_us();
+	s->ngroup = 0;
+	while (s->ngroup < want && s->pending.n > 0) {
+		struct msg *m = q_pop(&s->pending);
+		if (m->lease_until - now < LEASE_MARGIN_US) {
+			/* its lease could lapse mid-request: not sent */
+			hand_back(s, m, "lease");
+			continue;
+		}
+		m->in_group = true;
+		s->group[s->ngroup++] = m;
+	}
+	if (s->ngroup == 0)
+		return ENG_OK;
+	s->fop = F_BEGIN;
+	return eng_db_send_simple(&s->front, fence_begin_sql, err);
+}
+
+static enum eng_status drive_front(struct sender *s, struct eng_err *err)
+{
+	if (s->fop == F_OPEN) {
+		/* commit once every request is on the wire (or the window is
+		 * over: those not started by then never will be) */
+		bool all = true;
+		for (size_t i = 0; i < s->ngroup && all; i++)
+			all = !s->group[i] || s->group[i]->on_wire;
+		if (!all && eng_mono_us() - s->group_opened < GATE_US)
+			return ENG_OK;
+		for (size_t i = 0; i < s->ngroup; i++)
+			if (s->group[i]) {
+				s->group[i]->gate_until = 0;
+				s->group[i]->in_group = false;
+			}
+		s->ngroup = 0;
+		s->fop = F_COMMIT;
+		return eng_db_send(&s->front, "COMMIT", 0, NULL, err);
+	}
+	if (s->fop != F_IDLE || s->stop || s->pending.n == 0)
+		return ENG_OK;
+	int free_slots = eng_pool_free_slots(&s->pool);
+	/* groups of a quarter of the pool at least, unless the pool is idle */
+	size_t threshold = (size_t)(s->o->concurrency / 4 > 1 ? s->o->concurrency / 4 : 1);
+	if (threshold > s->pending.n)
+		threshold = s->pending.n;
+	if (free_slots == 0 || ((size_t)free_slots < threshold && s->pool.in_flight > 0))
+		return ENG_OK;
+	if (s->o->rate > 0 && s->tokens < 1) {
+		if (eng_mono_us() < s->rate_wait_until)
+			return ENG_OK;
+		double want = fmin((double)s->pending.n, fmax(1.0, s->o->rate * 0.25));
+		double burst = s->o->rate * 0.25 < 1 ? 1 : s->o->rate * 0.25;
+		s->fop = F_TOKENS;
+		return eng_queue_rate_take(&s->front, s->wa->phone_number_id, s->o->rate,
+					   burst, (int)want, NULL, err);
+	}
+	return open_fence(s, group_size(s), err);
+}
+
+static enum eng_status start_group(struct sender *s, const PGresult *r,
+				   struct eng_err *err)
+{
+	int64_t now = eng_mono_us();
+	struct msg **asked = eng_xcalloc(s->ngroup + 1, sizeof(*asked));
+	size_t nasked = s->ngroup;
+	memcpy(asked, s->group, s->ngroup * sizeof(*asked));
+	s->ngroup = 0; /* from here: the requests started */
+	enum eng_status st = ENG_OK;
+	for (int i = 0; i < PQntuples(r); i++) {
+		long long id;
+		const char *verdict;
+		eng_queue_fence_row(r, i, &id, &verdict);
+		struct msg *m = NULL;
+		for (size_t k = 0; k < nasked && !m; k++)
+			if (asked[k] && asked[k]->id == id) {
+				m = asked[k];
+				asked[k] = NULL;
+			}
+		if (!m)
+			continue;
+		m->in_group = false;
+		struct eng_outcome o;
+		switch (st ? ENG_FENCE_RETRY : eng_decide_fence(verdict, &o)) {
+		case ENG_FENCE_SEND:
+			if (s->stop) {
+				hand_back(s, m, s->stop_reason);
+				break;
+			}
+			m->gate_until = now + GATE_US;
+			if ((st = eng_pool_start(&s->pool, m->body, m->body_len, m, err))) {
+				hand_back(s, m, "internal");
+				break;
+			}
+			m->in_group = true;
+			s->group[s->ngroup++] = m;
+			if (s->o->rate > 0)
+				s->tokens -= 1;
+			break;
+		case ENG_FENCE_RECORD:
+			record(s, m, &o);
+			break;
+		case ENG_FENCE_RETRY:
+			if (++m->busy > BUSY_MAX)
+				hand_back(s, m, "busy");
+			else
+				q_push(&s->pending, m);
+			break;
+		case ENG_FENCE_DROP:
+			drop_lost(s, m);
 			break;
 		}
-		*values = eng_xrealloc(*values, (*n + 1) * sizeof(**values));
-		(*values)[(*n)++] = eng_xstrdup(text);
 	}
-	json_decref(obj);
-	if (!ok) {
-		for (size_t i = 0; i < *n; i++)
-			free((*values)[i]);
-		free(*values);
-		*values = NULL;
-		*n = 0;
-	}
-	return ok;
-}
-
-/* Decide what to do with one claimed row: record an outcome now, or make
- * the request body and queue it for sending. */
-static enum eng_status decide(struct sender *s, PGresult *r, int i,
-			      struct eng_err *err)
-{
-	struct msg *m = eng_xcalloc(1, sizeof(*m));
-	m->id = atoll(PQgetvalue(r, i, 0));
-	snprintf(m->user_id, sizeof(m->user_id), "%s", PQgetvalue(r, i, 1));
-	m->attempts = atoi(PQgetvalue(r, i, 4));
-	m->max_attempts = atoi(PQgetvalue(r, i, 5));
-	m->claimed_at = eng_db_epoch_us(PQgetvalue(r, i, 16));
-	m->claimed_mono = eng_mono_us();
-	eng_time now = m->claimed_at;
-	bool expired = strcmp(PQgetvalue(r, i, 6), "t") == 0;
-	bool opted_out = strcmp(PQgetvalue(r, i, 7), "t") == 0;
-	bool quiet = !PQgetisnull(r, i, 8);
-	bool group = strcmp(PQgetvalue(r, i, 11), "group") == 0;
-	bool have_template = !PQgetisnull(r, i, 13);
-
-	/* 0. a late re-engagement message is worse than none */
-	if (expired) {
-		struct outcome o = {"cancelled", 0, 0, "expired",
-				    "expired before it could be sent", NULL, 0,
-				    "message_cancelled", details(m, "expired")};
-		s->k.cancelled++;
-		return record(s, m, &o, err);
-	}
-	/* 0b. a goodbye to someone who came back (their activity raced the
-	 * claim): worse than none too */
-	if (strcmp(PQgetvalue(r, i, 2), "goodbye") == 0 && !PQgetisnull(r, i, 19) &&
-	    strcmp(PQgetvalue(r, i, 19), "goodbye_sent") != 0) {
-		struct outcome o = {"cancelled", 0, 0, "user_returned",
-				    "the user wrote again before it was sent", NULL, 0,
-				    "message_cancelled", details(m, "user_returned")};
-		s->k.cancelled++;
-		return record(s, m, &o, err);
-	}
-	/* 1. opted out now: never sent, even if queued before */
-	if (opted_out) {
-		struct outcome o = {"blocked", 0, 0, "opted_out",
-				    "the user opted out of re-engagement messages",
-				    NULL, 0, "message_blocked", details(m, "opted_out")};
-		s->k.blocked++;
-		return record(s, m, &o, err);
-	}
-	/* 2. quiet hours: back to the queue until the window ends */
-	eng_time until = quiet ? eng_db_epoch_us(PQgetvalue(r, i, 8)) : 0;
-	if (quiet && until > now)
-		return defer(s, m, until, "quiet_hours", err);
-	/* 3. the per-user hourly cap: the sends the database has, and this
-	 * run's not written back yet (the same message counted once) */
-	struct user_sends *u = user_of(s, m->user_id);
-	size_t ndb = 0;
-	const char *list = PQgetvalue(r, i, 9);
-	for (const char *p = list; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ','))
-		ndb++;
-	eng_time *all = eng_xcalloc(ndb + u->n + 1, sizeof(*all));
-	long long *dbids = eng_xcalloc(ndb + 1, sizeof(*dbids));
-	size_t nall = 0;
-	for (const char *p = list; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ',')) {
-		char *colon;
-		dbids[nall] = strtoll(p, &colon, 10);
-		all[nall++] = strtoll(*colon == ':' ? colon + 1 : colon, NULL, 10);
-	}
-	for (size_t k = 0; k < u->n; k++) {
-		bool known = false;
-		for (size_t d = 0; d < ndb && !known; d++)
-			known = dbids[d] == u->r[k].message_id;
-		if (!known && u->r[k].at > now - 3600 * ENG_USEC_PER_SEC &&
-		    u->r[k].at <= now)
-			all[nall++] = u->r[k].at;
-	}
-	free(dbids);
-	qsort(all, nall, sizeof(*all), cmp_time);
-	eng_time free_at = eng_send_cap_until(all, nall, s->o->per_user_hourly, now);
-	free(all);
-	if (free_at > now)
-		return defer(s, m, free_at, "hourly_cap", err);
-	/* 4. the template, in the user's language or the nearest one */
-	char why[256];
-	char **values = NULL;
-	size_t nvalues = 0;
-	if (!have_template)
-		snprintf(why, sizeof(why),
-			 "no active template \"%s\" for locale %s, its language or en",
-			 PQgetvalue(r, i, 18), PQgetvalue(r, i, 17));
-	if (!have_template ||
-	    !fill_values(PQgetvalue(r, i, 15), PQgetvalue(r, i, 3), &values,
-			 &nvalues, why, sizeof(why))) {
-		struct outcome o = {"failed", 0, 0, "template", why, NULL, 0,
-				    "message_failed", details(m, "template")};
-		s->k.failed++;
-		return record(s, m, &o, err);
-	}
-	if (group && PQgetisnull(r, i, 12)) {
-		struct outcome o = {"failed", 0, 0, "no_group",
-				    "the user prefers a group but has no group_id",
-				    NULL, 0, "message_failed", details(m, "no_group")};
-		s->k.failed++;
-		for (size_t k = 0; k < nvalues; k++)
-			free(values[k]);
-		free(values);
-		return record(s, m, &o, err);
-	}
-	m->to = eng_xstrdup(PQgetvalue(r, i, group ? 12 : 10));
-	m->body = eng_wa_template_body(m->to, group, PQgetvalue(r, i, 13),
-				       PQgetvalue(r, i, 14),
-				       (const char *const *)values, nvalues, m->id);
-	for (size_t k = 0; k < nvalues; k++)
-		free(values[k]);
-	free(values);
-
-	/* count it against the hourly cap now, so one batch cannot pass it;
-	 * released again if it is not sent */
-	if (u->n == u->cap) {
-		u->cap = u->cap ? 2 * u->cap : 4;
-		u->r = eng_xrealloc(u->r, u->cap * sizeof(*u->r));
-	}
-	u->r[u->n++] = (struct reservation){m->id, now};
-
-	if (s->dry) {
-		if (json_array_size(s->dry_requests) < DRY_RUN_SHOWN) {
-			json_error_t je;
-			json_t *b = json_loads(m->body, 0, &je);
-			char masked[48];
-			eng_mask_phone(m->to, masked, sizeof(masked));
-			if (b && !group)
-				json_object_set_new(b, "to", json_string(masked));
-			json_array_append_new(s->dry_requests, b ? b : json_null());
-		}
-		s->k.would_send++; /* its reservation stays: the cap holds */
-		msg_free(m);
-		return ENG_OK;
-	}
-	push_pending(s, m);
-	return ENG_OK;
-}
-
-static enum eng_status claim(struct sender *s, int want, struct eng_err *err)
-{
-	char lease[16], limit[16], now[32];
-	snprintf(lease, sizeof(lease), "%d", s->o->lease_seconds);
-	snprintf(limit, sizeof(limit), "%d", want);
-	if (s->run->opt.have_now)
-		eng_time_format(s->run->opt.now, now);
-	char cap[16];
-	snprintf(cap, sizeof(cap), "%d", s->o->per_user_hourly);
-	const char *p[] = {s->owner, s->run->opt.have_now ? now : NULL,
-			   lease, limit, cap};
-	PGresult *r = eng_db_query(s->db, claim_sql, 5, p, err);
-	if (!r)
-		return eng_err_prefix(err, "could not claim messages");
-	int rows = PQntuples(r);
-	s->k.claimed += rows;
-	if (rows < want)
-		s->drained = true;
-	enum eng_status st = ENG_OK;
-	for (int i = 0; i < rows && st == ENG_OK; i++)
-		st = decide(s, r, i, err);
-	PQclear(r);
-	if (rows)
-		eng_log(ENG_DEBUG, "claimed", ENG_I("messages", rows));
+	/* anything the fence did not name is not ours to send */
+	for (size_t k = 0; k < nasked; k++)
+		if (asked[k])
+			drop_lost(s, asked[k]);
+	free(asked);
+	s->group_opened = now;
+	s->fop = F_OPEN;
+	if (st == ENG_OK && s->ngroup)
+		st = eng_pool_perform(&s->pool, err);
 	return st;
 }
 
-/* ---- rate ------------------------------------------------------------------- */
-
-/* Take tokens from the shared bucket. Sets rate_wait_until when none. */
-static enum eng_status take_tokens(struct sender *s, int want, struct eng_err *err)
+static enum eng_status front_done(struct sender *s, PGresult *r, struct eng_err *err)
 {
-	char rate[32], burst[32], w[16];
-	double b = s->o->rate * 0.25 < 1 ? 1 : s->o->rate * 0.25;
-	snprintf(rate, sizeof(rate), "%.6f", s->o->rate);
-	snprintf(burst, sizeof(burst), "%.6f", b);
-	snprintf(w, sizeof(w), "%d", want);
-	const char *p[] = {s->wa->phone_number_id, rate, burst, w};
-	PGresult *r = eng_db_query(s->db, rate_sql, 4, p, err);
-	if (!r)
-		return eng_err_prefix(err, "could not take send tokens");
-	int granted = PQntuples(r) ? atoi(PQgetvalue(r, 0, 0)) : 0;
-	double avail = PQntuples(r) ? atof(PQgetvalue(r, 0, 1)) : 0;
-	PQclear(r);
-	s->tokens += granted;
-	if (granted == 0) {
-		double wait = (1.0 - avail) / s->o->rate;
-		if (wait < 0.001)
-			wait = 0.001;
-		s->rate_wait_until = eng_mono_us() + (int64_t)(wait * 1e6);
+	switch (s->fop) {
+	case F_TOKENS: {
+		int granted;
+		double avail;
+		eng_queue_rate_read(r, &granted, &avail);
+		s->tokens += granted;
+		if (granted == 0) {
+			double wait = fmax(0.001, (1.0 - avail) / s->o->rate);
+			s->rate_wait_until = eng_mono_us() + (int64_t)(wait * 1e6);
+		}
+		s->fop = F_IDLE;
+		return ENG_OK;
 	}
-	return ENG_OK;
+	case F_BEGIN: {
+		long long *ids = eng_xcalloc(s->ngroup, sizeof(*ids));
+		for (size_t i = 0; i < s->ngroup; i++)
+			ids[i] = s->group[i]->id;
+		s->fop = F_FENCE;
+		enum eng_status st = eng_queue_fence(&s->front, ids, s->ngroup, s->owner,
+						     s->run->opt.have_now ? &s->run->opt.now : NULL,
+						     NULL, err);
+		free(ids);
+		return st;
+	}
+	case F_FENCE:
+		return start_group(s, r, err);
+	case F_COMMIT:
+		s->fop = F_IDLE;
+		return ENG_OK;
+	case F_OPEN:
+	case F_IDLE:
+		break;
+	}
+	return eng_err_set(err, ENG_EINTERNAL, "a result came for no statement");
 }
 
-/* ---- HTTP -------------------------------------------------------------------- */
+/* ---- requests ------------------------------------------------------------------ */
 
-static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
+static void count_error(struct sender *s, const char *code)
 {
-	struct slot *sl = userdata;
-	size_t n = size * nmemb;
-	eng_buf_add(&sl->answer, ptr, n); /* past MAX_ANSWER: cut, still parsed */
-	return n;
-}
-
-static enum eng_status start(struct sender *s, struct slot *sl, struct msg *m,
-			     struct eng_err *err)
-{
-	sl->m = m;
-	eng_buf_reset(&sl->answer);
-	sl->errbuf[0] = '\0';
-	sl->t0 = eng_mono_us();
-	curl_easy_setopt(sl->easy, CURLOPT_POSTFIELDS, m->body);
-	curl_easy_setopt(sl->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(m->body));
-	if (curl_multi_add_handle(s->multi, sl->easy) != CURLM_OK)
-		return eng_err_set(err, ENG_EINTERNAL, "curl_multi_add_handle failed");
-	s->in_flight++;
-	s->k.requests++;
-	return ENG_OK;
+	json_t *v = json_object_get(s->errors, code);
+	json_object_set_new(s->errors, code,
+			    json_integer(v ? json_integer_value(v) + 1 : 1));
 }
 
 /* Replace every occurrence of secret in text (a buffer of cap bytes). */
@@ -819,307 +996,314 @@ static void redact(char *text, size_t cap, const char *secret)
 	eng_buf_release(&b);
 }
 
-static enum eng_status finish(struct sender *s, struct slot *sl, CURLcode rc,
-			      struct eng_err *err)
+static void finished(struct sender *s, const struct eng_pool_done *d)
 {
-	struct msg *m = sl->m;
-	struct eng_wa_result res;
-	long http = 0;
-	sl->m = NULL;
-	s->in_flight--;
-	if (s->nlat == s->lat_cap) {
-		s->lat_cap = s->lat_cap ? 2 * s->lat_cap : 1024;
-		s->lat = eng_xrealloc(s->lat, s->lat_cap * sizeof(*s->lat));
+	struct msg *m = d->tag;
+	if (m->in_group) {
+		for (size_t i = 0; i < s->ngroup; i++)
+			if (s->group[i] == m)
+				s->group[i] = NULL;
+		m->in_group = false;
 	}
-	s->lat[s->nlat++] = (double)(eng_mono_us() - sl->t0) / 1000.0;
+	if (!d->on_wire && d->rc == CURLE_ABORTED_BY_CALLBACK) {
+		/* refused at the gate (its fence was over): it never left */
+		hand_back(s, m, "fence");
+		return;
+	}
+	s->k.requests++;
+	eng_sample_add(&s->lat, &s->rng, d->ms);
 
-	if (rc == CURLE_OK) {
-		curl_easy_getinfo(sl->easy, CURLINFO_RESPONSE_CODE, &http);
-		eng_wa_parse_answer(http, eng_buf_str(&sl->answer), sl->answer.len, &res);
+	struct eng_wa_result res;
+	if (d->rc == CURLE_OK) {
+		eng_wa_parse_answer(d->http_status, d->answer, d->answer_len, &res);
 		s->transport_streak = 0;
 	} else {
-		eng_wa_transport_error(rc, sl->errbuf, &res);
-		if (rc != CURLE_OPERATION_TIMEDOUT)
+		eng_wa_transport_error(d->rc, d->errbuf, &res);
+		if (d->rc != CURLE_OPERATION_TIMEDOUT)
 			s->transport_streak++;
 	}
 	/* whatever an answer echoes, the token goes no further */
 	redact(res.error, sizeof(res.error), s->wa->token);
+	if (res.cls != ENG_WA_SENT)
+		count_error(s, res.code_text);
 	/* The API unreachable for every request (DNS, TLS, refused): stop
 	 * before every message's attempts are used up on it. */
-	if (res.cls != ENG_WA_SENT && rc != CURLE_OK && rc != CURLE_OPERATION_TIMEDOUT &&
+	if (res.cls != ENG_WA_SENT && d->rc != CURLE_OK && d->rc != CURLE_OPERATION_TIMEDOUT &&
 	    (s->unreachable ||
 	     s->transport_streak >= (s->o->concurrency > 5 ? s->o->concurrency : 5))) {
 		if (!s->unreachable)
 			snprintf(s->fatal_error, sizeof(s->fatal_error),
 				 "the API is unreachable: %s", res.error);
 		s->unreachable = true;
-		count_error(s, res.code_text);
-		return hand_back(s, m, res.code_text, res.error, "unreachable", err);
+		struct eng_outcome o;
+		eng_outcome_handed_back(&o, "unreachable", res.code_text, res.error);
+		record(s, m, &o);
+		return;
 	}
 	eng_time now = now_for(s, m);
-	json_t *d = details(m, NULL);
-	json_object_set_new(d, "attempt", json_integer(m->attempts + 1));
-	json_object_set_new(d, "http_status", json_integer(http));
-	json_object_set_new(d, "latency_ms", json_real(s->lat[s->nlat - 1]));
-	if (res.code)
-		json_object_set_new(d, "error_code", json_integer(res.code));
-	if (res.cls != ENG_WA_SENT)
-		count_error(s, res.code_text);
-
-	struct outcome o = {0};
-	o.details = d;
-	switch (res.cls) {
-	case ENG_WA_SENT:
-		o = (struct outcome){"sent", 1, 0, NULL, NULL, res.wamid, now,
-				     "message_sent", d};
-		s->k.sent++;
-		eng_log(ENG_DEBUG, "message_sent", ENG_I("message_id", m->id),
-			ENG_PHONE("to", m->to), ENG_S("provider_message_id", res.wamid));
-		break;
-	case ENG_WA_FATAL:
-		/* The whole run is refused: give this one back uncharged too. */
+	struct eng_outcome o;
+	eng_decide_answer(&res, m->attempts, m->max_attempts, now, eng_rng01(&s->rng), &o);
+	o.latency_ms = round(d->ms * 10) / 10;
+	if (res.cls == ENG_WA_FATAL && !s->fatal) {
 		s->fatal = true;
 		snprintf(s->fatal_error, sizeof(s->fatal_error), "%s", res.error);
-		json_decref(d);
-		return hand_back(s, m, res.code_text, res.error, "fatal", err);
-	case ENG_WA_FAIL:
-		o = (struct outcome){"failed", 1, 0, res.code_text, res.error, NULL, 0,
-				     "message_failed", d};
-		s->k.failed++;
-		if (res.code == 131050) { /* the user said stop inside WhatsApp */
-			s->optouts = eng_xrealloc(s->optouts, (s->noptouts + 1) * sizeof(*s->optouts));
-			struct optout *oo = &s->optouts[s->noptouts++];
-			snprintf(oo->user_id, sizeof(oo->user_id), "%s", m->user_id);
-			oo->message_id = m->id;
-			oo->at = now;
-		}
-		break;
-	case ENG_WA_RETRY:
-	case ENG_WA_DEFER:
-		if (m->attempts + 1 >= m->max_attempts) {
-			o = (struct outcome){"failed", 1, 0, res.code_text, res.error, NULL,
-					     0, "message_failed", d};
-			json_object_set_new(d, "reason", json_string("max_attempts"));
-			s->k.failed++;
-		} else {
-			eng_time next = now + eng_wa_backoff(res.cls, res.code,
-							     m->attempts + 1, rnd(s));
-			o = (struct outcome){"queued", 1, next, res.code_text, res.error,
-					     NULL, 0,
-					     res.cls == ENG_WA_RETRY ? "message_retry"
-								     : "message_deferred",
-					     d};
-			json_object_set_new(d, "next_attempt_at", ts_or_null(next));
-			if (res.cls == ENG_WA_RETRY)
-				s->k.retried++;
-			else
-				s->k.deferred++;
-		}
-		break;
 	}
-	if (res.cls != ENG_WA_SENT)
-		release_reservation(s, m);
-	if (res.cls != ENG_WA_SENT)
+	if (res.cls == ENG_WA_SENT) {
+		eng_log(ENG_DEBUG, "message_sent", ENG_I("message_id", m->id),
+			ENG_PHONE("to", m->to), ENG_S("provider_message_id", res.wamid));
+	} else {
 		eng_log(res.cls == ENG_WA_FAIL ? ENG_WARN : ENG_INFO, "message_not_sent",
 			ENG_I("message_id", m->id), ENG_PHONE("to", m->to),
 			ENG_S("class", eng_wa_class_name(res.cls)),
 			ENG_S("code", res.code_text), ENG_S("error", res.error));
-	return record(s, m, &o, err);
+	}
+	if (res.cls == ENG_WA_FAIL && res.code == 131050) {
+		/* the user said stop inside WhatsApp: record it everywhere */
+		struct batch *b = &s->filling;
+		b->optouts = eng_xrealloc(b->optouts, (b->noptouts + 1) * sizeof(*b->optouts));
+		struct optout *oo = &b->optouts[b->noptouts++];
+		snprintf(oo->user_id, sizeof(oo->user_id), "%s", m->user_id);
+		oo->message_id = m->id;
+		oo->at = now;
+	}
+	record(s, m, &o);
 }
 
-static enum eng_status harvest(struct sender *s, struct eng_err *err)
+/* ---- the loop ------------------------------------------------------------------ */
+
+static void check_stop(struct sender *s, int64_t t0)
 {
-	CURLMsg *cm;
-	int left;
+	if (s->stop)
+		return;
+	if (eng_interrupted) {
+		s->stop = s->interrupted = true;
+		s->stop_reason = "signal";
+		eng_log(ENG_WARN, "stopping", ENG_S("reason", "signal"),
+			ENG_I("signal", eng_interrupted));
+	} else if (s->o->max_seconds > 0 &&
+		   (double)(eng_mono_us() - t0) / 1e6 >= s->o->max_seconds) {
+		s->stop = true;
+		s->stop_reason = "max_seconds";
+		eng_log(ENG_INFO, "stopping", ENG_S("reason", "max_seconds"));
+	} else if (s->fatal || s->unreachable) {
+		s->stop = true;
+		s->stop_reason = s->fatal ? "fatal" : "unreachable";
+	}
+	if (!s->stop)
+		return;
+	/* whatever was claimed and not started goes back, uncharged */
+	struct msg *m;
+	while ((m = q_pop(&s->pending)) != NULL)
+		hand_back(s, m, s->stop_reason);
+}
+
+static bool done(const struct sender *s)
+{
+	bool nothing_left = s->pending.n == 0 &&
+			    (s->stop || s->drained ||
+			     (s->o->max_messages && s->k.claimed >= s->o->max_messages));
+	return nothing_left && !s->db_down && s->pool.in_flight == 0 &&
+	       s->fop == F_IDLE && s->bop == B_IDLE && s->cop == C_IDLE &&
+	       s->filling.n == 0 &&
+	       s->writing.n == 0;
+}
+
+/* Wait for a request, a database answer or the next deadline. */
+static enum eng_status wait(struct sender *s, struct eng_err *err)
+{
+	struct curl_waitfd fds[3];
+	unsigned n = 0;
+	if (s->bop != B_IDLE && eng_db_socket(s->back) >= 0)
+		fds[n++] = (struct curl_waitfd){eng_db_socket(s->back), CURL_WAIT_POLLIN, 0};
+	if (s->cop != C_IDLE && eng_db_socket(&s->feed) >= 0)
+		fds[n++] = (struct curl_waitfd){eng_db_socket(&s->feed), CURL_WAIT_POLLIN, 0};
+	if (s->fop != F_IDLE && s->fop != F_OPEN && eng_db_socket(&s->front) >= 0)
+		fds[n++] = (struct curl_waitfd){eng_db_socket(&s->front), CURL_WAIT_POLLIN, 0};
+	int timeout = 50;
+	if (s->fop == F_OPEN)
+		timeout = 1;
+	else if (s->o->rate > 0 && s->tokens < 1 && s->pending.n > 0 && s->fop == F_IDLE) {
+		int64_t w = (s->rate_wait_until - eng_mono_us()) / 1000;
+		timeout = w < 1 ? 1 : (w < 50 ? (int)w : 50);
+	}
+	return eng_pool_wait(&s->pool, fds, n, timeout, err);
+}
+
+/* Collect a finished statement of a connection, if any. */
+static enum eng_status collect(struct sender *s, struct eng_db *db, bool busy,
+			       enum eng_status (*done_fn)(struct sender *, PGresult *,
+							  struct eng_err *),
+			       struct eng_err *err)
+{
+	if (!busy)
+		return ENG_OK;
+	bool finished_ = false;
+	PGresult *r = NULL;
+	enum eng_status st = eng_db_ready(db, &finished_, &r, err);
+	if (st == ENG_OK && finished_)
+		st = done_fn(s, r, err);
+	PQclear(r);
+	return st;
+}
+
+/* One turn of the loop. A database outage is handled here; any other
+ * error ends the run. */
+static enum eng_status turn(struct sender *s, int64_t t0, struct eng_err *err)
+{
 	enum eng_status st = ENG_OK;
-	while ((cm = curl_multi_info_read(s->multi, &left)) != NULL) {
-		if (cm->msg != CURLMSG_DONE)
-			continue;
-		struct slot *sl = NULL;
-		curl_easy_getinfo(cm->easy_handle, CURLINFO_PRIVATE, (char **)&sl);
-		CURLcode rc = cm->data.result;
-		curl_multi_remove_handle(s->multi, cm->easy_handle);
+	check_stop(s, t0);
+	if (s->db_down && (st = reconnect(s, err)))
+		return st;
+	if (!s->db_down) {
+		st = drive_back(s, err);
 		if (st == ENG_OK)
-			st = finish(s, sl, rc, err);
+			st = drive_feed(s, err);
+		if (st == ENG_OK)
+			st = drive_front(s, err);
+	}
+	if (st == ENG_OK)
+		st = wait(s, err);
+	struct eng_pool_done d;
+	while (st == ENG_OK && eng_pool_next(&s->pool, &d))
+		finished(s, &d);
+	if (st == ENG_OK)
+		st = collect(s, s->back, s->bop != B_IDLE, back_done, err);
+	if (st == ENG_OK)
+		st = collect(s, &s->feed, s->cop != C_IDLE, feed_done, err);
+	if (st == ENG_OK)
+		st = collect(s, &s->front, s->fop != F_IDLE && s->fop != F_OPEN, front_done,
+			     err);
+	if (st == ENG_ETEMP) {
+		outage(s, err);
+		eng_err_clear(err);
+		st = ENG_OK;
 	}
 	return st;
 }
 
-static enum eng_status setup_http(struct sender *s, struct eng_err *err)
+/* ---- setup, dry run, summary ------------------------------------------------------ */
+
+static enum eng_status setup(struct sender *s, struct eng_err *err)
 {
 	char auth[16400];
-	s->multi = curl_multi_init();
-	if (!s->multi)
-		return eng_err_set(err, ENG_EINTERNAL, "curl_multi_init failed");
-	curl_multi_setopt(s->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)s->o->concurrency);
-	curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)s->o->concurrency);
-	curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)s->o->concurrency);
 	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", s->wa->token);
 	s->headers = curl_slist_append(NULL, auth);
 	memset(auth, 0, sizeof(auth));
 	s->headers = curl_slist_append(s->headers, "Content-Type: application/json");
 	s->headers = curl_slist_append(s->headers, "Expect:");
-	s->slots = eng_xcalloc((size_t)s->o->concurrency, sizeof(*s->slots));
-	for (int i = 0; i < s->o->concurrency; i++) {
-		struct slot *sl = &s->slots[i];
-		eng_buf_init(&sl->answer, MAX_ANSWER);
-		sl->easy = curl_easy_init();
-		if (!sl->easy)
-			return eng_err_set(err, ENG_EINTERNAL, "curl_easy_init failed");
-		curl_easy_setopt(sl->easy, CURLOPT_URL, s->wa->endpoint);
-		curl_easy_setopt(sl->easy, CURLOPT_HTTPHEADER, s->headers);
-		curl_easy_setopt(sl->easy, CURLOPT_WRITEFUNCTION, on_data);
-		curl_easy_setopt(sl->easy, CURLOPT_WRITEDATA, sl);
-		curl_easy_setopt(sl->easy, CURLOPT_PRIVATE, (char *)sl);
-		curl_easy_setopt(sl->easy, CURLOPT_ERRORBUFFER, sl->errbuf);
-		curl_easy_setopt(sl->easy, CURLOPT_TIMEOUT_MS, s->o->timeout_ms);
-		curl_easy_setopt(sl->easy, CURLOPT_CONNECTTIMEOUT_MS, s->o->connect_timeout_ms);
-		curl_easy_setopt(sl->easy, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(sl->easy, CURLOPT_SSL_VERIFYPEER, 1L);
-		curl_easy_setopt(sl->easy, CURLOPT_SSL_VERIFYHOST, 2L);
-		curl_easy_setopt(sl->easy, CURLOPT_PROTOCOLS_STR, "https,http");
-		/* plain http only goes to loopback: never through a proxy */
-		curl_easy_setopt(sl->easy, CURLOPT_NOPROXY, "localhost,127.0.0.0/8,::1");
-		curl_easy_setopt(sl->easy, CURLOPT_FOLLOWLOCATION, 0L);
-		curl_easy_setopt(sl->easy, CURLOPT_TCP_KEEPALIVE, 1L);
-		curl_easy_setopt(sl->easy, CURLOPT_USERAGENT, "engagement-queue-send/" ENG_VERSION);
-	}
-	return ENG_OK;
-}
-
-static void teardown_http(struct sender *s)
-{
-	for (int i = 0; s->slots && i < s->o->concurrency; i++) {
-		if (s->slots[i].easy) {
-			if (s->slots[i].m) { /* in flight when the run broke off */
-				curl_multi_remove_handle(s->multi, s->slots[i].easy);
-				msg_free(s->slots[i].m);
-				s->slots[i].m = NULL;
-			}
-			curl_easy_cleanup(s->slots[i].easy);
-		}
-		eng_buf_release(&s->slots[i].answer);
-	}
-	free(s->slots);
-	if (s->multi)
-		curl_multi_cleanup(s->multi);
-	if (s->headers) { /* the token lives in the first header: wipe it */
-		for (struct curl_slist *h = s->headers; h; h = h->next)
-			memset(h->data, 0, strlen(h->data));
-		curl_slist_free_all(s->headers);
-	}
-}
-
-/* ---- the run ----------------------------------------------------------------- */
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double percentile(double *v, size_t n, double q)
-{
-	if (n == 0)
-		return 0;
-	size_t i = (size_t)ceil(q * (double)n);
-	if (i > 0)
-		i--;
-	return v[i < n ? i : n - 1];
-}
-
-static enum eng_status recover(struct sender *s, struct eng_err *err)
-{
-	char now[32];
-	eng_time_format(s->run->opt.have_now ? s->run->opt.now : s->run->now, now);
-	const char *p[] = {now, s->run->run_id};
-	PGresult *r = eng_db_query(s->db, recover_sql, 2, p, err);
-	if (!r)
-		return eng_err_prefix(err, "could not recover expired leases");
-	long long n = atoll(PQgetvalue(r, 0, 0));
-	PQclear(r);
-	s->k.recovered += n;
-	if (n)
-		eng_log(ENG_WARN, "leases_recovered", ENG_I("messages", n));
-	return ENG_OK;
-}
-
-/* Every third of a lease: keep our claims, and recover dead workers'. */
-static enum eng_status renew(struct sender *s, struct eng_err *err)
-{
-	int64_t now = eng_mono_us();
-	if (now - s->lease_renewed < (int64_t)s->o->lease_seconds * 1000000 / 3)
-		return ENG_OK;
-	char lease[16];
-	snprintf(lease, sizeof(lease), "%d", s->o->lease_seconds);
-	const char *p[] = {s->owner, lease};
-	if (eng_db_exec(s->db, renew_sql, 2, p, err))
-		return eng_err_prefix(err, "could not renew the claims' lease");
-	s->lease_renewed = now;
-	return recover(s, err);
-}
-
-/* May m still be sent? Its lease is renewed every third of a lease while
- * the request runs; what must not happen is starting on a claim whose
- * lease is about to lapse (the process stalled past its renewals): another
- * worker may be recovering it. */
-static bool lease_ok(const struct sender *s, const struct msg *m)
-{
-	int64_t since = m->claimed_mono > s->lease_renewed ? m->claimed_mono
-							    : s->lease_renewed;
-	int64_t expiry = since + (int64_t)s->o->lease_seconds * 1000000;
-	return eng_mono_us() + 2000000 < expiry;
-}
-
-static enum eng_status housekeeping(struct sender *s, struct eng_err *err)
-{
-	char days[16];
-	if (recover(s, err))
+	struct eng_pool_cfg cfg = {
+		.url = s->wa->endpoint, .headers = s->headers, .size = s->o->concurrency,
+		.timeout_ms = s->o->timeout_ms, .connect_timeout_ms = s->o->connect_timeout_ms,
+		.user_agent = "engagement-queue-send/" ENG_VERSION,
+		.max_answer = MAX_ANSWER, .gate = gate, .gate_ctx = s,
+	};
+	if (eng_pool_init(&s->pool, &cfg, err))
 		return err->status;
-	snprintf(days, sizeof(days), "%d", s->o->retain_days);
-	const char *q[] = {days};
-	int64_t t0 = eng_mono_us();
-	long long n;
-	do { /* bounded batches, and bounded time */
-		if (eng_db_exec_count(s->db, purge_sql, 1, q, &n, err))
-			return eng_err_prefix(err, "could not purge old messages");
-		s->k.purged += n;
-	} while (n == 1000 && eng_mono_us() - t0 < 2000000);
+	s->group = eng_xcalloc((size_t)s->o->concurrency, sizeof(*s->group));
+	if (eng_db_connect(&s->front, s->run->opt.db, s->run->program, err) ||
+	    eng_db_connect(&s->feed, s->run->opt.db, s->run->program, err))
+		return err->status;
+
+	/* dead workers' claims first, then the retention purge */
+	eng_time now = s->run->opt.have_now ? s->run->opt.now : s->run->now;
+	PGresult *r = NULL;
+	if (eng_queue_recover(s->back, now, s->run->run_id, &r, err))
+		return eng_err_prefix(err, "could not recover expired leases");
+	s->k.recovered += eng_queue_recovered(r);
+	if (eng_queue_recovered(r))
+		eng_log(ENG_WARN, "leases_recovered", ENG_I("messages", eng_queue_recovered(r)));
+	PQclear(r);
+	if (eng_queue_purge(s->back, s->o->retain_days, &s->k.purged, err))
+		return eng_err_prefix(err, "could not purge old messages");
+	if (s->o->rate > 0 && eng_queue_rate_init(s->back, s->wa->phone_number_id, err))
+		return err->status;
+	s->renewed_at = s->recovered_at = eng_mono_us();
 	return ENG_OK;
+}
+
+/* Claim and decide as a real run would, in a transaction rolled back. */
+static enum eng_status dry_run(struct sender *s, struct eng_err *err)
+{
+	json_object_set_new(s->run->summary, "requests_shown", json_array());
+	enum eng_status st = eng_db_begin(s->back, err);
+	while (st == ENG_OK && may_claim(s)) {
+		int want = claim_size(s);
+		struct eng_claim_args a = claim_args(s, want);
+		PGresult *r = NULL;
+		if ((st = eng_queue_claim(s->back, &a, &r, err)))
+			break;
+		if (PQntuples(r) < want)
+			s->drained = true;
+		take_claim(s, r, eng_mono_us());
+		PQclear(r);
+		batch_clear(&s->filling);
+	}
+	eng_db_rollback(s->back);
+	return st;
 }
 
 static void summarize(struct sender *s, int64_t t0)
 {
 	json_t *sum = s->run->summary;
 	double secs = (double)(eng_mono_us() - t0) / 1e6;
+	const struct {
+		const char *key;
+		long long v;
+	} counts[] = {
+		{"claimed", s->k.claimed}, {"sent", s->k.sent}, {"retried", s->k.retried},
+		{"deferred", s->k.deferred}, {"failed", s->k.failed},
+		{"blocked", s->k.blocked}, {"cancelled", s->k.cancelled},
+		{"handed_back", s->k.handed_back}, {"requests", s->k.requests},
+		{"leases_recovered", s->k.recovered}, {"leases_lost", s->k.lease_lost},
+		{"purged", s->k.purged}, {"reconnects", s->k.reconnects},
+		{"outcomes_unrecorded", s->k.unrecorded},
+	};
 	json_object_set_new(sum, "worker_id", json_string(s->owner));
-	json_object_set_new(sum, "claimed", json_integer(s->k.claimed));
-	json_object_set_new(sum, "sent", json_integer(s->k.sent));
-	json_object_set_new(sum, "retried", json_integer(s->k.retried));
-	json_object_set_new(sum, "deferred", json_integer(s->k.deferred));
-	json_object_set_new(sum, "failed", json_integer(s->k.failed));
-	json_object_set_new(sum, "blocked", json_integer(s->k.blocked));
-	json_object_set_new(sum, "cancelled", json_integer(s->k.cancelled));
-	json_object_set_new(sum, "handed_back", json_integer(s->k.handed_back));
-	json_object_set_new(sum, "requests", json_integer(s->k.requests));
-	json_object_set_new(sum, "leases_recovered", json_integer(s->k.recovered));
-	json_object_set_new(sum, "leases_lost", json_integer(s->k.lease_lost));
-	json_object_set_new(sum, "purged", json_integer(s->k.purged));
+	for (size_t i = 0; i < sizeof(counts) / sizeof(*counts); i++)
+		json_object_set_new(sum, counts[i].key, json_integer(counts[i].v));
 	json_object_set_new(sum, "errors", json_incref(s->errors));
-	if (s->nlat)
-		qsort(s->lat, s->nlat, sizeof(*s->lat), cmp_double);
-	json_t *lat = json_object();
-	json_object_set_new(lat, "p50", json_real(round(percentile(s->lat, s->nlat, 0.50) * 10) / 10));
-	json_object_set_new(lat, "p99", json_real(round(percentile(s->lat, s->nlat, 0.99) * 10) / 10));
-	json_object_set_new(lat, "max", json_real(s->nlat ? round(s->lat[s->nlat - 1] * 10) / 10 : 0));
-	json_object_set_new(sum, "latency_ms", lat);
-	json_object_set_new(sum, "send_rate", json_real(secs > 0 ? round(s->k.sent / secs * 10) / 10 : 0));
-	if (s->dry) {
+	json_object_set_new(sum, "latency_ms", eng_sample_json(&s->lat));
+	json_object_set_new(sum, "send_rate",
+			    json_real(secs > 0 ? round((double)s->k.sent / secs * 10) / 10 : 0));
+	if (s->run->opt.dry_run)
 		json_object_set_new(sum, "would_send", json_integer(s->k.would_send));
-		json_object_set_new(sum, "requests_shown", json_incref(s->dry_requests));
-	}
 	if (s->fatal || s->unreachable)
-		json_object_set_new(sum, "fatal_error", eng_json_text(s->fatal_error));
+		json_object_set_new(sum, "fatal_error", eng_json_masked(s->fatal_error));
+}
+
+static void teardown(struct sender *s)
+{
+	/* messages still held when the run broke off */
+	for (int i = 0; s->pool.slots && i < s->pool.cfg.size; i++) {
+		struct msg *m = s->pool.slots[i].tag;
+		if (m && m->in_group)
+			for (size_t k = 0; k < s->ngroup; k++)
+				if (s->group[k] == m)
+					s->group[k] = NULL;
+		msg_free(m);
+	}
+	eng_pool_release(&s->pool);
+	if (s->headers) { /* the token lives in the first header: wipe it */
+		for (struct curl_slist *h = s->headers; h; h = h->next)
+			memset(h->data, 0, strlen(h->data));
+		curl_slist_free_all(s->headers);
+	}
+	for (size_t i = 0; i < s->ngroup; i++)
+		msg_free(s->group[i]);
+	free(s->group);
+	struct msg *m;
+	while ((m = q_pop(&s->pending)) != NULL)
+		msg_free(m);
+	free(s->pending.v);
+	batch_release(&s->filling);
+	batch_release(&s->writing);
+	for (size_t i = 0; i < s->users_cap; i++)
+		free(s->users[i].r);
+	free(s->users);
+	eng_sample_release(&s->lat);
+	json_decref(s->errors);
+	eng_db_close(&s->front);
+	eng_db_close(&s->feed);
 }
 
 enum eng_status eng_send_run(struct eng_run *run, const struct eng_send_opts *o,
@@ -1131,155 +1315,30 @@ enum eng_status eng_send_run(struct eng_run *run, const struct eng_send_opts *o,
 	s.run = run;
 	s.o = o;
 	s.wa = wa;
-	s.db = &run->db;
-	s.dry = run->opt.dry_run;
-	s.out = json_array();
+	s.back = &run->db;
 	s.errors = json_object();
-	s.dry_requests = json_array();
-	s.last_flush = eng_mono_us();
-	s.lease_renewed = eng_mono_us();
 	s.stop_reason = "stopped";
+	batch_init(&s.filling);
+	batch_init(&s.writing);
+	eng_sample_init(&s.lat, LATENCY_SAMPLE);
+	eng_rng_seed(&s.rng);
 	snprintf(s.owner, sizeof(s.owner), "%s/%.8s", o->worker_id, run->run_id);
-	if (getrandom(&s.rng, sizeof(s.rng), 0) != sizeof(s.rng) || !s.rng)
-		s.rng = 0x9E3779B97F4A7C15ULL ^ (unsigned long long)eng_mono_us();
 	int64_t t0 = eng_mono_us();
-	enum eng_status st = ENG_OK;
 	*exit_code = ENG_EXIT_OK;
 
-	if (s.dry) {
-		st = eng_db_begin(s.db, err);
+	enum eng_status st;
+	if (run->opt.dry_run) {
+		st = dry_run(&s, err);
 	} else {
-		st = housekeeping(&s, err);
-		if (st == ENG_OK && o->rate > 0) {
-			const char *p[] = {wa->phone_number_id};
-			st = eng_db_exec(s.db,
-					 "INSERT INTO engagement.send_rate (phone_number_id) "
-					 "VALUES ($1) ON CONFLICT DO NOTHING",
-					 1, p, err);
+		st = setup(&s, err);
+		while (st == ENG_OK && !done(&s))
+			st = turn(&s, t0, err);
+		if (st) { /* an error that ends the run: say what is unwritten */
+			give_up(&s, &s.writing);
+			give_up(&s, &s.filling);
 		}
-		if (st == ENG_OK)
-			st = setup_http(&s, err);
 	}
 
-	bool interrupted = false;
-	while (st == ENG_OK) {
-		int64_t now = eng_mono_us();
-		if (!s.stop && eng_interrupted) {
-			s.stop = interrupted = true;
-			s.stop_reason = "signal";
-			eng_log(ENG_WARN, "stopping", ENG_S("reason", "signal"),
-				ENG_I("signal", eng_interrupted));
-		}
-		if (!s.stop && o->max_seconds > 0 &&
-		    (double)(now - t0) / 1e6 >= o->max_seconds) {
-			s.stop = true;
-			s.stop_reason = "max_seconds";
-			eng_log(ENG_INFO, "stopping", ENG_S("reason", "max_seconds"));
-		}
-		if (!s.stop && (s.fatal || s.unreachable)) {
-			s.stop = true;
-			s.stop_reason = s.fatal ? "fatal" : "unreachable";
-		}
-		if (!s.dry && (st = renew(&s, err)))
-			break;
-
-		/* claim more while the pipeline runs low */
-		bool may_claim = !s.stop && !s.drained &&
-				 (o->max_messages == 0 || s.k.claimed < o->max_messages);
-		if (may_claim && (s.dry || pending_count(&s) < (size_t)o->concurrency * 2)) {
-			long long want = o->batch;
-			if (o->max_messages && want > o->max_messages - s.k.claimed)
-				want = o->max_messages - s.k.claimed;
-			if (o->rate > 0) { /* what can be sent well within a lease */
-				double bound = o->rate * o->lease_seconds / 3.0;
-				if (want > bound)
-					want = bound < 1 ? 1 : (long long)bound;
-			}
-			if ((st = claim(&s, (int)want, err)))
-				break;
-			if (s.dry)
-				continue;
-		}
-		if (s.dry)
-			break;
-
-		/* start requests */
-		while (!s.stop && s.in_flight < o->concurrency && pending_count(&s) > 0) {
-			struct msg *m = s.pending[s.head];
-			if (!lease_ok(&s, m)) { /* could expire mid-request: not sent */
-				s.head++;
-				if ((st = hand_back(&s, m, "lease", "its claim was about to "
-						    "expire before it could be sent",
-						    "lease", err)))
-					break;
-				continue;
-			}
-			if (o->rate > 0 && s.tokens < 1) {
-				if (eng_mono_us() < s.rate_wait_until)
-					break;
-				int want = (int)fmin((double)pending_count(&s),
-						     fmax(1.0, o->rate * 0.25));
-				if ((st = take_tokens(&s, want, err)) || s.tokens < 1)
-					break;
-			}
-			struct slot *sl = NULL;
-			for (int i = 0; i < o->concurrency && !sl; i++)
-				if (!s.slots[i].m)
-					sl = &s.slots[i];
-			if (!sl) /* cannot happen: in_flight < concurrency */
-				break;
-			s.head++;
-			if ((st = start(&s, sl, m, err))) {
-				enum eng_status st2 = hand_back(&s, m, NULL, NULL, "internal", err);
-				(void)st2;
-				break;
-			}
-			if (o->rate > 0)
-				s.tokens -= 1;
-		}
-		if (st)
-			break;
-
-		bool nothing_left = pending_count(&s) == 0 &&
-				    (s.drained || (o->max_messages && s.k.claimed >= o->max_messages));
-		if (s.in_flight == 0 && (s.stop || nothing_left))
-			break;
-
-		int still = 0;
-		int timeout = 50;
-		if (o->rate > 0 && s.tokens < 1 && pending_count(&s) > 0) {
-			int64_t w = (s.rate_wait_until - eng_mono_us()) / 1000;
-			timeout = w < 1 ? 1 : (w < 50 ? (int)w : 50);
-		}
-		CURLMcode mc = CURLM_OK;
-		if (s.in_flight > 0 || pending_count(&s) > 0)
-			mc = curl_multi_poll(s.multi, NULL, 0, timeout, NULL);
-		if (mc == CURLM_OK)
-			mc = curl_multi_perform(s.multi, &still);
-		if (mc != CURLM_OK) {
-			st = eng_err_set(err, ENG_EINTERNAL, "libcurl: %s",
-					 curl_multi_strerror(mc));
-			break;
-		}
-		if ((st = harvest(&s, err)))
-			break;
-		if (eng_mono_us() - s.last_flush >= FLUSH_US && (st = flush(&s, err)))
-			break;
-	}
-
-	if (s.dry) {
-		eng_db_rollback(s.db);
-	} else {
-		/* whatever was claimed and not sent goes back, uncharged */
-		enum eng_status st2 = ENG_OK;
-		while (pending_count(&s) > 0 && st2 == ENG_OK)
-			st2 = hand_back(&s, s.pending[s.head++], NULL, NULL,
-					s.stop_reason, err);
-		if (st2 == ENG_OK && eng_db_alive(s.db))
-			st2 = flush(&s, err);
-		if (st == ENG_OK)
-			st = st2;
-	}
 	if (s.fatal) {
 		*exit_code = ENG_EXIT_UNAVAILABLE;
 		eng_log(ENG_ERROR, "api_refused_run", ENG_S("error", s.fatal_error),
@@ -1288,28 +1347,13 @@ enum eng_status eng_send_run(struct eng_run *run, const struct eng_send_opts *o,
 		*exit_code = ENG_EXIT_TEMPFAIL;
 		eng_log(ENG_ERROR, "api_unreachable", ENG_S("error", s.fatal_error),
 			ENG_I("handed_back", s.k.handed_back));
-	} else if (interrupted) {
+	} else if (s.interrupted) {
 		*exit_code = ENG_EXIT_TEMPFAIL;
 	}
 	summarize(&s, t0);
 	eng_log(ENG_INFO, "send_finished", ENG_I("claimed", s.k.claimed),
 		ENG_I("sent", s.k.sent), ENG_I("failed", s.k.failed),
 		ENG_I("handed_back", s.k.handed_back));
-
-	teardown_http(&s);
-	for (size_t i = s.head; i < s.npending; i++)
-		msg_free(s.pending[i]);
-	for (size_t i = 0; i < s.nout_msgs; i++)
-		msg_free(s.out_msgs[i]);
-	free(s.pending);
-	free(s.out_msgs);
-	for (size_t i = 0; i < s.users_cap; i++)
-		free(s.users[i].r);
-	free(s.users);
-	free(s.lat);
-	free(s.optouts);
-	json_decref(s.out);
-	json_decref(s.errors);
-	json_decref(s.dry_requests);
+	teardown(&s);
 	return st;
 }

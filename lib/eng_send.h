@@ -36,10 +36,4 @@ enum eng_status eng_send_run(struct eng_run *run, const struct eng_send_opts *o,
 			     const struct eng_wa_config *wa, int *exit_code,
 			     struct eng_err *err);
 
-/* The hourly cap: given the instants (µs, ascending) of a user's sends in
- * the last hour before now, the instant a new send is allowed: now when
- * fewer than cap, else the moment the oldest that must leave the window
- * leaves it. */
-eng_time eng_send_cap_until(const eng_time *sent, size_t n, int cap, eng_time now);
-
 #endif

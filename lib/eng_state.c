@@ -204,6 +204,14 @@ char *eng_pg_time_array(const eng_time *v, size_t n)
 	"      'reason', 'user_returned'),"                                    \
 	"    $6::uuid, q.user_id"                                              \
 	"  FROM cancelled q"                                                   \
+	/* Leaving goodbye_sent locks the goodbye a sender has claimed (a      \
+	 * no-op update), so that its pre-send fence either sees this commit   \
+	 * or has the request on the wire before this commits. */             \
+	"), held AS ("                                                         \
+	"  UPDATE engagement.message_queue q SET locked_until = q.locked_until" \
+	"  FROM upd u"                                                         \
+	"  WHERE u.from_state = 'goodbye_sent' AND q.user_id = u.user_id"      \
+	"    AND q.message_type = 'goodbye' AND q.status = 'sending'"          \
 	")"
 
 /* Explicit users. More parameters:

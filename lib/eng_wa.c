@@ -228,7 +228,7 @@ char *eng_wa_template_body(const char *to, bool group, const char *name,
 		for (size_t i = 0; i < nvalues; i++)
 			json_array_append_new(params,
 					      json_pack("{s:s, s:o}", "type", "text",
-							"text", eng_json_text(values[i])));
+							"text", eng_json_str(values[i])));
 		json_t *comps = json_array();
 		json_array_append_new(comps, json_pack("{s:s, s:o}", "type", "body",
 						       "parameters", params));

@@ -220,16 +220,33 @@ counts() {
 	[ "$(q "SELECT count(*) FROM engagement.user_preferences WHERE reengagement_opt_out")" -eq 0 ]
 }
 
-@test "a message queued before the opt-out is blocked by queue-send" {
+@test "a message queued before the opt-out is blocked by the opt-out itself, and never sent" {
 	start_standin
 	q "INSERT INTO engagement.message_queue (user_id, message_type, template_key, idempotency_key, next_attempt_at)
 	   VALUES ('$U', 'goodbye', 'goodbye', 'k1', now() - interval '1 minute')" >/dev/null
 	eng optout-set --db "$CONN" --phone "$P" --text "stop reminders" --source whatsapp
+	# the queue tells the truth at once (DECISIONS.md, issue 9)
+	[ "$(q "SELECT status || '/' || last_error_code FROM engagement.message_queue")" = blocked/opted_out ]
+	[ "$(q "SELECT source FROM engagement.audit_log WHERE event = 'message_blocked'")" = whatsapp ]
 	eng queue-send --db "$CONN"
 	[ "$status" -eq 0 ]
-	[ "$(sj .blocked)" -eq 1 ]
+	[ "$(sj .claimed)" -eq 0 ]
 	[ "$(q "SELECT status FROM engagement.message_queue")" = blocked ]
 	[ "$(requests)" -eq 0 ]
+}
+
+@test "an opt-in does not unblock what the opt-out blocked; an opt-in blocks nothing" {
+	q "INSERT INTO engagement.message_queue (user_id, message_type, template_key, idempotency_key, next_attempt_at)
+	   VALUES ('$U', 'goodbye', 'goodbye', 'k1', now() - interval '1 minute')" >/dev/null
+	eng optout-set --db "$CONN" --user "$U" --opt-out --source web
+	eng optout-set --db "$CONN" --user "$U" --opt-in --source web
+	[ "$(sj .outcome)" = applied ]
+	[ "$(q "SELECT status FROM engagement.message_queue WHERE idempotency_key = 'k1'")" = blocked ]
+	q "INSERT INTO engagement.message_queue (user_id, message_type, template_key, idempotency_key, next_attempt_at)
+	   VALUES ('$U', 'goodbye', 'goodbye', 'k2', now() - interval '1 minute')" >/dev/null
+	eng optout-set --db "$CONN" --user "$U" --opt-in --source web
+	[ "$(sj .outcome)" = unchanged ]
+	[ "$(q "SELECT status FROM engagement.message_queue WHERE idempotency_key = 'k2'")" = queued ]
 }
 
 @test "--batch: per-line outcomes, one broken line does not stop the rest" {

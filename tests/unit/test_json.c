@@ -1,5 +1,5 @@
 /* eng_json: the hand-written escaper behind log lines, UTF-8 validation and
- * eng_json_text. */
+ * eng_json_str and eng_json_masked. */
 #include "unit.h"
 
 #include <stdio.h>
@@ -316,7 +316,7 @@ static void test_utf8_valid(void **state)
 static void test_json_text_null(void **state)
 {
 	(void)state;
-	json_t *v = eng_json_text(NULL);
+	json_t *v = eng_json_str(NULL);
 	assert_non_null(v);
 	assert_true(json_is_null(v));
 	json_decref(v);
@@ -325,12 +325,12 @@ static void test_json_text_null(void **state)
 static void test_json_text_plain(void **state)
 {
 	(void)state;
-	json_t *v = eng_json_text("ação \xf0\x9f\x98\x80 \"q\"\n");
+	json_t *v = eng_json_str("ação \xf0\x9f\x98\x80 \"q\"\n");
 	assert_true(json_is_string(v));
 	assert_string_equal(json_string_value(v),
 			    "ação \xf0\x9f\x98\x80 \"q\"\n");
 	json_decref(v);
-	v = eng_json_text("");
+	v = eng_json_str("");
 	assert_true(json_is_string(v));
 	assert_string_equal(json_string_value(v), "");
 	json_decref(v);
@@ -339,7 +339,7 @@ static void test_json_text_plain(void **state)
 static void test_json_text_invalid_utf8(void **state)
 {
 	(void)state;
-	json_t *v = eng_json_text("a\xff" "b\xc0\xaf" "c");
+	json_t *v = eng_json_str("a\xff" "b\xc0\xaf" "c");
 	assert_true(json_is_string(v));
 	assert_string_equal(json_string_value(v),
 			    "a\xef\xbf\xbd" "b\xef\xbf\xbd\xef\xbf\xbd" "c");
@@ -352,14 +352,25 @@ static void test_json_text_invalid_utf8(void **state)
 static void test_json_text_masks_phones(void **state)
 {
 	(void)state;
-	json_t *v = eng_json_text(
+	json_t *v = eng_json_masked(
 		"Key (phone_e164)=(+5511987654321) already exists");
 	assert_true(json_is_string(v));
 	assert_string_equal(json_string_value(v),
 			    "Key (phone_e164)=(+55*********21) already exists");
 	json_decref(v);
-	v = eng_json_text("call 14155550123 now");
+	v = eng_json_masked("call 14155550123 now");
 	assert_string_equal(json_string_value(v), "call 1********23 now");
+	json_decref(v);
+}
+
+/* What is sent or stored is never masked: digits and phone numbers in a
+ * template parameter reach the API as they were queued. */
+static void test_json_str_keeps_digits(void **state)
+{
+	(void)state;
+	const char *in = "call +551130001234, ref 1234567890123";
+	json_t *v = eng_json_str(in);
+	assert_string_equal(json_string_value(v), in);
 	json_decref(v);
 }
 
@@ -407,6 +418,7 @@ int main(void)
 		cmocka_unit_test(test_json_text_plain),
 		cmocka_unit_test(test_json_text_invalid_utf8),
 		cmocka_unit_test(test_json_text_masks_phones),
+		cmocka_unit_test(test_json_str_keeps_digits),
 		cmocka_unit_test(test_json_dump),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -7,7 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "eng_send.h"
 #include "eng_wa.h"
 
 static void clear_env(void)
@@ -224,22 +223,6 @@ static void test_body(void **state)
 	free(b);
 }
 
-static void test_cap(void **state)
-{
-	(void)state;
-	const eng_time h = 3600 * ENG_USEC_PER_SEC, now = 100 * h;
-	eng_time sent[25];
-	for (int i = 0; i < 25; i++)
-		sent[i] = now - h + (i + 1) * ENG_USEC_PER_SEC * 60; /* a minute apart */
-	assert_int_equal(eng_send_cap_until(sent, 0, 20, now), now);
-	assert_int_equal(eng_send_cap_until(sent, 19, 20, now), now);
-	/* the 21st: wait until the oldest leaves the hour */
-	assert_int_equal(eng_send_cap_until(sent, 20, 20, now), sent[0] + h);
-	/* 25 already (sent elsewhere): wait for the 6th oldest */
-	assert_int_equal(eng_send_cap_until(sent, 25, 20, now), sent[5] + h);
-	assert_int_equal(eng_send_cap_until(sent, 3, 1, now), sent[2] + h);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -248,7 +231,6 @@ int main(void)
 		cmocka_unit_test(test_answers),
 		cmocka_unit_test(test_backoff),
 		cmocka_unit_test(test_body),
-		cmocka_unit_test(test_cap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
