@@ -1,5 +1,5 @@
 /* engagement-daily: 14-day goodbyes, 48 h goodbye timeouts, due reminders. */
-#include "eng.h"
+#include "eng_fe.h"
 #include "eng_daily.h"
 #include "eng_state.h"
 
@@ -38,49 +38,27 @@ static const struct option opts[] = {
 	{NULL, 0, NULL, 0},
 };
 
-static enum eng_status on_opt(void *ctx, int opt, const char *arg,
-			      struct eng_err *err)
+static const struct eng_opt_num nums[] = {
+	ENG_NUM(OPT_BATCH, ENG_NUM_INT, 1, 100000, struct eng_daily_opts, batch_size, NULL),
+	ENG_NUM(OPT_INACTIVITY, ENG_NUM_INT, 1, 3650, struct eng_daily_opts,
+		inactivity_days, NULL),
+	ENG_NUM(OPT_GOODBYE, ENG_NUM_INT, 1, 8760, struct eng_daily_opts, goodbye_hours,
+		NULL),
+	{0},
+};
+
+static enum eng_status run(void *o, const struct eng_job *job, struct eng_err *err)
 {
-	struct eng_daily_opts *o = ctx;
-	long long v;
-	switch (opt) {
-	case OPT_BATCH:
-		if (eng_opt_int("batch-size", arg, 1, 100000, &v, err))
-			return err->status;
-		o->batch_size = (int)v;
-		return ENG_OK;
-	case OPT_INACTIVITY:
-		if (eng_opt_int("inactivity-days", arg, 1, 3650, &v, err))
-			return err->status;
-		o->inactivity_days = (int)v;
-		return ENG_OK;
-	case OPT_GOODBYE:
-		if (eng_opt_int("goodbye-hours", arg, 1, 8760, &v, err))
-			return err->status;
-		o->goodbye_hours = (int)v;
-		return ENG_OK;
-	}
-	return eng_err_set(err, ENG_EINTERNAL, "unhandled option");
+	return eng_daily_run(job, o, err);
 }
+
+static const struct eng_prog prog = {
+	.name = "engagement-daily", .usage = usage, .opts = opts, .nums = nums,
+	.common = ENG_OPT_NOW | ENG_OPT_DRYRUN, .start = ENG_START_JOB, .run = run,
+};
 
 int main(int argc, char **argv)
 {
-	struct eng_run run;
 	struct eng_daily_opts o = {5000, ENG_INACTIVITY_DAYS, ENG_GOODBYE_HOURS};
-	struct eng_cmd cmd = {usage, opts, ENG_OPT_NOW | ENG_OPT_DRYRUN, on_opt, &o};
-	struct eng_err err = ENG_ERR_INIT;
-	int first, code = ENG_EXIT_OK;
-
-	eng_run_init(&run, "engagement-daily");
-	int rc = eng_run_args(&run, &cmd, argc, argv, &first);
-	if (rc >= 0)
-		return rc;
-	if (first < argc)
-		return eng_run_usage(&run, "unexpected argument \"%s\"", argv[first]);
-
-	if (eng_run_start(&run, ENG_START_JOB, &err))
-		return eng_run_fail(&run, &err);
-	if (eng_daily_run(&run, &o, &code, &err))
-		return eng_run_fail(&run, &err);
-	return eng_run_finish(&run, code);
+	return eng_main(&prog, &o, argc, argv);
 }

@@ -1,5 +1,5 @@
 /* engagement-weekly: queue a weekly review for the users active last week. */
-#include "eng.h"
+#include "eng_fe.h"
 #include "eng_weekly.h"
 
 static const char usage[] =
@@ -35,48 +35,26 @@ static const struct option opts[] = {
 	{NULL, 0, NULL, 0},
 };
 
-static enum eng_status on_opt(void *ctx, int opt, const char *arg,
-			      struct eng_err *err)
+static const struct eng_opt_num nums[] = {
+	ENG_NUM(OPT_LOOKBACK, ENG_NUM_INT, 1, 366, struct eng_weekly_opts, lookback_days,
+		NULL),
+	ENG_NUM(OPT_BATCH, ENG_NUM_INT, 1, 100000, struct eng_weekly_opts, batch_size, NULL),
+	ENG_NUM(OPT_EXPIRE, ENG_NUM_INT, 1, 720, struct eng_weekly_opts, expire_hours, NULL),
+	{0},
+};
+
+static enum eng_status run(void *o, const struct eng_job *job, struct eng_err *err)
 {
-	struct eng_weekly_opts *o = ctx;
-	long long v;
-	switch (opt) {
-	case OPT_LOOKBACK:
-		if (eng_opt_int("lookback-days", arg, 1, 366, &v, err))
-			return err->status;
-		o->lookback_days = (int)v;
-		return ENG_OK;
-	case OPT_BATCH:
-		if (eng_opt_int("batch-size", arg, 1, 100000, &v, err))
-			return err->status;
-		o->batch_size = (int)v;
-		return ENG_OK;
-	case OPT_EXPIRE:
-		if (eng_opt_int("expire-hours", arg, 1, 720, &v, err))
-			return err->status;
-		o->expire_hours = (int)v;
-		return ENG_OK;
-	}
-	return eng_err_set(err, ENG_EINTERNAL, "unhandled option");
+	return eng_weekly_run(job, o, err);
 }
+
+static const struct eng_prog prog = {
+	.name = "engagement-weekly", .usage = usage, .opts = opts, .nums = nums,
+	.common = ENG_OPT_NOW | ENG_OPT_DRYRUN, .start = ENG_START_JOB, .run = run,
+};
 
 int main(int argc, char **argv)
 {
-	struct eng_run run;
 	struct eng_weekly_opts o = {7, 5000, 24};
-	struct eng_cmd cmd = {usage, opts, ENG_OPT_NOW | ENG_OPT_DRYRUN, on_opt, &o};
-	struct eng_err err = ENG_ERR_INIT;
-	int first, code = ENG_EXIT_OK;
-
-	eng_run_init(&run, "engagement-weekly");
-	int rc = eng_run_args(&run, &cmd, argc, argv, &first);
-	if (rc >= 0)
-		return rc;
-	if (first < argc)
-		return eng_run_usage(&run, "unexpected argument \"%s\"", argv[first]);
-	if (eng_run_start(&run, ENG_START_JOB, &err))
-		return eng_run_fail(&run, &err);
-	if (eng_weekly_run(&run, &o, &code, &err))
-		return eng_run_fail(&run, &err);
-	return eng_run_finish(&run, code);
+	return eng_main(&prog, &o, argc, argv);
 }

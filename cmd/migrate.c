@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "eng.h"
+#include "eng_fe.h"
 #include "eng_migrate.h"
 
 static const char usage[] =
@@ -47,129 +47,125 @@ static const struct option opts[] = {
 
 struct ctx {
 	const char *dir;
+	const char *name;             /* of new */
 	struct eng_mig_opts mo;
+	bool is_new;
+	struct eng_migration_set set;
+	bool loaded;
+};
+
+static const struct eng_opt_num nums[] = {
+	ENG_NUM(OPT_TO, ENG_NUM_INT, 0, 99999999, struct ctx, mo.to,
+		"expected a version number"),
+	ENG_NUM(OPT_STEPS, ENG_NUM_INT, 1, 100000, struct ctx, mo.steps,
+		"expected a positive number"),
+	ENG_NUM(OPT_LOCK_WAIT, ENG_NUM_INT, 0, 86400, struct ctx, mo.lock_wait_s,
+		"expected seconds (0-86400)"),
+	ENG_NUM(OPT_LOCK_TIMEOUT, ENG_NUM_MS, 0, 3600000, struct ctx, mo.lock_timeout_ms,
+		"expected a duration such as 5s or 500ms"),
+	{0},
 };
 
 static enum eng_status on_opt(void *p, int opt, const char *arg,
 			      struct eng_err *err)
 {
 	struct ctx *c = p;
-	long long v;
-	switch (opt) {
-	case OPT_DIR:
-		c->dir = arg;
-		return ENG_OK;
-	case OPT_TO:
-		if (eng_parse_int(arg, 0, 99999999, &v))
-			return eng_err_set(err, ENG_EUSAGE,
-					   "invalid --to \"%s\": expected a version "
-					   "number",
-					   arg);
-		c->mo.to = (int)v;
-		return ENG_OK;
-	case OPT_STEPS:
-		if (eng_parse_int(arg, 1, 100000, &v))
-			return eng_err_set(err, ENG_EUSAGE,
-					   "invalid --steps \"%s\": expected a "
-					   "positive number",
-					   arg);
-		c->mo.steps = (int)v;
-		return ENG_OK;
-	case OPT_LOCK_WAIT:
-		if (eng_parse_int(arg, 0, 86400, &v))
-			return eng_err_set(err, ENG_EUSAGE,
-					   "invalid --lock-wait \"%s\": expected "
-					   "seconds (0-86400)",
-					   arg);
-		c->mo.lock_wait_s = (int)v;
-		return ENG_OK;
-	case OPT_LOCK_TIMEOUT:
-		if (eng_parse_duration_ms(arg, &v))
-			return eng_err_set(err, ENG_EUSAGE,
-					   "invalid --lock-timeout \"%s\": expected "
-					   "a duration such as 5s or 500ms",
-					   arg);
-		c->mo.lock_timeout_ms = v;
+	if (opt != OPT_DIR)
+		return eng_err_set(err, ENG_EINTERNAL, "unhandled option");
+	c->dir = arg;
+	return ENG_OK;
+}
+
+static const struct {
+	const char *verb;
+	enum eng_mig_cmd cmd;
+} verbs[] = {
+	{"up", ENG_MIG_UP},
+	{"down", ENG_MIG_DOWN},
+	{"status", ENG_MIG_STATUS},
+	{"verify", ENG_MIG_VERIFY},
+};
+
+/* The command and how the options combine with it. */
+static enum eng_status check_command(struct ctx *c, int argc, char **argv,
+				     struct eng_err *err)
+{
+	const char *verb = argv[0];
+	if (strcmp(verb, "new") == 0) {
+		if (argc != 2)
+			return eng_err_set(err, ENG_EUSAGE, "usage: migrate new NAME");
+		c->is_new = true;
+		c->name = argv[1];
 		return ENG_OK;
 	}
-	return eng_err_set(err, ENG_EINTERNAL, "unhandled option");
+	size_t i = 0;
+	while (i < sizeof(verbs) / sizeof(*verbs) && strcmp(verb, verbs[i].verb) != 0)
+		i++;
+	if (i == sizeof(verbs) / sizeof(*verbs))
+		return eng_err_set(err, ENG_EUSAGE, "unknown command \"%s\": use up, down, "
+				   "status, verify or new",
+				   verb);
+	c->mo.cmd = verbs[i].cmd;
+	if (argc > 1)
+		return eng_err_set(err, ENG_EUSAGE, "unexpected argument \"%s\"", argv[1]);
+	if (c->mo.cmd != ENG_MIG_DOWN && c->mo.steps >= 0)
+		return eng_err_set(err, ENG_EUSAGE, "--steps only applies to down");
+	if (c->mo.cmd == ENG_MIG_DOWN && c->mo.steps >= 0 && c->mo.to >= 0)
+		return eng_err_set(err, ENG_EUSAGE, "give --steps or --to, not both");
+	if ((c->mo.cmd == ENG_MIG_STATUS || c->mo.cmd == ENG_MIG_VERIFY) &&
+	    (c->mo.to >= 0 || c->mo.dry_run))
+		return eng_err_set(err, ENG_EUSAGE, "%s takes no --to or --dry-run", verb);
+	return ENG_OK;
 }
+
+static enum eng_status check(void *p, struct eng_args *a, struct eng_err *err)
+{
+	struct ctx *c = p;
+	if (a->argc < 1)
+		return eng_err_set(err, ENG_EUSAGE,
+				   "missing command: up, down, status, verify or new");
+	json_object_set_new(a->summary, "command", eng_json_str(a->argv[0]));
+	c->mo.dry_run = a->common->dry_run;
+	if (check_command(c, a->argc, a->argv, err))
+		return err->status;
+	if (c->is_new) {
+		a->start = 0; /* no database */
+		return ENG_OK;
+	}
+	c->loaded = true;
+	if (c->dir ? eng_mig_load_dir(&c->set, c->dir, err)
+		   : eng_mig_load_embedded(&c->set, err))
+		return err->status;
+	json_object_set_new(a->summary, "source", eng_json_str(c->dir ? c->dir : "built-in"));
+	return ENG_OK;
+}
+
+static enum eng_status run(void *p, const struct eng_job *job, struct eng_err *err)
+{
+	struct ctx *c = p;
+	if (c->is_new)
+		return eng_mig_new(c->dir ? c->dir : "sql", c->name, job->summary, err);
+	return eng_mig_run(job->db, &c->set, &c->mo, job->summary, err);
+}
+
+static void done(void *p)
+{
+	struct ctx *c = p;
+	if (c->loaded)
+		eng_mig_set_release(&c->set);
+}
+
+static const struct eng_prog prog = {
+	.name = "migrate", .usage = usage, .opts = opts, .nums = nums,
+	.on_opt = on_opt, .common = ENG_OPT_DRYRUN, .start = ENG_START_DB,
+	.check = check, .run = run, .done = done,
+};
 
 int main(int argc, char **argv)
 {
-	struct eng_run run;
 	struct ctx c = {
-		.dir = NULL,
-		.mo = {.cmd = ENG_MIG_STATUS, .to = -1, .steps = -1,
-		       .lock_wait_s = 60, .lock_timeout_ms = 5000},
+		.mo = {.cmd = ENG_MIG_STATUS, .to = -1, .steps = -1, .lock_wait_s = 60,
+		       .lock_timeout_ms = 5000},
 	};
-	struct eng_cmd cmd = {usage, opts, ENG_OPT_DRYRUN, on_opt, &c};
-	struct eng_err err = ENG_ERR_INIT;
-	int first;
-
-	eng_run_init(&run, "migrate");
-	int rc = eng_run_args(&run, &cmd, argc, argv, &first);
-	if (rc >= 0)
-		return rc;
-
-	if (first >= argc)
-		return eng_run_usage(&run, "missing command: up, down, status, "
-				     "verify or new");
-	const char *verb = argv[first];
-	int nargs = argc - first - 1;
-	json_object_set_new(run.summary, "command", eng_json_str(verb));
-	c.mo.dry_run = run.opt.dry_run;
-
-	if (strcmp(verb, "new") == 0) {
-		if (nargs != 1)
-			return eng_run_usage(&run, "usage: migrate new NAME");
-		if (eng_mig_new(c.dir ? c.dir : "sql", argv[first + 1],
-				run.summary, &err)) {
-			if (err.status == ENG_EUSAGE)
-				return eng_run_usage(&run, "%s", err.msg);
-			return eng_run_fail(&run, &err);
-		}
-		return eng_run_finish(&run, ENG_EXIT_OK);
-	}
-	if (strcmp(verb, "up") == 0)
-		c.mo.cmd = ENG_MIG_UP;
-	else if (strcmp(verb, "down") == 0)
-		c.mo.cmd = ENG_MIG_DOWN;
-	else if (strcmp(verb, "status") == 0)
-		c.mo.cmd = ENG_MIG_STATUS;
-	else if (strcmp(verb, "verify") == 0)
-		c.mo.cmd = ENG_MIG_VERIFY;
-	else
-		return eng_run_usage(&run, "unknown command \"%s\": use up, down, "
-				     "status, verify or new",
-				     verb);
-	if (nargs != 0)
-		return eng_run_usage(&run, "unexpected argument \"%s\"",
-				     argv[first + 1]);
-	if (c.mo.cmd != ENG_MIG_DOWN && c.mo.steps >= 0)
-		return eng_run_usage(&run, "--steps only applies to down");
-	if (c.mo.cmd == ENG_MIG_DOWN && c.mo.steps >= 0 && c.mo.to >= 0)
-		return eng_run_usage(&run, "give --steps or --to, not both");
-	if ((c.mo.cmd == ENG_MIG_STATUS || c.mo.cmd == ENG_MIG_VERIFY) &&
-	    (c.mo.to >= 0 || c.mo.dry_run))
-		return eng_run_usage(&run, "%s takes no --to or --dry-run", verb);
-
-	struct eng_migration_set set;
-	if (c.dir ? eng_mig_load_dir(&set, c.dir, &err)
-		  : eng_mig_load_embedded(&set, &err)) {
-		eng_mig_set_release(&set);
-		return eng_run_fail(&run, &err);
-	}
-	json_object_set_new(run.summary, "source",
-			    eng_json_str(c.dir ? c.dir : "built-in"));
-
-	if (eng_run_start(&run, 0, &err)) {
-		eng_mig_set_release(&set);
-		return eng_run_fail(&run, &err);
-	}
-	enum eng_status st = eng_mig_run(&run.db, &set, &c.mo, run.summary, &err);
-	eng_mig_set_release(&set);
-	if (st)
-		return eng_run_fail(&run, &err);
-	return eng_run_finish(&run, ENG_EXIT_OK);
+	return eng_main(&prog, &c, argc, argv);
 }

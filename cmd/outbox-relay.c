@@ -1,11 +1,7 @@
 /* outbox-relay: publish outbox events to stdout or a signed webhook. */
-#include <curl/curl.h>
-#include <stdio.h>
-#include <sys/prctl.h>
-#include <string.h>
 
-#include "eng.h"
-#include "eng_http.h"
+#include "eng_fe.h"
+#include "eng_out.h"
 #include "eng_relay.h"
 
 static const char usage[] =
@@ -56,92 +52,68 @@ static const struct option opts[] = {
 
 struct ctx {
 	struct eng_relay_opts o;
+	bool to_stdout;
 	const char *webhook, *secret_file;
+};
+
+static const struct eng_opt_num nums[] = {
+	ENG_NUM(OPT_BATCH, ENG_NUM_INT, 1, 10000, struct ctx, o.batch, NULL),
+	ENG_NUM(OPT_PURGE, ENG_NUM_INT, 1, 3650, struct ctx, o.purge_days, NULL),
+	ENG_NUM(OPT_TIMEOUT, ENG_NUM_MS, 1, 30000, struct ctx, o.timeout_ms, NULL),
+	ENG_NUM(OPT_ATTEMPTS, ENG_NUM_INT, 1, 100, struct ctx, o.max_attempts, NULL),
+	{0},
 };
 
 static enum eng_status on_opt(void *p, int opt, const char *arg,
 			      struct eng_err *err)
 {
 	struct ctx *c = p;
-	long long v;
 	switch (opt) {
-	case OPT_STDOUT: c->o.to_stdout = true; return ENG_OK;
+	case OPT_STDOUT: c->to_stdout = true; return ENG_OK;
 	case OPT_WEBHOOK: c->webhook = arg; return ENG_OK;
 	case OPT_SECRET: c->secret_file = arg; return ENG_OK;
 	case OPT_FOLLOW: c->o.follow = true; return ENG_OK;
-	case OPT_BATCH:
-		if (eng_opt_int("batch", arg, 1, 10000, &v, err))
-			return err->status;
-		c->o.batch = (int)v;
-		return ENG_OK;
-	case OPT_PURGE:
-		if (eng_opt_int("purge-published-days", arg, 1, 3650, &v, err))
-			return err->status;
-		c->o.purge_days = (int)v;
-		return ENG_OK;
-	case OPT_TIMEOUT:
-		if (eng_parse_duration_ms(arg, &v) || v < 1 || v > 30000)
-			return eng_err_set(err, ENG_EUSAGE,
-					   "invalid --timeout \"%s\": a duration from "
-					   "1ms to 30s, such as 10s",
-					   arg);
-		c->o.timeout_ms = v;
-		return ENG_OK;
-	case OPT_ATTEMPTS:
-		if (eng_opt_int("max-attempts", arg, 1, 100, &v, err))
-			return err->status;
-		c->o.max_attempts = (int)v;
-		return ENG_OK;
 	}
 	return eng_err_set(err, ENG_EINTERNAL, "unhandled option");
 }
 
+static enum eng_status check(void *p, struct eng_args *a, struct eng_err *err)
+{
+	struct ctx *c = p;
+	if (eng_no_arguments(a, err))
+		return err->status;
+	if (c->to_stdout == !!c->webhook)
+		return eng_err_set(err, ENG_EUSAGE, "give exactly one of --stdout and --webhook");
+	if (c->webhook && !c->secret_file)
+		return eng_err_set(err, ENG_EUSAGE, "--webhook needs --secret-file");
+	if (c->to_stdout && c->secret_file)
+		return eng_err_set(err, ENG_EUSAGE, "--secret-file goes with --webhook");
+	if (c->to_stdout) {
+		c->o.sink = &eng_stdout_sink;
+		return ENG_OK;
+	}
+	return eng_relay_check(&c->o, c->webhook, c->secret_file, err);
+}
+
+static enum eng_status run(void *p, const struct eng_job *job, struct eng_err *err)
+{
+	return eng_relay_run(job, &((struct ctx *)p)->o, err);
+}
+
+static void done(void *p)
+{
+	eng_relay_opts_release(&((struct ctx *)p)->o);
+}
+
+static const struct eng_prog prog = {
+	.name = "outbox-relay", .usage = usage, .opts = opts, .nums = nums,
+	.on_opt = on_opt, .start = ENG_START_JOB, .secret = true, .check = check,
+	.run = run, .done = done,
+};
+
 int main(int argc, char **argv)
 {
-	struct eng_run run;
 	struct ctx c = {.o = {.batch = 100, .purge_days = 7, .timeout_ms = 10000,
 			      .max_attempts = 3}};
-	struct eng_cmd cmd = {usage, opts, 0, on_opt, &c};
-	struct eng_err err = ENG_ERR_INIT;
-	int first, code = ENG_EXIT_OK;
-
-	eng_run_init(&run, "outbox-relay");
-	int rc = eng_run_args(&run, &cmd, argc, argv, &first);
-	if (rc >= 0)
-		return rc;
-	if (first < argc)
-		return eng_run_usage(&run, "unexpected argument \"%s\"", argv[first]);
-	if (c.o.to_stdout == !!c.webhook)
-		return eng_run_usage(&run, "give exactly one of --stdout and --webhook");
-	if (c.webhook && !c.secret_file)
-		return eng_run_usage(&run, "--webhook needs --secret-file");
-	if (c.o.to_stdout && c.secret_file)
-		return eng_run_usage(&run, "--secret-file goes with --webhook");
-
-	/* The process will hold a secret: no core dump may carry it. */
-	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-	if (c.webhook &&
-	    (eng_http_check_url(c.webhook, "--webhook", c.o.webhook,
-				sizeof(c.o.webhook), &err) ||
-	     eng_http_read_secret(c.secret_file, "--secret-file", &c.o.secret, &err)))
-		return eng_run_fail_event(&run, "bad_configuration", &err);
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		eng_http_wipe(c.o.secret);
-		eng_err_set(&err, ENG_EINTERNAL, "curl_global_init failed");
-		return eng_run_fail(&run, &err);
-	}
-	json_object_set_new(run.summary, "follow", json_boolean(c.o.follow));
-
-	enum eng_status st = eng_run_start(&run, ENG_START_JOB, &err);
-	if (st == ENG_OK)
-		st = eng_relay_run(&run, &c.o, &code, &err);
-	eng_http_wipe(c.o.secret);
-	curl_global_cleanup();
-	if (st)
-		return eng_run_fail(&run, &err);
-	if (code == ENG_EXIT_TEMPFAIL) {
-		eng_err_set(&err, ENG_ETEMP, "stopped by a signal");
-		return eng_run_fail_event(&run, "stopped", &err);
-	}
-	return eng_run_finish(&run, code);
+	return eng_main(&prog, &c, argc, argv);
 }

@@ -12,7 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "eng.h"
+#include "eng_fe.h"
+#include "eng_version.h"
 #include "eng_guard.h"
 
 static char conninfo[512];
@@ -212,13 +213,16 @@ static void test_run_records_job_and_skips_overlap(void **state)
 	assert_int_equal(eng_run_start(&b, ENG_START_JOB, &err), ENG_ETEMP);
 	assert_true(b.skipped);
 	assert_non_null(strstr(err.msg, "already running"));
-	assert_int_equal(eng_run_fail(&b, &err), 75);
+	assert_int_equal(eng_run_end(&b, err.status, &err), 75);
 	assert_int_equal(count(&check, "SELECT count(*) FROM engagement.job_runs "
 				       "WHERE run_id = $1::uuid AND status = 'skipped' "
 				       "AND exit_code = 75 AND finished_at IS NOT NULL",
 			       b.run_id), 1);
 
-	eng_run_set_int(&a, "processed", 42);
+	struct eng_job job;
+	eng_run_job(&a, &job);
+	assert_non_null(job.keep); /* the lease is the job's to keep */
+	eng_job_set_int(&job, "processed", 42);
 	assert_int_equal(eng_run_finish(&a, ENG_EXIT_OK), 0);
 	assert_int_equal(count(&check, "SELECT count(*) FROM engagement.job_runs "
 				       "WHERE run_id = $1::uuid AND status = 'ok' AND exit_code = 0 "

@@ -1,0 +1,120 @@
+/*
+ * The database connection every program opens, and the query helpers that
+ * turn libpq failures into struct eng_err with the right status.
+ *
+ * Every statement with a value in it goes through eng_db_query/eng_db_exec
+ * (PQexecParams, text parameters, unnamed statements: safe through
+ * PgBouncer's transaction pooling, which forbids session state).
+ */
+#ifndef ENG_DB_H
+#define ENG_DB_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+#include "eng_err.h"
+#include "eng_time.h"
+
+struct eng_db {
+	PGconn *conn;
+	bool busy;        /* a statement sent with eng_db_send is running */
+	PGresult *first;  /* its first result, while the rest is awaited */
+};
+
+#define ENG_DB_INIT {NULL, false, NULL}
+
+/* conninfo: a keyword string or URI; NULL means DATABASE_URL, then libpq's
+ * defaults. application_name is forced to appname. A conninfo libpq cannot
+ * parse gives ENG_ECONFIG; unreachable ENG_ETEMP; refused credentials
+ * ENG_EPERM; a database that does not exist ENG_ECONFIG. */
+enum eng_status eng_db_connect(struct eng_db *db, const char *conninfo,
+			       const char *appname, struct eng_err *err);
+void eng_db_close(struct eng_db *db);
+
+/* Classify a failed connection attempt (exposed for tests). */
+enum eng_status eng_db_classify_connect_error(const char *msg,
+					      bool needs_password);
+
+/* Fill err from a failed result (r may be NULL). Returns err->status. */
+enum eng_status eng_db_error(struct eng_db *db, const PGresult *r,
+			     struct eng_err *err);
+
+/* Run one statement. On success returns the result (caller PQclear()s);
+ * on failure returns NULL and fills err. */
+PGresult *eng_db_query(struct eng_db *db, const char *sql, int nparams,
+		       const char *const *params, struct eng_err *err);
+/* Run one statement and discard its result. */
+enum eng_status eng_db_exec(struct eng_db *db, const char *sql, int nparams,
+			    const char *const *params, struct eng_err *err);
+/* Same, returning the number of rows the command touched in *rows. */
+enum eng_status eng_db_exec_count(struct eng_db *db, const char *sql,
+				  int nparams, const char *const *params,
+				  long long *rows, struct eng_err *err);
+
+enum eng_status eng_db_begin(struct eng_db *db, struct eng_err *err);
+enum eng_status eng_db_commit(struct eng_db *db, struct eng_err *err);
+/* Roll back whatever transaction is open; never fails loudly. */
+void eng_db_rollback(struct eng_db *db);
+bool eng_db_in_transaction(struct eng_db *db);
+bool eng_db_alive(struct eng_db *db);
+
+/* Reconnect with the same parameters after the connection was lost:
+ * ENG_OK when it is back, else the connection error (ENG_ETEMP while the
+ * server is down). */
+enum eng_status eng_db_reconnect(struct eng_db *db, struct eng_err *err);
+
+/*
+ * Asynchronous statements (libpq's PQsendQueryParams): a program that must
+ * keep other work going (HTTP requests) while a statement runs sends it,
+ * waits for the socket along with its other descriptors, and collects the
+ * result when it is complete. One statement at a time per connection.
+ */
+enum eng_status eng_db_send(struct eng_db *db, const char *sql, int nparams,
+			    const char *const *params, struct eng_err *err);
+/* Constant SQL of several statements (no parameters), e.g. "BEGIN; SET
+ * LOCAL ...". */
+enum eng_status eng_db_send_simple(struct eng_db *db, const char *sql,
+				   struct eng_err *err);
+/* Read what has arrived, never blocking. *done stays false while the
+ * statement runs; once true, *res is its (last) result, which the caller
+ * PQclear()s, or NULL and an error when it failed. */
+enum eng_status eng_db_ready(struct eng_db *db, bool *done, PGresult **res,
+			     struct eng_err *err);
+/* The socket to wait on (-1 without a connection). */
+int eng_db_socket(const struct eng_db *db);
+
+/* PostgreSQL array literals for a parameter ($1::uuid[], $1::bigint[],
+ * ...); the caller frees them. Text elements are quoted and escaped, so
+ * any string is safe; a NULL element is SQL NULL. */
+char *eng_db_text_array(const char *const *v, size_t n);
+char *eng_db_int_array(const long long *v, size_t n);
+/* Instants, as eng_time_format writes them. */
+char *eng_db_time_array(const eng_time *v, size_t n);
+
+/* Run a DELETE of at most batch rows (sql, with its parameters) again and
+ * again while it deletes a full batch, for about two seconds at most, so
+ * that a large backlog is purged in bounded steps; *n: rows deleted. */
+enum eng_status eng_db_purge(struct eng_db *db, const char *sql, int nparams,
+			     const char *const *params, long long batch,
+			     long long *n, struct eng_err *err);
+
+/* Whether a relation (e.g. "engagement.schema_migrations") exists. */
+enum eng_status eng_db_relation_exists(struct eng_db *db, const char *name,
+				       bool *exists, struct eng_err *err);
+
+/* The highest applied migration, or 0 when the schema is not installed. */
+enum eng_status eng_db_schema_version(struct eng_db *db, int *version,
+				      struct eng_err *err);
+/* ENG_ECONFIG with an actionable message when the schema is older than
+ * need or not installed. */
+enum eng_status eng_db_check_schema(struct eng_db *db, int need,
+				    struct eng_err *err);
+
+/* The database's clock (now()), read in one statement. */
+enum eng_status eng_db_now(struct eng_db *db, eng_time *out,
+			   struct eng_err *err);
+
+/* Parse a timestamptz rendered by SQL as epoch microseconds text. */
+eng_time eng_db_epoch_us(const char *s);
+
+#endif

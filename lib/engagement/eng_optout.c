@@ -1,0 +1,527 @@
+#include "eng_optout.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eng_buf.h"
+#include "eng_json.h"
+#include "eng_log.h"
+#include "eng_parse.h"
+#include "eng_phrase.h"
+
+static const char *const outcome_names[] = {"applied", "unchanged", "stale"};
+
+const char *eng_optout_outcome_name(enum eng_optout_outcome o)
+{
+	return (unsigned)o < 3 ? outcome_names[o] : "unknown";
+}
+
+bool eng_optout_source_valid(const char *s)
+{
+	static const char *const ok[] = {"whatsapp", "web", "cli", "api"};
+	for (size_t i = 0; s && i < sizeof(ok) / sizeof(*ok); i++)
+		if (strcmp(s, ok[i]) == 0)
+			return true;
+	return false;
+}
+
+/* $1: a JSON array of changes {user_id, opt_out, at, source, reason,
+ * message_id, run_id}. One row back per change whose user has a
+ * preference row: its position, outcome, old value and instant. */
+static const char apply_sql[] =
+	"WITH input AS ("
+	"  SELECT i.*, r.ord FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS r(j, ord),"
+	"    LATERAL jsonb_to_record(r.j) AS i(user_id uuid, opt_out bool, at timestamptz,"
+	"      source text, reason text, message_id bigint, run_id uuid)"
+	"), old AS ("
+	"  SELECT p.user_id, p.reengagement_opt_out AS v,"
+	"         p.reengagement_opt_out_updated_at AS t, p.reengagement_opt_out_source AS src"
+	"  FROM engagement.user_preferences p"
+	"  WHERE p.user_id IN (SELECT user_id FROM input)"
+	"  ORDER BY p.user_id FOR UPDATE"
+	"), d AS ("
+	"  SELECT i.*, coalesce(i.at, now()) AS eff, o.v AS old_v, o.t AS old_t, o.src AS old_src,"
+	"    CASE WHEN i.at > now() + make_interval(secs => $2::int) THEN 'future'"
+	"         WHEN o.t IS NOT NULL AND coalesce(i.at, now()) < o.t THEN 'stale'"
+	"         WHEN o.v = i.opt_out THEN 'unchanged' ELSE 'applied' END AS outcome"
+	"  FROM input i JOIN old o USING (user_id)"
+	"), upd AS ("
+	"  UPDATE engagement.user_preferences p SET reengagement_opt_out = d.opt_out,"
+	"    reengagement_opt_out_updated_at = d.eff, reengagement_opt_out_source = d.source"
+	"  FROM d WHERE p.user_id = d.user_id AND d.outcome IN ('applied', 'unchanged')"
+	"  RETURNING p.user_id"
+	"), audit AS ("
+	"  INSERT INTO engagement.audit_log (user_id, message_id, event, source, details, run_id)"
+	"  SELECT d.user_id, d.message_id,"
+	"    CASE WHEN d.outcome = 'unchanged' THEN 'reengagement_reaffirmed'"
+	"         WHEN d.opt_out THEN 'reengagement_opted_out' ELSE 'reengagement_opted_in' END,"
+	"    d.source,"
+	"    jsonb_strip_nulls(jsonb_build_object('old_value', d.old_v, 'new_value', d.opt_out,"
+	"      'at', d.eff, 'previous_at', d.old_t, 'previous_source', d.old_src,"
+	"      'reason', d.reason)),"
+	"    d.run_id"
+	"  FROM d WHERE d.outcome IN ('applied', 'unchanged')"
+	"), ob AS ("
+	"  INSERT INTO engagement.outbox_events"
+	"    (aggregate_type, aggregate_id, event_type, payload, correlation_id, user_id)"
+	"  SELECT 'user', d.user_id::text, 'preferences.reengagement_changed',"
+	"    jsonb_build_object('user_id', d.user_id, 'opt_out', d.opt_out,"
+	"      'source', d.source, 'at', d.eff),"
+	"    d.run_id, d.user_id"
+	"  FROM d WHERE d.outcome = 'applied'"
+	/* An opt-out stops the person's messages in the same transaction:
+	 * queued ones become blocked at once (the queue tells the truth), and
+	 * those a sender has claimed are locked, so that its pre-send fence
+	 * (engagement.send_fence) either sees this commit or has its requests
+	 * on the wire before this commits. */
+	"), stopped AS ("
+	"  UPDATE engagement.message_queue q SET"
+	"    status = CASE WHEN q.status = 'queued' THEN 'blocked' ELSE q.status END,"
+	"    last_error_code = CASE WHEN q.status = 'queued' THEN 'opted_out'"
+	"                           ELSE q.last_error_code END,"
+	"    last_error = CASE WHEN q.status = 'queued'"
+	"                      THEN 'the user opted out of re-engagement messages'"
+	"                      ELSE q.last_error END"
+	"  FROM d WHERE d.outcome = 'applied' AND d.opt_out AND q.user_id = d.user_id"
+	"    AND q.status IN ('queued', 'sending')"
+	"  RETURNING q.id, q.user_id, q.status, q.attempts, d.source, d.run_id"
+	"), stopped_audit AS ("
+	"  INSERT INTO engagement.audit_log (user_id, message_id, event, source, details, run_id)"
+	"  SELECT s.user_id, s.id, 'message_blocked', s.source,"
+	"    jsonb_build_object('attempts', s.attempts, 'reason', 'opted_out'), s.run_id"
+	"  FROM stopped s WHERE s.status = 'blocked'"
+	")"
+	"SELECT d.ord - 1, d.outcome, d.old_v, (extract(epoch FROM d.eff) * 1000000)::bigint,"
+	"  CASE WHEN d.outcome = 'applied' THEN pg_notify('engagement_preferences',"
+	"    json_build_object('user_id', d.user_id, 'opt_out', d.opt_out,"
+	"      'source', d.source, 'at', d.eff)::text) END"
+	"  FROM d";
+
+enum eng_status eng_optout_apply_many(struct eng_db *db,
+				      const struct eng_optout_change *c,
+				      size_t n, struct eng_optout_result *res,
+				      struct eng_err *err)
+{
+	json_t *arr = json_array();
+	json_t *ids = json_array();
+	for (size_t i = 0; i < n; i++) {
+		char at[32];
+		json_t *o = json_object();
+		json_object_set_new(o, "user_id", json_string(c[i].user_id));
+		json_object_set_new(o, "opt_out", json_boolean(c[i].opt_out));
+		if (c[i].at) {
+			eng_time_format(c[i].at, at);
+			json_object_set_new(o, "at", json_string(at));
+		}
+		json_object_set_new(o, "source", json_string(c[i].source));
+		if (c[i].reason)
+			json_object_set_new(o, "reason", eng_json_str(c[i].reason));
+		if (c[i].message_id)
+			json_object_set_new(o, "message_id",
+					    json_integer(atoll(c[i].message_id)));
+		if (c[i].run_id)
+			json_object_set_new(o, "run_id", json_string(c[i].run_id));
+		json_array_append_new(arr, o);
+		json_array_append_new(ids, json_string(c[i].user_id));
+		memset(&res[i], 0, sizeof(res[i]));
+	}
+	char *changes = eng_json_dump(arr);
+	char *idlist = eng_json_dump(ids);
+	json_decref(arr);
+	json_decref(ids);
+
+	/* A preference row for every user who exists, none for those who do
+	 * not (rows inserted here are not visible to a CTE of the same
+	 * statement, hence two statements). */
+	const char *pe[] = {idlist};
+	enum eng_status st = eng_db_exec(
+		db,
+		"INSERT INTO engagement.user_preferences (user_id) "
+		"SELECT u.id FROM engagement.users u "
+		"WHERE u.id IN (SELECT x::uuid FROM jsonb_array_elements_text($1::jsonb) x) "
+		"ON CONFLICT (user_id) DO NOTHING",
+		1, pe, err);
+	PGresult *r = NULL;
+	if (st == ENG_OK) {
+		char skew[16];
+		snprintf(skew, sizeof(skew), "%d", ENG_OPTOUT_SKEW_S);
+		const char *p[] = {changes, skew};
+		r = eng_db_query(db, apply_sql, 2, p, err);
+		if (!r)
+			st = err->status;
+	}
+	free(changes);
+	free(idlist);
+	if (st)
+		return st;
+	for (int k = 0; k < PQntuples(r); k++) {
+		size_t i = (size_t)atoll(PQgetvalue(r, k, 0));
+		if (i >= n)
+			continue;
+		const char *o = PQgetvalue(r, k, 1);
+		res[i].found = true;
+		res[i].future = strcmp(o, "future") == 0;
+		res[i].outcome = strcmp(o, "applied") == 0     ? ENG_OPTOUT_APPLIED
+				 : strcmp(o, "unchanged") == 0 ? ENG_OPTOUT_UNCHANGED
+							       : ENG_OPTOUT_STALE;
+		res[i].old_value = strcmp(PQgetvalue(r, k, 2), "t") == 0;
+		res[i].at = eng_db_epoch_us(PQgetvalue(r, k, 3));
+	}
+	PQclear(r);
+	return ENG_OK;
+}
+
+/* A change that found no user (deleted meanwhile) or came from the future
+ * is an error of its own. */
+static enum eng_status check_result(const struct eng_optout_change *c,
+				    const struct eng_optout_result *res,
+				    struct eng_err *err)
+{
+	char at[32];
+	if (!res->found)
+		return eng_err_set(err, ENG_ENOUSER, "no user with id %s", c->user_id);
+	if (res->future) {
+		eng_time_format(c->at, at);
+		return eng_err_set(err, ENG_EDATA,
+				   "the change is dated %s, more than %d minutes "
+				   "ahead of the database clock: refused",
+				   at, ENG_OPTOUT_SKEW_S / 60);
+	}
+	return ENG_OK;
+}
+
+enum eng_status eng_optout_apply(struct eng_db *db,
+				 const struct eng_optout_change *c,
+				 struct eng_optout_result *res,
+				 struct eng_err *err)
+{
+	if (eng_optout_apply_many(db, c, 1, res, err))
+		return err->status;
+	return check_result(c, res, err);
+}
+
+/* ---- batches ------------------------------------------------------------ */
+
+enum eng_status eng_optout_parse_json(const char *text, size_t len,
+				      struct eng_optout_item *it,
+				      struct eng_err *err)
+{
+	int who = 0;
+	bool have_value = false;
+	const char *key;
+	json_t *v;
+	enum eng_status st = ENG_OK;
+	json_t *o = eng_line_object(text, len, err);
+	if (!o)
+		return err->status;
+	json_object_foreach(o, key, v) {
+		int ref = eng_line_field(key, v, &it->who, &who, &it->at, err);
+		if (ref < 0) {
+			st = err->status;
+			goto out;
+		}
+		if (ref > 0)
+			continue;
+		if (strcmp(key, "opt_out") == 0) {
+			if (!json_is_boolean(v)) {
+				st = eng_err_set(err, ENG_EDATA,
+						 "\"opt_out\" must be true or false");
+				goto out;
+			}
+			it->opt_out = json_is_true(v);
+			have_value = true;
+		} else if (strcmp(key, "source") == 0) {
+			if (!json_is_string(v) ||
+			    !eng_optout_source_valid(json_string_value(v))) {
+				st = eng_err_set(err, ENG_EDATA,
+						 "\"source\" must be whatsapp, web, cli or api");
+				goto out;
+			}
+			snprintf(it->source, sizeof(it->source), "%s", json_string_value(v));
+		} else if (strcmp(key, "reason") == 0) {
+			if (!json_is_string(v) || json_string_length(v) > 500) {
+				st = eng_err_set(err, ENG_EDATA,
+						 "\"reason\" must be a string of at most 500 bytes");
+				goto out;
+			}
+			free(it->reason);
+			it->reason = eng_xstrdup(json_string_value(v));
+		} else {
+			st = eng_err_set(err, ENG_EDATA, "unknown field \"%.40s\"", key);
+			goto out;
+		}
+	}
+	if (who != 1)
+		st = eng_err_set(err, ENG_EDATA,
+				 "give exactly one of \"user_id\" and \"phone\"");
+	else if (!have_value)
+		st = eng_err_set(err, ENG_EDATA, "\"opt_out\" (true or false) is missing");
+	else if (!it->source[0])
+		st = eng_err_set(err, ENG_EDATA, "\"source\" is missing");
+out:
+	json_decref(o);
+	return st;
+}
+
+void eng_optout_item_release(struct eng_optout_item *it)
+{
+	free(it->reason);
+	it->reason = NULL;
+}
+
+struct items_ctx {
+	struct eng_optout_item *it;
+	const char *run_id;
+};
+
+static struct eng_user_ref *it_who(void *ctx, size_t i)
+{
+	return &((struct items_ctx *)ctx)->it[i].who;
+}
+
+static bool it_failed(void *ctx, size_t i)
+{
+	return ((struct items_ctx *)ctx)->it[i].failed;
+}
+
+static void it_fail(void *ctx, size_t i, const struct eng_err *e)
+{
+	struct eng_optout_item *it = &((struct items_ctx *)ctx)->it[i];
+	it->failed = true;
+	it->err = *e;
+}
+
+static enum eng_status it_apply(void *ctx, struct eng_db *db, const size_t *idx,
+				size_t k, struct eng_err *err)
+{
+	struct items_ctx *x = ctx;
+	struct eng_optout_change *c = eng_xcalloc(k + 1, sizeof(*c));
+	struct eng_optout_result *res = eng_xcalloc(k + 1, sizeof(*res));
+	for (size_t i = 0; i < k; i++) {
+		struct eng_optout_item *it = &x->it[idx[i]];
+		c[i] = (struct eng_optout_change){it->who.user_id, it->opt_out, it->source,
+						  it->at, it->reason, x->run_id, NULL};
+	}
+	enum eng_status st = eng_optout_apply_many(db, c, k, res, err);
+	for (size_t i = 0; st == ENG_OK && i < k; i++) {
+		struct eng_err e = ENG_ERR_INIT;
+		x->it[idx[i]].res = res[i];
+		if (check_result(&c[i], &res[i], &e))
+			it_fail(ctx, idx[i], &e);
+	}
+	free(c);
+	free(res);
+	return st;
+}
+
+enum eng_status eng_optout_apply_items(struct eng_db *db,
+				       struct eng_optout_item *it, size_t n,
+				       const char *run_id, bool dry_run,
+				       size_t *done, struct eng_err *err)
+{
+	struct items_ctx x = {it, run_id};
+	struct eng_items items = {n, &x, it_who, it_failed, it_fail, it_apply};
+	return eng_items_apply(db, &items, dry_run, done, err);
+}
+
+/* ---- optout-set ---------------------------------------------------------------- */
+
+enum eng_status eng_optout_from_args(const struct eng_optout_args *a,
+				     struct eng_optout_request *rq, struct eng_err *err)
+{
+	memset(rq, 0, sizeof(*rq));
+	if (eng_user_ref_from_args(a->user, a->phone, &rq->who, err))
+		return err->status;
+	rq->opt_out = a->opt_out;
+	const char *phrase_locale = NULL;
+	if (a->text && !eng_phrase_match(a->text, &rq->opt_out, &phrase_locale)) {
+		eng_err_set(err, ENG_EDATA,
+			    "unknown phrase: expected stop reminders, start reminders, "
+			    "parar lembretes, ativar lembretes, parar recordatorios or "
+			    "activar recordatorios");
+		return eng_err_event(err, "unknown_phrase");
+	}
+	if (a->at && eng_time_parse(a->at, &rq->at)) {
+		eng_err_set(err, ENG_EDATA,
+			    "invalid --at \"%.60s\": expected an RFC 3339 timestamp", a->at);
+		return eng_err_event(err, "invalid_input");
+	}
+	rq->source = a->source;
+	if (a->text)
+		snprintf(rq->reason, sizeof(rq->reason), "%s%sphrase \"%s\" (%s)%s%s",
+			 a->reason ? a->reason : "", a->reason ? "; " : "", a->text,
+			 phrase_locale, a->locale ? ", user locale " : "",
+			 a->locale ? a->locale : "");
+	else if (a->reason)
+		snprintf(rq->reason, sizeof(rq->reason), "%s", a->reason);
+	return ENG_OK;
+}
+
+enum eng_status eng_optout_set(const struct eng_job *job, struct eng_optout_request *rq,
+			       struct eng_err *err)
+{
+	if (eng_user_find(job, &rq->who, err))
+		return err->status;
+	struct eng_optout_change ch = {rq->who.user_id, rq->opt_out, rq->source, rq->at,
+				       rq->reason[0] ? rq->reason : NULL, job->run_id, NULL};
+	struct eng_optout_result res;
+	enum eng_status st = eng_db_begin(job->db, err);
+	if (st == ENG_OK)
+		st = eng_optout_apply(job->db, &ch, &res, err);
+	if (st == ENG_OK && job->dry_run)
+		eng_db_rollback(job->db);
+	else if (st == ENG_OK)
+		st = eng_db_commit(job->db, err);
+	if (st)
+		return st;
+
+	char at[32];
+	eng_time_format_ms(res.at, at);
+	json_object_set_new(job->summary, "opt_out", json_boolean(ch.opt_out));
+	eng_job_set_str(job, "outcome", eng_optout_outcome_name(res.outcome));
+	json_object_set_new(job->summary, "previous", json_boolean(res.old_value));
+	eng_job_set_str(job, "source", ch.source);
+	eng_job_set_str(job, "at", at);
+	eng_log(ENG_INFO, "preference_changed", ENG_S("user_id", ch.user_id),
+		ENG_B("opt_out", ch.opt_out), ENG_S("source", ch.source),
+		ENG_S("outcome", eng_optout_outcome_name(res.outcome)));
+	return ENG_OK;
+}
+
+static json_t *ts_json(const char *epoch_us)
+{
+	char ts[32];
+	if (!epoch_us || !*epoch_us)
+		return json_null();
+	eng_time_format_ms(eng_db_epoch_us(epoch_us), ts);
+	return json_string(ts);
+}
+
+static json_t *str_or_null(const PGresult *r, int c)
+{
+	return PQgetisnull(r, 0, c) ? json_null() : json_string(PQgetvalue(r, 0, c));
+}
+
+enum eng_status eng_optout_show(const struct eng_job *job, struct eng_user_ref *who,
+				struct eng_err *err)
+{
+	if (eng_user_find(job, who, err))
+		return err->status;
+	const char *p[] = {who->user_id};
+	PGresult *r = eng_db_query(
+		job->db,
+		"SELECT coalesce(p.reengagement_opt_out, false) AS opt_out,"
+		"  (extract(epoch FROM p.reengagement_opt_out_updated_at) * 1000000)::bigint"
+		"    AS updated_us,"
+		"  p.reengagement_opt_out_source AS source, coalesce(p.locale, 'en') AS locale,"
+		"  coalesce(p.timezone, 'UTC') AS timezone,"
+		"  to_char(p.quiet_hours_start, 'HH24:MI') AS quiet_start,"
+		"  to_char(p.quiet_hours_end, 'HH24:MI') AS quiet_end,"
+		"  coalesce(p.preferred_destination, 'individual') AS destination"
+		" FROM engagement.users u"
+		" LEFT JOIN engagement.user_preferences p ON p.user_id = u.id"
+		" WHERE u.id = $1::uuid",
+		1, p, err);
+	if (!r)
+		return err->status;
+	if (PQntuples(r) != 1) { /* erased since it was found */
+		PQclear(r);
+		eng_users_not_found(who, err);
+		return err->status;
+	}
+#define COL(name) PQfnumber(r, name)
+	json_t *pref = json_object();
+	json_object_set_new(pref, "user_id", json_string(who->user_id));
+	json_object_set_new(pref, "reengagement_opt_out",
+			    json_boolean(strcmp(PQgetvalue(r, 0, COL("opt_out")), "t") == 0));
+	json_object_set_new(pref, "updated_at", ts_json(PQgetvalue(r, 0, COL("updated_us"))));
+	json_object_set_new(pref, "source", str_or_null(r, COL("source")));
+	json_object_set_new(pref, "locale", str_or_null(r, COL("locale")));
+	json_object_set_new(pref, "timezone", str_or_null(r, COL("timezone")));
+	json_object_set_new(pref, "quiet_hours",
+			    PQgetisnull(r, 0, COL("quiet_start"))
+				    ? json_null()
+				    : json_pack("{s:s, s:s}", "start",
+						PQgetvalue(r, 0, COL("quiet_start")), "end",
+						PQgetvalue(r, 0, COL("quiet_end"))));
+	json_object_set_new(pref, "preferred_destination", str_or_null(r, COL("destination")));
+#undef COL
+	PQclear(r);
+	json_object_set_new(job->summary, "preference", pref);
+	return ENG_OK;
+}
+
+#define BLOCK 10000
+
+struct batch {
+	struct eng_optout_item *it; /* the block */
+	long long counts[3], failed, malformed;
+};
+
+/* A malformed line stays in the block, failed, to be reported in order. */
+static void take_line(void *ctx, size_t i, long lineno, const char *text, size_t len,
+		      bool too_long)
+{
+	struct batch *b = ctx;
+	struct eng_optout_item *x = &b->it[i];
+	struct eng_err perr = ENG_ERR_INIT;
+	memset(x, 0, sizeof(*x));
+	x->line = lineno;
+	if (too_long)
+		eng_err_set(&perr, ENG_EDATA, "line longer than %d bytes", ENG_LINE_MAX);
+	else
+		eng_optout_parse_json(text, len, x, &perr);
+	if (perr.status) {
+		b->malformed++;
+		x->failed = true;
+		x->err = perr;
+	}
+}
+
+static enum eng_status apply_block(void *ctx, const struct eng_job *job, size_t n,
+				   struct eng_err *err)
+{
+	struct batch *b = ctx;
+	struct eng_optout_item *it = b->it;
+	size_t done;
+	enum eng_status st = eng_optout_apply_items(job->db, it, n, job->run_id,
+						    job->dry_run, &done, err);
+	for (size_t i = 0; i < done; i++) {
+		if (it[i].failed) {
+			b->failed++;
+			eng_log_line_failed(it[i].line, it[i].who.user_id, &it[i].err);
+		} else {
+			b->counts[it[i].res.outcome]++;
+			eng_log(ENG_INFO, "line_result", ENG_I("line", it[i].line),
+				ENG_S("user_id", it[i].who.user_id),
+				ENG_B("opt_out", it[i].opt_out),
+				ENG_S("outcome", eng_optout_outcome_name(it[i].res.outcome)));
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		eng_optout_item_release(&it[i]);
+	return st;
+}
+
+static bool summarize(void *ctx, const struct eng_job *job)
+{
+	struct batch *b = ctx;
+	eng_job_set_int(job, "applied", b->counts[ENG_OPTOUT_APPLIED]);
+	eng_job_set_int(job, "unchanged", b->counts[ENG_OPTOUT_UNCHANGED]);
+	eng_job_set_int(job, "stale", b->counts[ENG_OPTOUT_STALE]);
+	eng_job_set_int(job, "failed", b->failed);
+	eng_job_set_int(job, "malformed", b->malformed);
+	return b->failed > 0;
+}
+
+enum eng_status eng_optout_batch(const struct eng_job *job, const char *path,
+				 struct eng_err *err)
+{
+	struct batch b = {.it = eng_xcalloc(BLOCK, sizeof(*b.it))};
+	struct eng_line_job lj = {path, BLOCK, take_line, apply_block, summarize, &b};
+	enum eng_status st = eng_lines_run(job, &lj, err);
+	free(b.it);
+	return st;
+}

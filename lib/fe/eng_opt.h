@@ -1,0 +1,98 @@
+/*
+ * Options every program shares (DESIGN.md §2.1), merged into each
+ * program's getopt_long table so that all of them behave the same.
+ */
+#ifndef ENG_OPT_H
+#define ENG_OPT_H
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "eng_err.h"
+#include "eng_time.h"
+
+/* Which shared options a program takes, beyond --db, --help, --version and
+ * --log-level, which all take. */
+enum {
+	ENG_OPT_NOW = 1u << 0,    /* --now RFC3339 */
+	ENG_OPT_DRYRUN = 1u << 1, /* --dry-run */
+	ENG_OPT_NODB = 1u << 2,   /* no --db (a program that needs none) */
+};
+
+/* getopt_long values of the shared options (program options use their
+ * own, below 0x1000). */
+enum {
+	ENG_OPTC_DB = 0x1000,
+	ENG_OPTC_HELP,
+	ENG_OPTC_VERSION,
+	ENG_OPTC_LOGLEVEL,
+	ENG_OPTC_NOW,
+	ENG_OPTC_DRYRUN,
+};
+
+struct eng_common {
+	const char *db;
+	bool help;
+	bool version;
+	bool dry_run;
+	bool have_now;
+	eng_time now;
+};
+
+/* A program's option handler: ENG_OK, or an error (normally ENG_EUSAGE)
+ * with err filled. */
+typedef enum eng_status (*eng_opt_fn)(void *ctx, int opt, const char *arg,
+				      struct eng_err *err);
+
+/* A numeric option, checked and stored by the parser itself: the value
+ * must lie in [lo, hi] (milliseconds for ENG_NUM_MS, which takes a
+ * duration such as 500ms, 10s, 2min or a bare number of seconds), and is
+ * written at off in the program's options struct (ctx). */
+enum eng_num_kind {
+	ENG_NUM_INT,   /* int */
+	ENG_NUM_LLONG, /* long long */
+	ENG_NUM_MS,    /* long, milliseconds */
+	ENG_NUM_REAL,  /* double */
+};
+
+struct eng_opt_num {
+	int opt;
+	enum eng_num_kind kind;
+	double lo, hi;
+	size_t off;
+	const char *meaning; /* for the error, e.g. "messages per second, 0 for
+			      * no limit"; NULL: the range */
+};
+
+#define ENG_NUM(opt, kind, lo, hi, type, field, meaning) \
+	{(opt), (kind), (lo), (hi), offsetof(type, field), (meaning)}
+
+struct eng_cmd {
+	const char *usage;           /* --help text */
+	const struct option *opts;   /* the program's own, {0}-terminated */
+	unsigned common;             /* ENG_OPT_* */
+	eng_opt_fn handle;           /* the others; may be NULL */
+	void *ctx;
+	const struct eng_opt_num *nums; /* numeric options, {0}-terminated; may
+					 * be NULL */
+};
+
+/* Parse argv. Returns ENG_OK with *first_arg the index of the first
+ * positional argument, or ENG_EUSAGE with err filled. --help/--version only
+ * set flags in c. */
+enum eng_status eng_opt_parse(const struct eng_cmd *cmd, int argc,
+			      char **argv, struct eng_common *c,
+			      int *first_arg, struct eng_err *err);
+
+/* An integer option value in [lo, hi] into *v; otherwise ENG_EUSAGE with
+ * "invalid --NAME "ARG": expected LO to HI". */
+enum eng_status eng_opt_int(const char *name, const char *arg, long long lo,
+			    long long hi, long long *v, struct eng_err *err);
+
+/* Check arg against num and store it in ctx (what the parser does for
+ * cmd->nums); name is the option's long name. */
+enum eng_status eng_opt_store(const struct eng_opt_num *num, const char *name,
+			      const char *arg, void *ctx, struct eng_err *err);
+
+#endif

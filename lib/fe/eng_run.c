@@ -1,0 +1,325 @@
+#include "eng_run.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "eng_guard.h"
+#include "eng_json.h"
+#include "eng_log.h"
+#include "eng_parse.h"
+#include "eng_version.h"
+
+static void on_signal(int sig)
+{
+	eng_interrupted = sig;
+}
+
+void eng_run_init(struct eng_run *run, const char *program)
+{
+	memset(run, 0, sizeof(*run));
+	run->program = program;
+	eng_uuid_v4(run->run_id);
+	run->t0_us = eng_mono_us();
+	eng_log_init(program, run->run_id, 2);
+
+	/* Key order of the summary: the fixed fields first. */
+	run->summary = json_object();
+	json_object_set_new(run->summary, "program", json_string(program));
+	json_object_set_new(run->summary, "run_id", json_string(run->run_id));
+	json_object_set_new(run->summary, "status", json_string("failed"));
+	json_object_set_new(run->summary, "exit_code",
+			    json_integer(ENG_EXIT_SOFTWARE));
+	json_object_set_new(run->summary, "duration_ms", json_integer(0));
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+static int usage_error(struct eng_run *run, const struct eng_err *err)
+{
+	char hint[96];
+	snprintf(hint, sizeof(hint), "Try '%s --help'.", run->program);
+	eng_log(ENG_ERROR, "usage_error", ENG_S("error", err->msg),
+		ENG_S("hint", hint));
+	json_object_set_new(run->summary, "error", eng_json_masked(err->msg));
+	return eng_run_finish(run, ENG_EXIT_USAGE);
+}
+
+/* --help or --version: stdout, exit 0, no summary. */
+static int informed(struct eng_run *run)
+{
+	fflush(stdout);
+	run->finished = true;
+	json_decref(run->summary);
+	run->summary = NULL;
+	return ENG_EXIT_OK;
+}
+
+int eng_run_args(struct eng_run *run, const struct eng_cmd *cmd, int argc,
+		 char **argv, int *first_arg)
+{
+	struct eng_err err = ENG_ERR_INIT;
+	enum eng_status st = eng_opt_parse(cmd, argc, argv, &run->opt,
+					   first_arg, &err);
+	if (run->opt.help) {
+		fputs(cmd->usage, stdout);
+		return informed(run);
+	}
+	if (st == ENG_OK && run->opt.version) {
+		printf("%s %s\n", run->program, ENG_VERSION);
+		return informed(run);
+	}
+	if (st != ENG_OK)
+		return usage_error(run, &err);
+	if (run->opt.dry_run)
+		json_object_set_new(run->summary, "dry_run", json_true());
+	return -1;
+}
+
+/* ---- the single-run lease -------------------------------------------------- */
+
+static enum eng_status lease_renew(void *arg, struct eng_err *err)
+{
+	struct eng_run *run = arg;
+	if (!run->guard_held)
+		return ENG_OK;
+	int64_t now = eng_mono_us();
+	bool lost;
+	if (eng_guard_renew(&run->db, run->program, run->run_id,
+			    ENG_GUARD_TTL_S, &lost, err)) {
+		if (lost)
+			run->guard_held = false; /* not ours to release */
+		return err->status;
+	}
+	run->guard_renewed_us = now;
+	return ENG_OK;
+}
+
+static enum eng_status lease_keep(void *arg, struct eng_err *err)
+{
+	struct eng_run *run = arg;
+	/* A dry run works in one transaction it rolls back: a renewal there
+	 * would hold the lease row locked (a real run would wait on it rather
+	 * than exit 75) and be undone anyway. Its lease lapses after the TTL;
+	 * a real run may then start beside it, which is harmless. */
+	if (run->opt.dry_run && eng_db_in_transaction(&run->db))
+		return ENG_OK;
+	if (!run->guard_held ||
+	    eng_mono_us() - run->guard_renewed_us < (int64_t)ENG_GUARD_TTL_S * 1000000 / 4)
+		return ENG_OK;
+	return lease_renew(run, err);
+}
+
+static enum eng_status take_lease(struct eng_run *run, struct eng_err *err)
+{
+	bool got = false;
+	char holder[512] = "";
+	if (eng_guard_acquire(&run->db, run->program, run->run_id, ENG_GUARD_TTL_S,
+			      &got, holder, sizeof(holder), err))
+		return eng_err_prefix(err, "could not take the run lease");
+	if (!got) {
+		run->skipped = true;
+		eng_log(ENG_WARN, "already_running", ENG_S("holder", holder));
+		json_object_set_new(run->summary, "reason", json_string("already_running"));
+		return eng_err_set(err, ENG_ETEMP, "%s is already running (%s)",
+				   run->program, holder);
+	}
+	run->guard_held = true;
+	run->guard_renewed_us = eng_mono_us();
+	return ENG_OK;
+}
+
+/* ---- start and end ------------------------------------------------------------ */
+
+enum eng_status eng_run_start(struct eng_run *run, unsigned what,
+			      struct eng_err *err)
+{
+	if (!(what & ENG_START_DB))
+		return ENG_OK;
+	run->started = true;
+	if (eng_db_connect(&run->db, run->opt.db, run->program, err))
+		return err->status;
+
+	if ((what & ENG_START_SCHEMA) &&
+	    eng_db_check_schema(&run->db, ENG_SCHEMA_VERSION, err))
+		return err->status;
+
+	if (what & ENG_START_NOW) {
+		if (run->opt.have_now)
+			run->now = run->opt.now;
+		else if (eng_db_now(&run->db, &run->now, err))
+			return err->status;
+		char ts[32];
+		eng_time_format(run->now, ts);
+		json_object_set_new(run->summary, "now", json_string(ts));
+	}
+
+	/* Dry runs are rehearsals: they leave no job_runs row behind. */
+	if ((what & ENG_START_RECORD) && !run->opt.dry_run) {
+		const char *p[] = {run->run_id, run->program};
+		if (eng_db_exec(&run->db,
+				"INSERT INTO engagement.job_runs "
+				"(run_id, program, started_at, status) "
+				"VALUES ($1, $2, clock_timestamp(), 'running')",
+				2, p, err))
+			return eng_err_prefix(err, "could not record the run");
+		run->job_row = true;
+	}
+	if ((what & ENG_START_GUARD) && take_lease(run, err))
+		return err->status;
+	if (what & ENG_START_RECORD)
+		eng_log(ENG_INFO, "job_started", ENG_B("dry_run", run->opt.dry_run));
+	return ENG_OK;
+}
+
+void eng_run_job(struct eng_run *run, struct eng_job *job)
+{
+	*job = (struct eng_job){
+		.db = &run->db,
+		.program = run->program,
+		.conninfo = run->opt.db,
+		.run_id = run->run_id,
+		.now = run->now,
+		.fixed_now = run->opt.have_now,
+		.dry_run = run->opt.dry_run,
+		.summary = run->summary,
+	};
+	if (run->guard_held) {
+		job->keep = lease_keep;
+		job->renew = lease_renew;
+		job->lease = run;
+	}
+}
+
+static int fail(struct eng_run *run, const struct eng_err *err)
+{
+	if (!run->skipped)
+		eng_log(ENG_ERROR, err->event[0] ? err->event : "run_failed",
+			ENG_S("error", err->msg),
+			ENG_S("error_class", eng_status_name(err->status)),
+			err->sqlstate[0] ? (struct eng_field)ENG_S("sqlstate", err->sqlstate)
+					 : (struct eng_field){0});
+	json_object_set_new(run->summary, "error", eng_json_masked(err->msg));
+	return eng_run_finish(run, eng_exit_code(err->status));
+}
+
+int eng_run_end(struct eng_run *run, enum eng_status st, const struct eng_err *err)
+{
+	if (st == ENG_OK || st == ENG_PARTIAL)
+		return eng_run_finish(run, eng_exit_code(st));
+	if (st == ENG_EUSAGE)
+		return usage_error(run, err);
+	return fail(run, err);
+}
+
+static const char *status_for(struct eng_run *run, int exit_code)
+{
+	if (run->skipped)
+		return "skipped";
+	if (exit_code == ENG_EXIT_OK)
+		return "ok";
+	if (exit_code == ENG_EXIT_PARTIAL)
+		return "partial";
+	return "failed";
+}
+
+/* The job_runs row gets how the run ended. */
+static void record_end(struct eng_run *run, const char *status, int exit_code,
+		       const char *summary)
+{
+	struct eng_err err = ENG_ERR_INIT;
+	char code[16];
+	snprintf(code, sizeof(code), "%d", exit_code);
+	const char *p[] = {run->run_id, status, code, summary};
+	if (eng_db_exec(&run->db,
+			"UPDATE engagement.job_runs SET "
+			"finished_at = clock_timestamp(), status = $2, "
+			"exit_code = $3::int, summary = $4::jsonb "
+			"WHERE run_id = $1",
+			4, p, &err))
+		eng_log(ENG_WARN, "job_run_not_recorded", ENG_S("error", err.msg));
+}
+
+int eng_run_finish(struct eng_run *run, int exit_code)
+{
+	if (run->finished)
+		return exit_code;
+	run->finished = true;
+
+	int64_t ms = (eng_mono_us() - run->t0_us) / 1000;
+	const char *status = status_for(run, exit_code);
+	json_object_set_new(run->summary, "status", json_string(status));
+	json_object_set_new(run->summary, "exit_code", json_integer(exit_code));
+	json_object_set_new(run->summary, "duration_ms", json_integer(ms));
+	char *text = eng_json_dump(run->summary);
+
+	if (eng_db_alive(&run->db)) {
+		eng_db_rollback(&run->db); /* whatever an error left open */
+		if (run->job_row)
+			record_end(run, status, exit_code, text);
+		if (run->guard_held)
+			eng_guard_release(&run->db, run->program, run->run_id);
+	}
+
+	if (run->started) /* a usage error stays one line */
+		eng_log(ENG_INFO, "job_finished", ENG_S("status", status),
+			ENG_I("exit_code", exit_code), ENG_I("duration_ms", ms));
+	fputs(text, stdout);
+	fputc('\n', stdout);
+	fflush(stdout);
+	free(text);
+
+	eng_db_close(&run->db);
+	json_decref(run->summary);
+	run->summary = NULL;
+	return exit_code;
+}
+
+/* ---- a program -------------------------------------------------------------- */
+
+enum eng_status eng_no_arguments(const struct eng_args *a, struct eng_err *err)
+{
+	if (a->argc > 0)
+		return eng_err_set(err, ENG_EUSAGE, "unexpected argument \"%s\"", a->argv[0]);
+	return ENG_OK;
+}
+
+int eng_main(const struct eng_prog *prog, void *opts, int argc, char **argv)
+{
+	struct eng_run run;
+	struct eng_err err = ENG_ERR_INIT;
+	struct eng_cmd cmd = {prog->usage, prog->opts, prog->common, prog->on_opt,
+			      opts, prog->nums};
+	int first;
+	eng_run_init(&run, prog->name);
+	int rc = eng_run_args(&run, &cmd, argc, argv, &first);
+	if (rc < 0) {
+		/* A process that will hold a secret may not dump core. */
+		if (prog->secret)
+			prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+		struct eng_args a = {argc - first, argv + first, &run.opt, prog->start,
+				     run.summary};
+		enum eng_status st = prog->check ? prog->check(opts, &a, &err)
+						 : eng_no_arguments(&a, &err);
+		if (st == ENG_OK)
+			st = eng_run_start(&run, a.start, &err);
+		if (st == ENG_OK) {
+			struct eng_job job;
+			eng_run_job(&run, &job);
+			st = prog->run(opts, &job, &err);
+		}
+		rc = eng_run_end(&run, st, &err);
+	}
+	if (prog->done)
+		prog->done(opts);
+	return rc;
+}
