@@ -74,7 +74,12 @@ static enum eng_status on_opt(void *p, int opt, const char *arg, struct eng_err 
 	case OPT_PHONE: c->a.phone = arg; return ENG_OK;
 	case OPT_OUT: c->values++; c->a.opt_out = true; return ENG_OK;
 	case OPT_IN: c->values++; c->a.opt_out = false; return ENG_OK;
-	case OPT_TEXT: c->values++; c->a.text = arg; return ENG_OK;
+	case OPT_TEXT:
+		if (strlen(arg) > 200)
+			return eng_err_set(err, ENG_EUSAGE, "--text is longer than 200 bytes");
+		c->values++;
+		c->a.text = arg;
+		return ENG_OK;
 	case OPT_AT: c->a.at = arg; return ENG_OK;
 	case OPT_SHOW: c->show = true; return ENG_OK;
 	case OPT_BATCH: c->batch = arg; return ENG_OK;

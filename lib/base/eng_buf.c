@@ -1,5 +1,7 @@
 #include "eng_buf.h"
 
+#include <errno.h>
+
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,6 +40,18 @@ void *eng_xrealloc(void *p, size_t n)
 	if (!q)
 		oom();
 	return q;
+}
+
+void *eng_xgrow(void *v, size_t n, size_t *cap, size_t size)
+{
+	if (n < *cap)
+		return v;
+	size_t want = *cap ? 2 * *cap : 16;
+	if (want <= n || want > SIZE_MAX / size)
+		want = n + 1;
+	v = eng_xrealloc(v, want * size);
+	*cap = want;
+	return v;
 }
 
 char *eng_xstrdup(const char *s)
@@ -139,6 +153,16 @@ int eng_buf_addf(struct eng_buf *b, const char *fmt, ...)
 	va_end(ap);
 	b->len += (size_t)n;
 	return 0;
+}
+
+int eng_buf_read(struct eng_buf *b, FILE *f)
+{
+	char chunk[8192];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		if (eng_buf_add(b, chunk, n))
+			return EFBIG;
+	return ferror(f) ? (errno ? errno : EIO) : 0;
 }
 
 const char *eng_buf_str(const struct eng_buf *b)

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 struct eng_buf {
 	char *data;
@@ -32,6 +33,11 @@ int eng_buf_addc(struct eng_buf *b, char c);
 int eng_buf_addf(struct eng_buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* Append everything f holds, up to the buffer's max. 0 at the end of
+ * the file; EFBIG when the file is larger (what fitted is kept); an errno
+ * value when reading failed. */
+int eng_buf_read(struct eng_buf *b, FILE *f);
+
 /* Always a valid C string ("" when empty). */
 const char *eng_buf_str(const struct eng_buf *b);
 /* Hand the heap string to the caller (free() it); the buffer is emptied. */
@@ -42,6 +48,12 @@ void *eng_xmalloc(size_t n);
 void *eng_xcalloc(size_t nmemb, size_t n);
 void *eng_xrealloc(void *p, size_t n);
 char *eng_xstrdup(const char *s);
+
+/* Room for one more element in array v of *cap elements (each size bytes)
+ * that holds n: doubled (from 16) when full. Returns v, possibly moved.
+ * ENG_GROW(v, n, cap) does it in place. */
+void *eng_xgrow(void *v, size_t n, size_t *cap, size_t size);
+#define ENG_GROW(v, n, cap) ((v) = eng_xgrow((v), (n), &(cap), sizeof(*(v))))
 char *eng_xstrndup(const char *s, size_t n);
 
 #endif

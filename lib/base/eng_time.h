@@ -10,6 +10,10 @@
 
 typedef int64_t eng_time;
 
+/* No instant given (e.g. no "at": the database's now() will do). Not 0,
+ * which is a real instant (1970-01-01T00:00:00Z). */
+#define ENG_TIME_NONE INT64_MIN
+
 #define ENG_USEC_PER_SEC INT64_C(1000000)
 #define ENG_USEC_PER_DAY (INT64_C(86400) * ENG_USEC_PER_SEC)
 

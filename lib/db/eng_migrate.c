@@ -76,7 +76,7 @@ static enum eng_status add_file(struct eng_migration_set *set,
 				   "\"%s\"",
 				   version, m->name, name);
 	if (!m) {
-		set->v = eng_xrealloc(set->v, (set->n + 1) * sizeof(*set->v));
+		ENG_GROW(set->v, set->n, set->cap);
 		m = &set->v[set->n++];
 		memset(m, 0, sizeof(*m));
 		m->version = version;
@@ -116,7 +116,7 @@ enum eng_status eng_mig_load_embedded(struct eng_migration_set *set,
 				      struct eng_err *err)
 {
 	set->v = NULL;
-	set->n = 0;
+	set->n = set->cap = 0;
 	for (const struct eng_embedded_sql *e = eng_embedded_sql; e->name; e++)
 		if (add_file(set, e->name, e->name, e->text, err))
 			return err->status;
@@ -131,35 +131,28 @@ static enum eng_status read_file(const char *path, char **out,
 		return eng_err_set(err, ENG_ECONFIG, "cannot read %s: %s", path,
 				   strerror(errno));
 	struct eng_buf b = ENG_BUF_INIT(MAX_FILE_BYTES);
-	char chunk[8192];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		if (eng_buf_add(&b, chunk, n)) {
-			fclose(f);
-			eng_buf_release(&b);
-			return eng_err_set(err, ENG_EDATA,
-					   "%s is larger than %d bytes", path,
-					   MAX_FILE_BYTES);
-		}
-	bool failed = ferror(f);
+	int rc = eng_buf_read(&b, f);
 	fclose(f);
-	if (failed) {
+	enum eng_status st = ENG_OK;
+	if (rc == 0 && memchr(eng_buf_str(&b), '\0', b.len))
+		st = eng_err_set(err, ENG_EDATA, "%s contains a NUL byte", path);
+	else if (rc == EFBIG)
+		st = eng_err_set(err, ENG_EDATA, "%s is larger than %d bytes", path,
+				 MAX_FILE_BYTES);
+	else if (rc)
+		st = eng_err_set(err, ENG_ECONFIG, "cannot read %s: %s", path, strerror(rc));
+	if (st)
 		eng_buf_release(&b);
-		return eng_err_set(err, ENG_ECONFIG, "cannot read %s", path);
-	}
-	if (memchr(eng_buf_str(&b), '\0', b.len)) {
-		eng_buf_release(&b);
-		return eng_err_set(err, ENG_EDATA, "%s contains a NUL byte", path);
-	}
-	*out = eng_buf_detach(&b);
-	return ENG_OK;
+	else
+		*out = eng_buf_detach(&b);
+	return st;
 }
 
 enum eng_status eng_mig_load_dir(struct eng_migration_set *set,
 				 const char *dir, struct eng_err *err)
 {
 	set->v = NULL;
-	set->n = 0;
+	set->n = set->cap = 0;
 	DIR *d = opendir(dir);
 	if (!d)
 		return eng_err_set(err, ENG_ECONFIG,
@@ -199,7 +192,7 @@ void eng_mig_set_release(struct eng_migration_set *set)
 	}
 	free(set->v);
 	set->v = NULL;
-	set->n = 0;
+	set->n = set->cap = 0;
 }
 
 /* ---- state in the database -------------------------------------------- */
@@ -452,6 +445,67 @@ static enum eng_status migration_status(enum eng_status st)
 	return ENG_EDATA;
 }
 
+/* A statement of file failed: where (the server's position, else the
+ * statement's first line), into err and failure. */
+static enum eng_status statement_failed(struct eng_db *db, PGresult *res,
+					const struct eng_sql_stmt *s, const char *file,
+					json_t *failure, struct eng_err *err)
+{
+	const char *pos = res ? PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION) : NULL;
+	int line = pos ? s->text_line + eng_sql_line_of(s->text, atoi(pos)) - 1 : s->line;
+	eng_db_error(db, res, err);
+	err->status = migration_status(err->status);
+	json_object_set_new(failure, "file", json_string(file));
+	json_object_set_new(failure, "line", json_integer(line));
+	if (err->sqlstate[0])
+		json_object_set_new(failure, "sqlstate", json_string(err->sqlstate));
+	return eng_err_prefix(err, "%s:%d", file, line);
+}
+
+/* Run the statements of a migration file, in order, as they are written
+ * (migration SQL, not values). */
+static enum eng_status run_statements(struct eng_db *db, const struct eng_sql_list *stmts,
+				      const char *file, json_t *failure,
+				      struct eng_err *err)
+{
+	for (size_t i = 0; i < stmts->n; i++) {
+		const struct eng_sql_stmt *s = &stmts->v[i];
+		PGresult *res = PQexecParams(db->conn, s->text, 0, NULL, NULL, NULL, NULL, 0);
+		ExecStatusType es = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+		enum eng_status st = ENG_OK;
+		if (es != PGRES_COMMAND_OK && es != PGRES_TUPLES_OK && es != PGRES_EMPTY_QUERY)
+			st = statement_failed(db, res, s, file, failure, err);
+		PQclear(res);
+		if (st)
+			return st;
+	}
+	return ENG_OK;
+}
+
+/* schema_migrations says what is applied. */
+static enum eng_status record_version(struct eng_db *db, const struct eng_migration *m,
+				      bool up, long long duration_ms, struct eng_err *err)
+{
+	char version[16], dur[32];
+	snprintf(version, sizeof(version), "%d", m->version);
+	snprintf(dur, sizeof(dur), "%lld", duration_ms);
+	if (!up) {
+		const char *p[] = {version};
+		return eng_db_exec(db, "DELETE FROM engagement.schema_migrations "
+				       "WHERE version = $1::int",
+				   1, p, err);
+	}
+	const char *p[] = {version, m->name, m->checksum, dur};
+	return eng_db_exec(db,
+			   "INSERT INTO engagement.schema_migrations "
+			   "(version, name, checksum, applied_at, duration_ms) "
+			   "VALUES ($1::int, $2, $3, clock_timestamp(), $4::int)",
+			   4, p, err);
+}
+
+/* Apply (up) or revert one migration: in its own transaction unless the
+ * file says -- migrate:no-transaction; lock_timeout for its statements
+ * only. */
 static enum eng_status apply_file(struct eng_db *db,
 				  const struct eng_migration *m, bool up,
 				  long long lock_timeout_ms,
@@ -476,89 +530,41 @@ static enum eng_status apply_file(struct eng_db *db,
 	char lt[32], saved[64] = "0";
 	snprintf(lt, sizeof(lt), "%lldms", lock_timeout_ms);
 
-	PGresult *r = eng_db_query(db, "SELECT current_setting('lock_timeout')",
-				   0, NULL, err);
-	if (!r)
-		goto fail_plain;
-	snprintf(saved, sizeof(saved), "%s", PQgetvalue(r, 0, 0));
+	PGresult *r = eng_db_query(db, "SELECT current_setting('lock_timeout')", 0, NULL, err);
+	enum eng_status st = r ? ENG_OK : err->status;
+	if (r)
+		snprintf(saved, sizeof(saved), "%s", PQgetvalue(r, 0, 0));
 	PQclear(r);
-
-	if (tx && eng_db_begin(db, err))
-		goto fail_plain;
-	if (set_lock_timeout(db, lt, tx, err))
-		goto fail_plain;
-
-	for (size_t i = 0; i < stmts.n; i++) {
-		const struct eng_sql_stmt *s = &stmts.v[i];
-		PGresult *res = PQexecParams(db->conn, s->text, 0, NULL, NULL,
-					     NULL, NULL, 0);
-		ExecStatusType es = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-		if (es == PGRES_COMMAND_OK || es == PGRES_TUPLES_OK ||
-		    es == PGRES_EMPTY_QUERY) {
-			PQclear(res);
-			continue;
-		}
-		const char *pos = res ? PQresultErrorField(res,
-				     PG_DIAG_STATEMENT_POSITION) : NULL;
-		int line = pos ? s->text_line +
-					 eng_sql_line_of(s->text, atoi(pos)) - 1
-			       : s->line;
-		eng_db_error(db, res, err);
-		PQclear(res);
-		err->status = migration_status(err->status);
-		json_object_set_new(failure, "file", json_string(file));
-		json_object_set_new(failure, "line", json_integer(line));
-		if (err->sqlstate[0])
-			json_object_set_new(failure, "sqlstate",
-					    json_string(err->sqlstate));
-		eng_err_prefix(err, "%s:%d", file, line);
-		if (tx) {
+	if (st == ENG_OK && tx)
+		st = eng_db_begin(db, err);
+	if (st == ENG_OK)
+		st = set_lock_timeout(db, lt, tx, err);
+	if (st == ENG_OK && (st = run_statements(db, &stmts, file, failure, err))) {
+		/* the statement's own error: the transaction goes, or (without
+		 * one) lock_timeout is put back */
+		struct eng_err e2 = ENG_ERR_INIT;
+		if (tx)
 			eng_db_rollback(db);
-		} else {
-			struct eng_err e2 = ENG_ERR_INIT;
-			if (eng_db_alive(db))
-				set_lock_timeout(db, saved, false, &e2);
-		}
+		else if (eng_db_alive(db))
+			set_lock_timeout(db, saved, false, &e2);
 		eng_sql_list_release(&stmts);
-		return err->status;
+		return st;
 	}
 	eng_sql_list_release(&stmts);
-
-	if (set_lock_timeout(db, saved, tx, err))
-		goto fail_plain;
+	if (st == ENG_OK)
+		st = set_lock_timeout(db, saved, tx, err);
 	*duration_ms = (eng_mono_us() - t0) / 1000;
-
-	char version[16], dur[32];
-	snprintf(version, sizeof(version), "%d", m->version);
-	snprintf(dur, sizeof(dur), "%lld", *duration_ms);
-	if (up) {
-		const char *p[] = {version, m->name, m->checksum, dur};
-		if (eng_db_exec(db,
-				"INSERT INTO engagement.schema_migrations "
-				"(version, name, checksum, applied_at, duration_ms) "
-				"VALUES ($1::int, $2, $3, clock_timestamp(), $4::int)",
-				4, p, err))
-			goto fail_plain;
-	} else {
-		const char *p[] = {version};
-		if (eng_db_exec(db,
-				"DELETE FROM engagement.schema_migrations "
-				"WHERE version = $1::int",
-				1, p, err))
-			goto fail_plain;
+	if (st == ENG_OK)
+		st = record_version(db, m, up, *duration_ms, err);
+	if (st == ENG_OK && tx)
+		st = eng_db_commit(db, err);
+	if (st) {
+		eng_db_rollback(db);
+		json_object_set_new(failure, "file", json_string(file));
+		eng_err_prefix(err, "%s", file);
 	}
-	if (tx && eng_db_commit(db, err))
-		goto fail_plain;
-	return ENG_OK;
-
-fail_plain:
-	eng_sql_list_release(&stmts);
-	eng_db_rollback(db);
-	json_object_set_new(failure, "file", json_string(file));
-	return eng_err_prefix(err, "%s", file);
+	return st;
 }
-
-/* ---- commands --------------------------------------------------------- */
 
 static json_t *plan_entry(const struct eng_migration *m, bool up,
 			  bool with_sql)

@@ -26,7 +26,7 @@ struct eng_migration {
 
 struct eng_migration_set {
 	struct eng_migration *v; /* sorted by version */
-	size_t n;
+	size_t n, cap;
 };
 
 /* Files compiled into the binary (generated from sql/ at build time). */

@@ -28,39 +28,99 @@ static size_t dollar_tag(const char *p, const char *start)
 	return p[i] == '$' ? i + 1 : 0;
 }
 
+/* Past a block comment at *p (they nest), counting newlines into *line.
+ * false when it never ends (*p at the end). */
+static bool skip_block_comment(const char **pp, const char *end, int *line)
+{
+	const char *p = *pp;
+	int depth = 0;
+	do {
+		if (p + 1 < end && p[0] == '/' && p[1] == '*') {
+			depth++;
+			p += 2;
+		} else if (p + 1 < end && p[0] == '*' && p[1] == '/') {
+			depth--;
+			p += 2;
+		} else {
+			if (*p == '\n')
+				(*line)++;
+			p++;
+		}
+	} while (p < end && depth > 0);
+	*pp = p;
+	return depth == 0;
+}
+
+/* Past a quoted string or identifier at *p ('...', E'...' with backslash
+ * escapes, "..."; a doubled quote is one). false when it never ends. */
+static bool skip_quoted(const char **pp, const char *stmt, int *line)
+{
+	const char *p = *pp;
+	char q = *p;
+	bool escapes = q == '\'' && p > stmt && (p[-1] == 'E' || p[-1] == 'e') &&
+		       !(p - 1 > stmt && ident_char(p[-2]));
+	for (p++;; p++) {
+		if (!*p)
+			return false;
+		if (*p == '\n')
+			(*line)++;
+		if (escapes && *p == '\\' && p[1]) {
+			if (p[1] == '\n')
+				(*line)++;
+			p++;
+		} else if (*p == q && p[1] == q) {
+			p++; /* doubled quote */
+		} else if (*p == q) {
+			*pp = p + 1;
+			return true;
+		}
+	}
+}
+
+/* Past a dollar-quoted body whose delimiter (tag bytes) starts at *p. */
+static bool skip_dollar(const char **pp, size_t tag, int *line)
+{
+	const char *p = *pp, *end = p + tag;
+	for (;;) {
+		end = strchr(end, '$');
+		if (!end)
+			return false;
+		if (strncmp(end, p, tag) == 0)
+			break;
+		end++;
+	}
+	for (const char *q = p; q < end; q++)
+		if (*q == '\n')
+			(*line)++;
+	*pp = end + tag;
+	return true;
+}
+
+/* Whether [from, to) holds more than whitespace and comments. */
+static bool has_content(const char *from, const char *to)
+{
+	int ignored = 0;
+	const char *p = from;
+	while (p < to) {
+		if (isspace((unsigned char)*p))
+			p++;
+		else if (p[0] == '-' && p + 1 < to && p[1] == '-')
+			while (p < to && *p != '\n')
+				p++;
+		else if (p[0] == '/' && p + 1 < to && p[1] == '*')
+			skip_block_comment(&p, to, &ignored);
+		else
+			return true;
+	}
+	return false;
+}
+
 static void push(struct eng_sql_list *l, const char *from, const char *to,
 		 int line, int text_line)
 {
-	/* Skip statements holding only whitespace and comments. */
-	const char *p = from;
-	bool content = false;
-	while (p < to) {
-		if (isspace((unsigned char)*p)) {
-			p++;
-		} else if (p[0] == '-' && p + 1 < to && p[1] == '-') {
-			while (p < to && *p != '\n')
-				p++;
-		} else if (p[0] == '/' && p + 1 < to && p[1] == '*') {
-			int depth = 0;
-			do {
-				if (p[0] == '/' && p + 1 < to && p[1] == '*') {
-					depth++;
-					p += 2;
-				} else if (p[0] == '*' && p + 1 < to && p[1] == '/') {
-					depth--;
-					p += 2;
-				} else {
-					p++;
-				}
-			} while (p < to && depth > 0);
-		} else {
-			content = true;
-			break;
-		}
-	}
-	if (!content)
+	if (!has_content(from, to))
 		return;
-	l->v = eng_xrealloc(l->v, (l->n + 1) * sizeof(*l->v));
+	ENG_GROW(l->v, l->n, l->cap);
 	l->v[l->n].text = eng_xstrndup(from, (size_t)(to - from));
 	l->v[l->n].line = line;
 	l->v[l->n].text_line = text_line;
@@ -69,111 +129,48 @@ static void push(struct eng_sql_list *l, const char *from, const char *to,
 
 int eng_sql_split(const char *sql, struct eng_sql_list *out, int *bad_line)
 {
-	const char *p = sql, *stmt = sql;
+	const char *p = sql, *stmt = sql, *end = sql + strlen(sql);
 	int line = 1, stmt_line = 0, text_line = 1;
 
 	out->v = NULL;
-	out->n = 0;
+	out->n = out->cap = 0;
 	while (*p) {
 		char c = *p;
+		int open_line = line;
+		bool closed = true;
+		size_t tag;
 		if (c == '\n') {
 			line++;
 			p++;
-			continue;
-		}
-		if (isspace((unsigned char)c)) {
+		} else if (isspace((unsigned char)c)) {
 			p++;
-			continue;
-		}
-		if (c == '-' && p[1] == '-') {
+		} else if (c == '-' && p[1] == '-') {
 			while (*p && *p != '\n')
 				p++;
-			continue;
-		}
-		int open_line = line;
-		if (c == '/' && p[1] == '*') {
-			int depth = 0;
-			do {
-				if (p[0] == '/' && p[1] == '*') {
-					depth++;
-					p += 2;
-				} else if (p[0] == '*' && p[1] == '/') {
-					depth--;
-					p += 2;
-				} else {
-					if (*p == '\n')
-						line++;
-					p++;
-				}
-			} while (*p && depth > 0);
-			if (depth > 0)
-				goto unterminated;
-			continue;
-		}
-		if (!stmt_line)
-			stmt_line = line;
-		if (c == ';') {
-			push(out, stmt, p, stmt_line, text_line);
-			p++;
-			stmt = p;
-			stmt_line = 0;
-			text_line = line;
-			continue;
-		}
-		if (c == '\'' || c == '"') {
-			bool escapes = c == '\'' && p > stmt &&
-				       (p[-1] == 'E' || p[-1] == 'e') &&
-				       !(p - 1 > stmt && ident_char(p[-2]));
-			p++;
-			for (;;) {
-				if (!*p)
-					goto unterminated;
-				if (*p == '\n')
-					line++;
-				if (escapes && *p == '\\' && p[1]) {
-					if (p[1] == '\n')
-						line++;
-					p += 2;
-					continue;
-				}
-				if (*p == c) {
-					if (p[1] == c) { /* doubled quote */
-						p += 2;
-						continue;
-					}
-					p++;
-					break;
-				}
+		} else if (c == '/' && p[1] == '*') {
+			closed = skip_block_comment(&p, end, &line);
+		} else {
+			if (!stmt_line)
+				stmt_line = line;
+			if (c == ';') {
+				push(out, stmt, p, stmt_line, text_line);
+				stmt = ++p;
+				stmt_line = 0;
+				text_line = line;
+			} else if (c == '\'' || c == '"') {
+				closed = skip_quoted(&p, stmt, &line);
+			} else if ((tag = dollar_tag(p, sql)) != 0) {
+				closed = skip_dollar(&p, tag, &line);
+			} else {
 				p++;
 			}
-			continue;
 		}
-		size_t tag = dollar_tag(p, sql);
-		if (tag) {
-			const char *body = p + tag;
-			const char *end = body;
-			for (;;) {
-				end = strchr(end, '$');
-				if (!end)
-					goto unterminated;
-				if (strncmp(end, p, tag) == 0)
-					break;
-				end++;
-			}
-			for (const char *q = p; q < end; q++)
-				if (*q == '\n')
-					line++;
-			p = end + tag;
-			continue;
+		if (!closed) {
+			if (bad_line)
+				*bad_line = open_line;
+			eng_sql_list_release(out);
+			return -1;
 		}
-		(void)open_line;
-		p++;
-		continue;
-unterminated:
-		if (bad_line)
-			*bad_line = open_line;
-		eng_sql_list_release(out);
-		return -1;
 	}
 	push(out, stmt, p, stmt_line ? stmt_line : line, text_line);
 	return 0;
@@ -185,7 +182,7 @@ void eng_sql_list_release(struct eng_sql_list *l)
 		free(l->v[i].text);
 	free(l->v);
 	l->v = NULL;
-	l->n = 0;
+	l->n = l->cap = 0;
 }
 
 int eng_sql_line_of(const char *text, int position)

@@ -20,7 +20,7 @@ struct eng_sql_stmt {
 
 struct eng_sql_list {
 	struct eng_sql_stmt *v;
-	size_t n;
+	size_t n, cap;
 };
 
 /* Returns 0, or -1 when the file ends inside a string, identifier,

@@ -85,20 +85,14 @@ enum eng_status eng_http_read_secret(const char *path, const char *what,
 		return eng_err_set(err, ENG_ECONFIG, "cannot read %s %.200s: %s", what,
 				   path, strerror(errno));
 	struct eng_buf b = ENG_BUF_INIT(16 * 1024);
-	char chunk[1024];
-	size_t n;
-	bool big = false;
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		if (eng_buf_add(&b, chunk, n))
-			big = true;
-	bool failed = ferror(f);
+	int rc = eng_buf_read(&b, f);
 	fclose(f);
-	if (failed || big) {
+	if (rc) {
 		if (b.data)
 			memset(b.data, 0, b.len);
 		eng_buf_release(&b);
 		return eng_err_set(err, ENG_ECONFIG, "cannot read %s %.200s%s", what,
-				   path, big ? ": larger than 16 KiB" : "");
+				   path, rc == EFBIG ? ": larger than 16 KiB" : "");
 	}
 	char *t = eng_buf_detach(&b);
 	size_t len = strlen(t);

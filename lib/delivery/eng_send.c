@@ -83,7 +83,7 @@ struct batch {
 		long long message_id;
 		eng_time at;
 	} *optouts;
-	size_t noptouts;
+	size_t noptouts, optouts_cap;
 	int64_t oldest;        /* monotonic time of its first outcome */
 };
 
@@ -176,15 +176,11 @@ static struct msg *msg_new(struct sender *s, const struct eng_claim_row *row,
 
 static void q_push(struct msgq *q, struct msg *m)
 {
-	if (q->head + q->n == q->cap) {
-		if (q->head > 0) {
-			memmove(q->v, q->v + q->head, q->n * sizeof(*q->v));
-			q->head = 0;
-		} else {
-			q->cap = q->cap ? 2 * q->cap : 256;
-			q->v = eng_xrealloc(q->v, q->cap * sizeof(*q->v));
-		}
+	if (q->head > 0 && q->head + q->n == q->cap) { /* compact first */
+		memmove(q->v, q->v + q->head, q->n * sizeof(*q->v));
+		q->head = 0;
 	}
+	ENG_GROW(q->v, q->head + q->n, q->cap);
 	q->v[q->head + q->n++] = m;
 }
 
@@ -267,10 +263,7 @@ static struct user_sends *user_of(struct sender *s, const char *id)
 static void reserve(struct sender *s, struct msg *m, eng_time at)
 {
 	struct user_sends *u = user_of(s, m->user_id);
-	if (u->n == u->cap) {
-		u->cap = u->cap ? 2 * u->cap : 4;
-		u->r = eng_xrealloc(u->r, u->cap * sizeof(*u->r));
-	}
+	ENG_GROW(u->r, u->n, u->cap);
 	u->r[u->n++] = (struct eng_reservation){m->id, at};
 	m->reserved = true;
 }
@@ -312,10 +305,7 @@ static void record(struct sender *s, struct msg *m, const struct eng_outcome *o)
 		unreserve(s, m);
 	count(s, o);
 	eng_queue_row(b->rows, m->id, m->attempts, o);
-	if (b->n == b->cap) {
-		b->cap = b->cap ? 2 * b->cap : 256;
-		b->msgs = eng_xrealloc(b->msgs, b->cap * sizeof(*b->msgs));
-	}
+	ENG_GROW(b->msgs, b->n, b->cap);
 	if (b->n == 0)
 		b->oldest = eng_mono_us();
 	b->msgs[b->n++] = m;
@@ -1062,7 +1052,7 @@ static void finished(struct sender *s, const struct eng_pool_done *d)
 	if (res.cls == ENG_WA_FAIL && res.code == 131050) {
 		/* the user said stop inside WhatsApp: record it everywhere */
 		struct batch *b = &s->filling;
-		b->optouts = eng_xrealloc(b->optouts, (b->noptouts + 1) * sizeof(*b->optouts));
+		ENG_GROW(b->optouts, b->noptouts, b->optouts_cap);
 		struct optout *oo = &b->optouts[b->noptouts++];
 		snprintf(oo->user_id, sizeof(oo->user_id), "%s", m->user_id);
 		oo->message_id = m->id;

@@ -482,6 +482,7 @@ enum eng_status eng_event_from_args(const struct eng_event_args *a, struct eng_e
 				    struct eng_err *err)
 {
 	memset(ev, 0, sizeof(*ev));
+	ev->at = ENG_TIME_NONE;
 	if (eng_user_ref_from_args(a->user, a->phone, &ev->who, err))
 		return err->status;
 	if (a->at && eng_time_parse(a->at, &ev->at)) {
@@ -499,7 +500,7 @@ enum eng_status eng_event_from_args(const struct eng_event_args *a, struct eng_e
 enum eng_status eng_event_one(const struct eng_job *job, struct eng_event *ev,
 			      struct eng_err *err)
 {
-	if (!ev->at)
+	if (ev->at == ENG_TIME_NONE)
 		ev->at = job->now;
 	struct eng_ev_counts k = {0};
 	if (job->dry_run && eng_db_begin(job->db, err))

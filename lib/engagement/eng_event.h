@@ -37,7 +37,7 @@ struct eng_event {
 	struct eng_user_ref who; /* by id or phone */
 	bool activity;         /* else a transition by trigger */
 	enum eng_trigger trigger;
-	eng_time at;
+	eng_time at;           /* ENG_TIME_NONE on the command line: the run's now */
 	/* outcome */
 	enum eng_ev_outcome outcome;
 	enum eng_state from, to;

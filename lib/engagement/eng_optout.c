@@ -111,7 +111,7 @@ enum eng_status eng_optout_apply_many(struct eng_db *db,
 		json_t *o = json_object();
 		json_object_set_new(o, "user_id", json_string(c[i].user_id));
 		json_object_set_new(o, "opt_out", json_boolean(c[i].opt_out));
-		if (c[i].at) {
+		if (c[i].at != ENG_TIME_NONE) {
 			eng_time_format(c[i].at, at);
 			json_object_set_new(o, "at", json_string(at));
 		}
@@ -213,6 +213,7 @@ enum eng_status eng_optout_parse_json(const char *text, size_t len,
 	const char *key;
 	json_t *v;
 	enum eng_status st = ENG_OK;
+	it->at = ENG_TIME_NONE;
 	json_t *o = eng_line_object(text, len, err);
 	if (!o)
 		return err->status;
@@ -335,6 +336,7 @@ enum eng_status eng_optout_from_args(const struct eng_optout_args *a,
 	if (eng_user_ref_from_args(a->user, a->phone, &rq->who, err))
 		return err->status;
 	rq->opt_out = a->opt_out;
+	rq->at = ENG_TIME_NONE;
 	const char *phrase_locale = NULL;
 	if (a->text && !eng_phrase_match(a->text, &rq->opt_out, &phrase_locale)) {
 		eng_err_set(err, ENG_EDATA,
@@ -349,13 +351,17 @@ enum eng_status eng_optout_from_args(const struct eng_optout_args *a,
 		return eng_err_event(err, "invalid_input");
 	}
 	rq->source = a->source;
+	int n = 0;
 	if (a->text)
-		snprintf(rq->reason, sizeof(rq->reason), "%s%sphrase \"%s\" (%s)%s%s",
-			 a->reason ? a->reason : "", a->reason ? "; " : "", a->text,
-			 phrase_locale, a->locale ? ", user locale " : "",
-			 a->locale ? a->locale : "");
+		n = snprintf(rq->reason, sizeof(rq->reason), "%s%sphrase \"%s\" (%s)%s%s",
+			     a->reason ? a->reason : "", a->reason ? "; " : "", a->text,
+			     phrase_locale, a->locale ? ", user locale " : "",
+			     a->locale ? a->locale : "");
 	else if (a->reason)
-		snprintf(rq->reason, sizeof(rq->reason), "%s", a->reason);
+		n = snprintf(rq->reason, sizeof(rq->reason), "%s", a->reason);
+	if (n < 0 || (size_t)n >= sizeof(rq->reason)) /* never cut a consent record */
+		return eng_err_set(err, ENG_EDATA, "the reason, phrase and locale are "
+				   "longer than %zu bytes together", sizeof(rq->reason) - 1);
 	return ENG_OK;
 }
 

@@ -38,7 +38,7 @@ struct eng_optout_change {
 	const char *user_id;    /* a validated UUID */
 	bool opt_out;
 	const char *source;     /* whatsapp, web, cli or api */
-	eng_time at;            /* 0: the database's now() */
+	eng_time at;            /* ENG_TIME_NONE: the database's now() */
 	const char *reason;     /* free text for the consent record, or NULL */
 	const char *run_id;
 	const char *message_id; /* the queue message behind it, or NULL */
@@ -76,7 +76,7 @@ struct eng_optout_item {
 	struct eng_user_ref who;
 	bool opt_out;
 	char source[16];
-	eng_time at;          /* 0: the database's now() */
+	eng_time at;          /* ENG_TIME_NONE: the database's now() */
 	char *reason;         /* owned, may be NULL */
 	bool failed;
 	struct eng_err err;
@@ -109,8 +109,8 @@ struct eng_optout_request {
 	struct eng_user_ref who;
 	bool opt_out;
 	const char *source;
-	eng_time at;               /* 0: the database's now() */
-	char reason[700];
+	eng_time at;               /* ENG_TIME_NONE: the database's now() */
+	char reason[1024];   /* --reason (500), the phrase (200), the locale (35) */
 };
 
 /* The arguments' data into rq: ENG_EDATA when the UUID, phone or

@@ -15,7 +15,7 @@ struct want {
 /* Split sql and compare every statement with want[0..n). */
 static void check_split(const char *sql, const struct want *want, size_t n)
 {
-	struct eng_sql_list l = {(struct eng_sql_stmt *)1, 99};
+	struct eng_sql_list l = {(struct eng_sql_stmt *)1, 99, 99};
 	int bad = -7;
 	if (eng_sql_split(sql, &l, &bad) != 0)
 		fail_msg("split failed at line %d for: %s", bad, sql);
