@@ -1,5 +1,15 @@
 /*
- * libengagement: the library every engagement program is built on.
+ * libengagement, the core every engagement program is built on.
+ *
+ * Layers, each using only those before it:
+ *   base/        errors, buffers, JSON, logs, masking, parsers, time, crypto
+ *   db/          the connection, statements, migrations, the lease, batches,
+ *                and struct eng_job (what a job gets from its program)
+ *   engagement/  the domain: state machine, daily, weekly, events, opt-outs
+ *   delivery/    sending and publishing: queue, fence, Cloud API, HTTP, relay
+ * Above them, and apart (lib/fe, a library of its own that the core cannot
+ * include): the front end, which owns options, the run's lifecycle, what is
+ * printed and the exit code.
  *
  * Ownership, in one sentence: a string or struct passed *into* a function is
  * borrowed for the duration of the call; anything a function hands back
@@ -9,9 +19,13 @@
  * PQclear() or json_decref().
  *
  * Errors: functions that can fail return enum eng_status and fill a
- * caller-owned struct eng_err (status, SQLSTATE, one-line message). The
- * library never prints and never exits (except eng_x* on out-of-memory);
- * programs decide how to present an error and which exit code to use.
+ * caller-owned struct eng_err (status, SQLSTATE, one-line message, and the
+ * log event that should report it). A job returns ENG_OK (done),
+ * ENG_PARTIAL (done, some items failed) or an error (refused or stopped).
+ * The core never prints to stdout and never exits (except eng_x* on
+ * out-of-memory); it writes log lines through eng_log and counts into the
+ * job's summary object. The front end decides how to present an outcome
+ * and which exit code it gets.
  */
 #ifndef ENG_H
 #define ENG_H
