@@ -27,6 +27,8 @@ static const char usage[] =
 	"      --lock-timeout DURATION lock_timeout for migration statements (default 5s)\n"
 	"      --dry-run               print the SQL that would run, change nothing\n"
 	"      --log-level LEVEL       debug, info, warn or error (default info)\n"
+	"      --log-format FORMAT     auto (text on a terminal), json or text\n"
+	"      --summary-format FORMAT auto (indented on a terminal), json or pretty\n"
 	"      --help                  show this help and exit\n"
 	"      --version               show the version and exit\n"
 	"\n"

@@ -27,6 +27,8 @@ static const char usage[] =
 	"      --max-attempts N           webhook tries per batch without --follow (default 3)\n"
 	"      --db CONNINFO              libpq connection string or URI\n"
 	"      --log-level LEVEL          debug, info, warn or error (default info)\n"
+	"      --log-format FORMAT        auto (text on a terminal), json or text\n"
+	"      --summary-format FORMAT    auto (indented on a terminal), json or pretty\n"
 	"      --help                     show this help and exit\n"
 	"      --version                  show the version and exit\n"
 	"\n"

@@ -1,6 +1,7 @@
 #include "eng_log.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,7 +22,9 @@ static struct {
 	char run_id[40];
 	int fd;
 	enum eng_level level;
-} g_log = {"engagement", "", 2, ENG_INFO};
+	enum eng_log_format format;
+	bool colour;
+} g_log = {"engagement", "", 2, ENG_INFO, ENG_LOG_JSON, false};
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -30,6 +33,32 @@ void eng_log_init(const char *program, const char *run_id, int fd)
 	snprintf(g_log.program, sizeof(g_log.program), "%s", program);
 	snprintf(g_log.run_id, sizeof(g_log.run_id), "%s", run_id);
 	g_log.fd = fd;
+}
+
+void eng_log_set_format(enum eng_log_format f, bool colour)
+{
+	g_log.format = f;
+	g_log.colour = f == ENG_LOG_TEXT && colour;
+}
+
+enum eng_log_format eng_log_get_format(void)
+{
+	return g_log.format;
+}
+
+int eng_log_choose_format(const char *name, int fd, bool *colour)
+{
+	bool tty = isatty(fd) == 1;
+	const char *term = getenv("TERM");
+	const char *no_colour = getenv("NO_COLOR");
+	*colour = tty && !(no_colour && *no_colour) && !(term && strcmp(term, "dumb") == 0);
+	if (!name || strcmp(name, "auto") == 0)
+		return tty ? ENG_LOG_TEXT : ENG_LOG_JSON;
+	if (strcmp(name, "json") == 0)
+		return ENG_LOG_JSON;
+	if (strcmp(name, "text") == 0)
+		return ENG_LOG_TEXT;
+	return -1;
 }
 
 void eng_log_set_level(enum eng_level lvl)
@@ -101,79 +130,226 @@ static void write_all(int fd, const char *p, size_t n)
 	}
 }
 
-void eng_log_fields(enum eng_level lvl, const char *event,
-		    const struct eng_field *f, size_t n)
+static void render_json(struct eng_buf *b, const char *ts, enum eng_level lvl,
+			const char *event, const struct eng_field *f, size_t n)
 {
-	if (!eng_log_enabled(lvl))
-		return;
-
-	struct eng_buf b = ENG_BUF_INIT(MAX_LINE_BYTES);
-	char ts[32];
-	eng_log_timestamp(ts);
-
-	eng_buf_adds(&b, "{\"ts\":\"");
-	eng_buf_adds(&b, ts);
-	eng_buf_adds(&b, "\",\"level\":\"");
-	eng_buf_adds(&b, eng_log_level_name(lvl));
-	eng_buf_adds(&b, "\",\"program\":");
-	eng_json_escape(&b, g_log.program, strlen(g_log.program), 0);
-	eng_buf_adds(&b, ",\"run_id\":");
-	eng_json_escape(&b, g_log.run_id, strlen(g_log.run_id), 0);
-	eng_buf_adds(&b, ",\"event\":");
-	eng_json_escape(&b, event, strlen(event), 0);
+	eng_buf_adds(b, "{\"ts\":\"");
+	eng_buf_adds(b, ts);
+	eng_buf_adds(b, "\",\"level\":\"");
+	eng_buf_adds(b, eng_log_level_name(lvl));
+	eng_buf_adds(b, "\",\"program\":");
+	eng_json_escape(b, g_log.program, strlen(g_log.program), 0);
+	eng_buf_adds(b, ",\"run_id\":");
+	eng_json_escape(b, g_log.run_id, strlen(g_log.run_id), 0);
+	eng_buf_adds(b, ",\"event\":");
+	eng_json_escape(b, event, strlen(event), 0);
 
 	for (size_t i = 0; i < n; i++) {
 		const struct eng_field *x = &f[i];
 		if (x->type == ENG_FT_NONE || !x->key)
 			continue;
-		add_key(&b, x->key);
+		add_key(b, x->key);
 		switch (x->type) {
 		case ENG_FT_STR:
 			if (x->s)
-				add_text(&b, x->s);
+				add_text(b, x->s);
 			else
-				eng_buf_adds(&b, "null");
+				eng_buf_adds(b, "null");
 			break;
 		case ENG_FT_PHONE:
 			if (x->s) {
 				char masked[48];
 				eng_mask_phone(x->s, masked, sizeof(masked));
-				eng_json_escape(&b, masked, strlen(masked), 0);
+				eng_json_escape(b, masked, strlen(masked), 0);
 			} else {
-				eng_buf_adds(&b, "null");
+				eng_buf_adds(b, "null");
 			}
 			break;
 		case ENG_FT_INT:
-			eng_buf_addf(&b, "%lld", x->i);
+			eng_buf_addf(b, "%lld", x->i);
 			break;
 		case ENG_FT_DBL:
 			if (isfinite(x->d))
-				eng_buf_addf(&b, "%.6g", x->d);
+				eng_buf_addf(b, "%.6g", x->d);
 			else
-				eng_buf_adds(&b, "null");
+				eng_buf_adds(b, "null");
 			break;
 		case ENG_FT_BOOL:
-			eng_buf_adds(&b, x->b ? "true" : "false");
+			eng_buf_adds(b, x->b ? "true" : "false");
 			break;
 		case ENG_FT_JSON:
-			eng_buf_adds(&b, x->s ? x->s : "null");
+			eng_buf_adds(b, x->s ? x->s : "null");
 			break;
 		case ENG_FT_NONE:
 			break;
 		}
 	}
-	if (b.overflow || eng_buf_adds(&b, "}\n")) {
+	if (b->overflow || eng_buf_adds(b, "}\n")) {
 		/* A pathological line: say so rather than cut the JSON. */
-		eng_buf_reset(&b);
-		eng_buf_addf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"program\":",
+		eng_buf_reset(b);
+		eng_buf_addf(b, "{\"ts\":\"%s\",\"level\":\"%s\",\"program\":",
 			     ts, eng_log_level_name(lvl));
-		eng_json_escape(&b, g_log.program, strlen(g_log.program), 0);
-		eng_buf_adds(&b, ",\"run_id\":");
-		eng_json_escape(&b, g_log.run_id, strlen(g_log.run_id), 0);
-		eng_buf_adds(&b, ",\"event\":");
-		eng_json_escape(&b, event, strlen(event), 0);
-		eng_buf_adds(&b, ",\"truncated\":true}\n");
+		eng_json_escape(b, g_log.program, strlen(g_log.program), 0);
+		eng_buf_adds(b, ",\"run_id\":");
+		eng_json_escape(b, g_log.run_id, strlen(g_log.run_id), 0);
+		eng_buf_adds(b, ",\"event\":");
+		eng_json_escape(b, event, strlen(event), 0);
+		eng_buf_adds(b, ",\"truncated\":true}\n");
 	}
+}
+
+/* ---- text ------------------------------------------------------------------- */
+
+/* A text value: masked, cut like a JSON one, its control characters
+ * escaped so that it stays on its line; quoted (logfmt) when it holds
+ * anything but plain printable characters, unless bare (the message, which
+ * reads better as it is). */
+static void add_text_value(struct eng_buf *b, const char *s, bool bare)
+{
+	struct eng_buf m = ENG_BUF_INIT(MAX_LINE_BYTES);
+	size_t n = strlen(s);
+	eng_mask_scrub(&m, s, n > MAX_VALUE_BYTES ? MAX_VALUE_BYTES : n);
+	if (n > MAX_VALUE_BYTES)
+		eng_buf_adds(&m, "...");
+	const unsigned char *p = (const unsigned char *)eng_buf_str(&m);
+	size_t len = m.len;
+	bool quote = !bare && len == 0;
+	for (size_t i = 0; i < len && !quote && !bare; i++)
+		quote = p[i] <= ' ' || p[i] == '"' || p[i] == '=' || p[i] == '\\' || p[i] == 0x7f;
+	if (quote)
+		eng_buf_addc(b, '"');
+	for (size_t i = 0; i < len;) {
+		unsigned char c = p[i];
+		size_t k = eng_utf8_seq(p + i, len - i);
+		if (k > 1) {
+			eng_buf_add(b, p + i, k);
+			i += k;
+			continue;
+		}
+		i++;
+		if (!k)
+			eng_buf_adds(b, "\xEF\xBF\xBD");
+		else if ((c == '"' || c == '\\') && quote)
+			eng_buf_addf(b, "\\%c", c);
+		else if (c == '\n')
+			eng_buf_adds(b, "\\n");
+		else if (c == '\r')
+			eng_buf_adds(b, "\\r");
+		else if (c == '\t')
+			eng_buf_adds(b, "\\t");
+		else if (c < 0x20 || c == 0x7f)
+			eng_buf_addf(b, "\\x%02x", c);
+		else
+			eng_buf_addc(b, (char)c);
+	}
+	if (quote)
+		eng_buf_addc(b, '"');
+	eng_buf_release(&m);
+}
+
+static const char *const level_colours[] = {"\033[2m", "\033[32m", "\033[33m",
+					    "\033[1;31m"};
+
+/* The field shown as the event's message. */
+static bool is_message(const struct eng_field *x)
+{
+	return x->type == ENG_FT_STR && x->s &&
+	       (strcmp(x->key, "error") == 0 || strcmp(x->key, "message") == 0);
+}
+
+static void render_text(struct eng_buf *b, enum eng_level lvl, const char *event,
+			const struct eng_field *f, size_t n)
+{
+	struct timespec ts;
+	struct tm tm;
+	char when[32], level[8];
+	clock_gettime(CLOCK_REALTIME, &ts);
+	localtime_r(&ts.tv_sec, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+	snprintf(level, sizeof(level), "%-5s", eng_log_level_name(lvl));
+	for (char *c = level; *c; c++)
+		*c = (char)(*c >= 'a' && *c <= 'z' ? *c - 'a' + 'A' : *c);
+	eng_buf_addf(b, "%s ", when);
+	if (g_log.colour)
+		eng_buf_addf(b, "%s%s\033[0m ", level_colours[lvl], level);
+	else
+		eng_buf_addf(b, "%s ", level);
+	add_text_value(b, event, false);
+	const struct eng_field *msg = NULL;
+	for (size_t i = 0; i < n && !msg; i++)
+		if (f[i].key && is_message(&f[i]))
+			msg = &f[i];
+	if (msg) {
+		eng_buf_adds(b, ": ");
+		add_text_value(b, msg->s, true);
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct eng_field *x = &f[i];
+		if (x->type == ENG_FT_NONE || !x->key || x == msg)
+			continue;
+		eng_buf_addc(b, ' ');
+		add_text_value(b, x->key, false);
+		eng_buf_addc(b, '=');
+		switch (x->type) {
+		case ENG_FT_STR:
+		case ENG_FT_JSON:
+			if (x->s)
+				add_text_value(b, x->s, false);
+			else
+				eng_buf_adds(b, "null");
+			break;
+		case ENG_FT_PHONE:
+			if (x->s) {
+				char masked[48];
+				eng_mask_phone(x->s, masked, sizeof(masked));
+				add_text_value(b, masked, false);
+			} else {
+				eng_buf_adds(b, "null");
+			}
+			break;
+		case ENG_FT_INT:
+			eng_buf_addf(b, "%lld", x->i);
+			break;
+		case ENG_FT_DBL:
+			eng_buf_addf(b, "%.6g", x->d);
+			break;
+		case ENG_FT_BOOL:
+			eng_buf_adds(b, x->b ? "true" : "false");
+			break;
+		case ENG_FT_NONE:
+			break;
+		}
+	}
+	if (b->overflow || eng_buf_addc(b, '\n')) {
+		eng_buf_reset(b);
+		eng_buf_addf(b, "%s %s ", when, level);
+		add_text_value(b, event, false);
+		eng_buf_adds(b, " (line too long, cut)\n");
+	}
+}
+
+void eng_log_fields(enum eng_level lvl, const char *event,
+		    const struct eng_field *f, size_t n)
+{
+	if (!eng_log_enabled(lvl))
+		return;
+	struct eng_buf b = ENG_BUF_INIT(MAX_LINE_BYTES);
+	if (g_log.format == ENG_LOG_TEXT) {
+		render_text(&b, lvl, event, f, n);
+	} else {
+		char ts[32];
+		eng_log_timestamp(ts);
+		render_json(&b, ts, lvl, event, f, n);
+	}
+	write_all(g_log.fd, b.data, b.len);
+	eng_buf_release(&b);
+}
+
+void eng_log_plain(const char *line)
+{
+	struct eng_buf b = ENG_BUF_INIT(MAX_LINE_BYTES);
+	eng_buf_adds(&b, line);
+	eng_buf_addc(&b, '\n');
 	write_all(g_log.fd, b.data, b.len);
 	eng_buf_release(&b);
 }

@@ -50,8 +50,25 @@ struct eng_field {
 		       sizeof((const struct eng_field[]){{0}, __VA_ARGS__}) / \
 			       sizeof(struct eng_field))
 
-/* program and run_id are copied. fd is normally 2. */
+/* program and run_id are copied. fd is normally 2. The format starts as
+ * JSON lines. */
 void eng_log_init(const char *program, const char *run_id, int fd);
+
+/*
+ * The format of the lines: JSON (for cron, systemd, pipes and files:
+ * always the same bytes), or text for a person at a terminal: local time
+ * to the second, level, event and its message (the "error" or "message"
+ * field), then key=value fields, quoted and escaped where needed so that
+ * no value can break the line; the level coloured when colour is on.
+ * Phone numbers are masked in both; each line is one write(2).
+ */
+enum eng_log_format { ENG_LOG_JSON = 0, ENG_LOG_TEXT };
+void eng_log_set_format(enum eng_log_format f, bool colour);
+enum eng_log_format eng_log_get_format(void);
+/* "auto" (text when fd is a terminal), "json" or "text": the format to
+ * use, and whether with colour (a terminal, and neither NO_COLOR set nor
+ * TERM=dumb). -1 when the name is unknown. */
+int eng_log_choose_format(const char *name, int fd, bool *colour);
 void eng_log_set_level(enum eng_level lvl);
 enum eng_level eng_log_get_level(void);
 bool eng_log_enabled(enum eng_level lvl);
@@ -61,6 +78,10 @@ const char *eng_log_level_name(enum eng_level lvl);
 
 void eng_log_fields(enum eng_level lvl, const char *event,
 		    const struct eng_field *f, size_t n);
+
+/* A line of plain text, as it is (the front end's GNU-style usage lines
+ * on a terminal). */
+void eng_log_plain(const char *line);
 
 /* Format the current UTC time as RFC 3339 with milliseconds. */
 void eng_log_timestamp(char out[32]);

@@ -15,6 +15,8 @@ static const struct option common_opts[] = {
 	{"log-level", required_argument, NULL, ENG_OPTC_LOGLEVEL},
 	{"now", required_argument, NULL, ENG_OPTC_NOW},
 	{"dry-run", no_argument, NULL, ENG_OPTC_DRYRUN},
+	{"log-format", required_argument, NULL, ENG_OPTC_LOGFORMAT},
+	{"summary-format", required_argument, NULL, ENG_OPTC_SUMFORMAT},
 };
 
 static bool wanted(int val, unsigned flags)
@@ -60,6 +62,29 @@ static enum eng_status common(struct eng_common *c, int opt, const char *arg,
 		return ENG_OK;
 	case ENG_OPTC_DRYRUN:
 		c->dry_run = true;
+		return ENG_OK;
+	case ENG_OPTC_LOGFORMAT: {
+		bool colour;
+		int f = eng_log_choose_format(arg, 2, &colour);
+		if (f < 0)
+			return eng_err_set(err, ENG_EUSAGE,
+					   "invalid --log-format \"%s\": use auto, json or text",
+					   arg);
+		eng_log_set_format((enum eng_log_format)f, colour);
+		return ENG_OK;
+	}
+	case ENG_OPTC_SUMFORMAT:
+		if (strcmp(arg, "auto") == 0)
+			c->summary_format = ENG_SUMMARY_AUTO;
+		else if (strcmp(arg, "json") == 0)
+			c->summary_format = ENG_SUMMARY_JSON;
+		else if (strcmp(arg, "pretty") == 0)
+			c->summary_format = ENG_SUMMARY_PRETTY;
+		else
+			return eng_err_set(err, ENG_EUSAGE,
+					   "invalid --summary-format \"%s\": use auto, json "
+					   "or pretty",
+					   arg);
 		return ENG_OK;
 	}
 	return eng_err_set(err, ENG_EINTERNAL, "unhandled option %d", opt);
@@ -158,7 +183,7 @@ enum eng_status eng_opt_parse(const struct eng_cmd *cmd, int argc,
 		} else if (opt == ':') {
 			st = eng_err_set(err, ENG_EUSAGE,
 					 "option '%s' requires a value", bad);
-		} else if (opt >= ENG_OPTC_DB && opt <= ENG_OPTC_DRYRUN) {
+		} else if (opt >= ENG_OPTC_DB && opt <= ENG_OPTC_LAST) {
 			st = common(c, opt, optarg, err);
 		} else if ((num = find_num(cmd, opt)) != NULL) {
 			st = eng_opt_store(num, option_name(all, opt), optarg, cmd->ctx, err);

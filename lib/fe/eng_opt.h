@@ -12,8 +12,8 @@
 #include "eng_err.h"
 #include "eng_time.h"
 
-/* Which shared options a program takes, beyond --db, --help, --version and
- * --log-level, which all take. */
+/* Which shared options a program takes, beyond --db, --help, --version,
+ * --log-level, --log-format and --summary-format, which all take. */
 enum {
 	ENG_OPT_NOW = 1u << 0,    /* --now RFC3339 */
 	ENG_OPT_DRYRUN = 1u << 1, /* --dry-run */
@@ -29,7 +29,13 @@ enum {
 	ENG_OPTC_LOGLEVEL,
 	ENG_OPTC_NOW,
 	ENG_OPTC_DRYRUN,
+	ENG_OPTC_LOGFORMAT,
+	ENG_OPTC_SUMFORMAT,
+	ENG_OPTC_LAST = ENG_OPTC_SUMFORMAT,
 };
+
+/* --summary-format */
+enum eng_summary_format { ENG_SUMMARY_AUTO = 0, ENG_SUMMARY_JSON, ENG_SUMMARY_PRETTY };
 
 struct eng_common {
 	const char *db;
@@ -38,6 +44,7 @@ struct eng_common {
 	bool dry_run;
 	bool have_now;
 	eng_time now;
+	enum eng_summary_format summary_format;
 };
 
 /* A program's option handler: ENG_OK, or an error (normally ENG_EUSAGE)

@@ -25,6 +25,16 @@ void eng_run_init(struct eng_run *run, const char *program)
 	eng_uuid_v4(run->run_id);
 	run->t0_us = eng_mono_us();
 	eng_log_init(program, run->run_id, 2);
+	/* JSON for cron, systemd and pipes; text for a person at a terminal
+	 * (ENGAGEMENT_LOG_FORMAT or --log-format choose otherwise) */
+	bool colour;
+	const char *env = getenv("ENGAGEMENT_LOG_FORMAT");
+	int f = eng_log_choose_format(env && *env ? env : "auto", 2, &colour);
+	if (f < 0) {
+		run->bad_log_format = env;
+		f = eng_log_choose_format("auto", 2, &colour);
+	}
+	eng_log_set_format((enum eng_log_format)f, colour);
 
 	/* Key order of the summary: the fixed fields first. */
 	run->summary = json_object();
@@ -47,9 +57,19 @@ void eng_run_init(struct eng_run *run, const char *program)
 static int usage_error(struct eng_run *run, const struct eng_err *err)
 {
 	char hint[96];
-	snprintf(hint, sizeof(hint), "Try '%s --help'.", run->program);
-	eng_log(ENG_ERROR, "usage_error", ENG_S("error", err->msg),
-		ENG_S("hint", hint));
+	if (eng_log_get_format() == ENG_LOG_TEXT) {
+		/* a person at a terminal: the two lines GNU tools print */
+		char line[700];
+		snprintf(line, sizeof(line), "%s: %s", run->program, err->msg);
+		eng_log_plain(line);
+		snprintf(hint, sizeof(hint), "Try '%s --help' for more information.",
+			 run->program);
+		eng_log_plain(hint);
+	} else {
+		snprintf(hint, sizeof(hint), "Try '%s --help'.", run->program);
+		eng_log(ENG_ERROR, "usage_error", ENG_S("error", err->msg),
+			ENG_S("hint", hint));
+	}
 	json_object_set_new(run->summary, "error", eng_json_masked(err->msg));
 	return eng_run_finish(run, ENG_EXIT_USAGE);
 }
@@ -78,6 +98,10 @@ int eng_run_args(struct eng_run *run, const struct eng_cmd *cmd, int argc,
 		printf("%s %s\n", run->program, ENG_VERSION);
 		return informed(run);
 	}
+	if (st == ENG_OK && run->bad_log_format)
+		st = eng_err_set(&err, ENG_EUSAGE,
+				 "invalid ENGAGEMENT_LOG_FORMAT \"%.40s\": use auto, json or text",
+				 run->bad_log_format);
 	if (st != ENG_OK)
 		return usage_error(run, &err);
 	if (run->opt.dry_run)
@@ -249,6 +273,21 @@ static void record_end(struct eng_run *run, const char *status, int exit_code,
 		eng_log(ENG_WARN, "job_run_not_recorded", ENG_S("error", err.msg));
 }
 
+/* One JSON line, or indented for a person at a terminal. */
+static void print_summary(const struct eng_run *run, const char *line)
+{
+	enum eng_summary_format f = run->opt.summary_format;
+	if (f == ENG_SUMMARY_PRETTY || (f == ENG_SUMMARY_AUTO && isatty(1) == 1)) {
+		char *pretty = json_dumps(run->summary, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+		fputs(pretty ? pretty : line, stdout);
+		free(pretty);
+	} else {
+		fputs(line, stdout);
+	}
+	fputc('\n', stdout);
+	fflush(stdout);
+}
+
 int eng_run_finish(struct eng_run *run, int exit_code)
 {
 	if (run->finished)
@@ -273,9 +312,7 @@ int eng_run_finish(struct eng_run *run, int exit_code)
 	if (run->started) /* a usage error stays one line */
 		eng_log(ENG_INFO, "job_finished", ENG_S("status", status),
 			ENG_I("exit_code", exit_code), ENG_I("duration_ms", ms));
-	fputs(text, stdout);
-	fputc('\n', stdout);
-	fflush(stdout);
+	print_summary(run, text);
 	free(text);
 
 	eng_db_close(&run->db);

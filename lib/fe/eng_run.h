@@ -44,6 +44,7 @@ struct eng_run {
 	bool skipped;     /* ended without working: status "skipped" */
 	bool started;     /* eng_run_start was called: job_finished is logged */
 	bool finished;
+	const char *bad_log_format; /* ENGAGEMENT_LOG_FORMAT, when unknown */
 };
 
 /* What eng_run_start does. */

@@ -491,6 +491,88 @@ static void test_line_at_size_limit(void **state)
 			 bad);
 }
 
+/* ---- text lines, for a person at a terminal ------------------------------- */
+
+static void test_text_line(void **state)
+{
+	(void)state;
+	eng_log_set_format(ENG_LOG_TEXT, false);
+	eng_log(ENG_WARN, "message_not_sent", ENG_S("error", "rate limit hit"),
+		ENG_I("message_id", 42), ENG_S("code", "130429"),
+		ENG_S("hint", "try later"), ENG_B("retry", true), ENG_S("empty", ""));
+	size_t n;
+	const char *out = take_output(&n);
+	eng_log_set_format(ENG_LOG_JSON, false);
+	assert_int_equal(count_lines(out, n), 1);
+	/* YYYY-MM-DD HH:MM:SS, local */
+	assert_true(n > 20 && out[4] == '-' && out[10] == ' ' && out[13] == ':');
+	assert_null(strchr(out, '{'));
+	assert_non_null(strstr(out, " WARN  message_not_sent: rate limit hit message_id=42 "
+				    "code=130429 hint=\"try later\" retry=true empty=\"\"\n"));
+	assert_null(strstr(out, "\033[")); /* no colour asked */
+}
+
+static void test_text_colour(void **state)
+{
+	(void)state;
+	eng_log_set_format(ENG_LOG_TEXT, true);
+	eng_log(ENG_ERROR, "run_failed", ENG_S("error", "boom"));
+	size_t n;
+	const char *out = take_output(&n);
+	eng_log_set_format(ENG_LOG_JSON, false);
+	assert_non_null(strstr(out, "\033[1;31mERROR\033[0m run_failed: boom\n"));
+}
+
+/* No value can start a line of its own: newlines, carriage returns and
+ * other control bytes are escaped, in the message and in fields; quotes
+ * inside a quoted value are escaped too. */
+static void test_text_cannot_forge_a_line(void **state)
+{
+	(void)state;
+	eng_log_set_format(ENG_LOG_TEXT, false);
+	eng_log(ENG_INFO, "line_failed",
+		ENG_S("error", "bad\n2026-01-01 00:00:00 ERROR forged: yes\r\x1b[2J"),
+		ENG_S("field", "a\nb \"c\" d\\e\x01"), ENG_S("key\nX", "v"));
+	size_t n;
+	const char *out = take_output(&n);
+	eng_log_set_format(ENG_LOG_JSON, false);
+	assert_int_equal(count_lines(out, n), 1);
+	assert_non_null(strstr(out, "line_failed: bad\\n2026-01-01 00:00:00 ERROR forged: "
+				    "yes\\r\\x1b[2J "));
+	assert_non_null(strstr(out, " field=\"a\\nb \\\"c\\\" d\\\\e\\x01\""));
+	assert_non_null(strstr(out, " \"key\\nX\"=v\n"));
+	assert_null(strchr(out, '\r'));
+	assert_null(strchr(out, '\x1b'));
+}
+
+static void test_text_masks_phones(void **state)
+{
+	(void)state;
+	eng_log_set_format(ENG_LOG_TEXT, false);
+	eng_log(ENG_INFO, "message_sent", ENG_PHONE("to", "+5511987654321"),
+		ENG_S("error", "no user with phone +5511987654321"));
+	size_t n;
+	const char *out = take_output(&n);
+	eng_log_set_format(ENG_LOG_JSON, false);
+	assert_null(strstr(out, "987654"));
+	assert_non_null(strstr(out, "message_sent: no user with phone +55*********21 "
+				    "to=+55*********21\n"));
+}
+
+static void test_choose_format(void **state)
+{
+	(void)state;
+	bool colour = true;
+	int fd = fileno(g_file); /* a file, not a terminal */
+	assert_int_equal(eng_log_choose_format("auto", fd, &colour), ENG_LOG_JSON);
+	assert_false(colour);
+	assert_int_equal(eng_log_choose_format(NULL, fd, &colour), ENG_LOG_JSON);
+	assert_int_equal(eng_log_choose_format("text", fd, &colour), ENG_LOG_TEXT);
+	assert_false(colour); /* forced text, but no terminal: no colour */
+	assert_int_equal(eng_log_choose_format("json", fd, &colour), ENG_LOG_JSON);
+	assert_int_equal(eng_log_choose_format("xml", fd, &colour), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -517,6 +599,11 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_long_values, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_text_line, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_text_colour, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_text_cannot_forge_a_line, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_text_masks_phones, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_choose_format, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_line_at_size_limit, setup,
 						teardown),
 	};
