@@ -42,7 +42,7 @@
 
 #define MAX_ANSWER (64 * 1024)          /* an API answer larger than this is cut */
 #define FLUSH_ROWS 200                  /* outcomes written back per statement */
-#define FLUSH_US (250 * 1000)           /* ... or at least this often */
+#define FLUSH_US (50 * 1000)            /* ... or at least this often */
 #define DRY_RUN_SHOWN 100               /* request bodies kept in a dry run's summary */
 #define GATE_US (2 * ENG_USEC_PER_SEC)  /* a fenced request goes on the wire within this */
 #define LEASE_MARGIN_US (2 * ENG_USEC_PER_SEC) /* not fenced with less lease left */
@@ -146,6 +146,7 @@ struct sender {
 	const char *stop_reason;    /* why unsent claims are handed back */
 	char owner[192];            /* locked_by: worker id and run */
 	int64_t renewed_at;         /* monotonic: the last renewal was sent */
+	bool must_renew;            /* after an outage: fence nothing before */
 	int transport_streak;       /* transport failures since the last answer */
 };
 
@@ -442,12 +443,59 @@ static void renewed_one(struct sender *s, struct msg *m, void *arg)
 		m->lost = true;
 }
 
+struct held_ids {
+	long long *v;
+	size_t n;
+};
+
+static void collect_held(struct sender *s, struct msg *m, void *arg)
+{
+	(void)s;
+	struct held_ids *h = arg;
+	h->v[h->n++] = m->id;
+}
+
+static void count_held(struct sender *s, struct msg *m, void *arg)
+{
+	(void)s;
+	(void)m;
+	(*(size_t *)arg)++;
+}
+
+/* Claims of this run it knows nothing about: their claim committed but its
+ * answer was lost with the connection. They go back to the queue
+ * (uncharged) to be claimed again. Not while a claim is on its way, whose
+ * rows the renewal may already see. */
+static void release_orphans(struct sender *s, const long long *renewed, size_t n)
+{
+	if (s->cop == C_CLAIM || n == 0)
+		return;
+	size_t nheld = 0;
+	for_each_held(s, count_held, &nheld);
+	struct held_ids h = {eng_xcalloc(nheld + 1, sizeof(long long)), 0};
+	for_each_held(s, collect_held, &h);
+	qsort(h.v, h.n, sizeof(*h.v), cmp_ll);
+	for (size_t i = 0; i < n; i++) {
+		if (bsearch(&renewed[i], h.v, h.n, sizeof(*h.v), cmp_ll))
+			continue;
+		struct msg *m = eng_xcalloc(1, sizeof(*m));
+		m->id = renewed[i];
+		m->lease_until = s->renewed_at + (int64_t)s->o->lease_seconds * ENG_USEC_PER_SEC;
+		eng_log(ENG_INFO, "claim_released", ENG_I("message_id", m->id),
+			ENG_S("reason", "its claim's answer was lost with the connection"));
+		hand_back(s, m, "orphaned");
+		s->drained = false; /* it can be claimed again */
+	}
+	free(h.v);
+}
+
 static void take_renewal(struct sender *s, const PGresult *r)
 {
 	long long *ids;
 	size_t n = eng_queue_ids(r, &ids);
 	struct renewal rn = {ids, n, s->renewed_at + (int64_t)s->o->lease_seconds * ENG_USEC_PER_SEC};
 	for_each_held(s, renewed_one, &rn);
+	release_orphans(s, ids, n);
 	free(ids);
 	/* Lost claims waiting for their fence are never sent. */
 	struct msgq keep = {0};
@@ -550,8 +598,13 @@ static enum eng_status reconnect(struct sender *s, struct eng_err *err)
 	int64_t now = eng_mono_us();
 	if (now < s->reconnect_at)
 		return ENG_OK;
+	/* Until a full lease after the last one taken: a write-back only
+	 * lands while the claim is still ours (nobody recovered it), so
+	 * trying longer can only save outcomes. */
 	int64_t deadline = 0;
 	for_each_held(s, latest_lease, &deadline);
+	if (deadline)
+		deadline += (int64_t)s->o->lease_seconds * ENG_USEC_PER_SEC;
 	struct eng_err e = ENG_ERR_INIT;
 	enum eng_status st = eng_db_alive(s->back) ? ENG_OK : eng_db_reconnect(s->back, &e);
 	if (st == ENG_OK && !eng_db_alive(&s->feed))
@@ -567,16 +620,15 @@ static enum eng_status reconnect(struct sender *s, struct eng_err *err)
 		s->db_down = false;
 		s->k.reconnects++;
 		s->renewed_at = 0; /* renew first: what is still ours? */
+		s->must_renew = true;
+		s->drained = false; /* what was claimed and lost may be queued again */
 		return ENG_OK;
 	}
-	if (st != ENG_ETEMP || now >= deadline) {
-		give_up(s, &s->writing);
-		give_up(s, &s->filling);
+	if (st != ENG_ETEMP || now >= deadline)
 		return eng_err_set(err, st == ENG_ETEMP ? ENG_ETEMP : st,
 				   "the database stayed unreachable past the claims' "
-				   "leases (%lld outcomes not recorded, see the log): %s",
-				   s->k.unrecorded, e.msg);
-	}
+				   "leases (%zu outcomes not recorded, see the log): %s",
+				   s->writing.n + s->filling.n, e.msg);
 	s->reconnect_attempt++;
 	double wait = fmin(2.0, 0.1 * pow(2.0, s->reconnect_attempt));
 	s->reconnect_at = now + (int64_t)(wait * (0.5 + 0.5 * eng_rng01(&s->rng)) * 1e6);
@@ -681,13 +733,22 @@ static int claim_size(const struct sender *s)
 	return (int)want;
 }
 
+/* How often the claims' leases are renewed: every second (a third of a
+ * short lease), so that the lease held always reaches nearly a full
+ * --lease-seconds into the future, whenever the database goes away. */
+static int64_t renew_every(const struct sender *s)
+{
+	int64_t third = (int64_t)s->o->lease_seconds * ENG_USEC_PER_SEC / 3;
+	return third < ENG_USEC_PER_SEC ? third : ENG_USEC_PER_SEC;
+}
+
 /* Start the back connection's next statement, most urgent first. */
 static enum eng_status drive_back(struct sender *s, struct eng_err *err)
 {
 	if (s->bop != B_IDLE)
 		return ENG_OK;
 	int64_t now = eng_mono_us();
-	if (now - s->renewed_at >= (int64_t)s->o->lease_seconds * ENG_USEC_PER_SEC / 3) {
+	if (now - s->renewed_at >= renew_every(s)) {
 		s->renewed_at = now;
 		s->bop = B_RENEW;
 		return eng_queue_renew(s->back, s->owner, s->o->lease_seconds, NULL, err);
@@ -732,6 +793,7 @@ static enum eng_status back_done(struct sender *s, PGresult *r, struct eng_err *
 		take_write_back(s, r);
 	} else if (op == B_RENEW) {
 		take_renewal(s, r);
+		s->must_renew = false;
 	}
 	return ENG_OK;
 }
@@ -834,7 +896,7 @@ static enum eng_status drive_front(struct sender *s, struct eng_err *err)
 		s->fop = F_COMMIT;
 		return eng_db_send(&s->front, "COMMIT", 0, NULL, err);
 	}
-	if (s->fop != F_IDLE || s->stop || s->pending.n == 0)
+	if (s->fop != F_IDLE || s->stop || s->pending.n == 0 || s->must_renew)
 		return ENG_OK;
 	int free_slots = eng_pool_free_slots(&s->pool);
 	/* groups of a quarter of the pool at least, unless the pool is idle */
