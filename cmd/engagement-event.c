@@ -8,7 +8,7 @@
 static const char usage[] =
 	"Usage: engagement-event (--user UUID | --phone E164)\n"
 	"                        (--activity | --goodbye-reply 1|2|3 | --trigger NAME)\n"
-	"                        [--at RFC3339] [OPTION]...\n"
+	"                        [--at RFC3339] [--id ID] [OPTION]...\n"
 	"       engagement-event --batch FILE|- [OPTION]...\n"
 	"Record an inbound event. --activity records the user's activity, moves\n"
 	"last_activity_at forward and brings a goodbye_sent, help_flow,\n"
@@ -20,11 +20,15 @@ static const char usage[] =
 	"--batch reads JSON lines, one event each, in order:\n"
 	"  {\"user_id\": \"...\" | \"phone\": \"+...\",\n"
 	"   \"activity\": true | \"goodbye_reply\": 1|2|3 | \"trigger\": \"NAME\",\n"
-	"   \"at\": \"RFC3339\" (optional)}\n"
+	"   \"at\": \"RFC3339\" (optional), \"id\": \"...\" (optional)}\n"
 	"A bad line is reported with its number; the others still apply.\n"
+	"An event with an id (--id, a line's \"id\": the channel's message id) is\n"
+	"applied at most once: seen again, it is a duplicate and changes nothing,\n"
+	"so a whole batch can be run again after a crash.\n"
 	"\n"
 	"Options:\n"
 	"      --at RFC3339      when the event happened (default: now)\n"
+	"      --id ID           the event's identity (1 to 128 bytes)\n"
 	"      --now RFC3339     evaluate as if it were this instant\n"
 	"      --dry-run         report what would happen, change nothing\n"
 	"      --db CONNINFO     libpq connection string or URI\n"
@@ -43,7 +47,7 @@ static const char usage[] =
 
 enum {
 	OPT_USER = 1, OPT_PHONE, OPT_ACTIVITY, OPT_REPLY, OPT_TRIGGER, OPT_AT,
-	OPT_BATCH,
+	OPT_BATCH, OPT_ID,
 };
 
 static const struct option opts[] = {
@@ -54,6 +58,7 @@ static const struct option opts[] = {
 	{"trigger", required_argument, NULL, OPT_TRIGGER},
 	{"at", required_argument, NULL, OPT_AT},
 	{"batch", required_argument, NULL, OPT_BATCH},
+	{"id", required_argument, NULL, OPT_ID},
 	{NULL, 0, NULL, 0},
 };
 
@@ -73,6 +78,7 @@ static enum eng_status on_opt(void *p, int opt, const char *arg, struct eng_err 
 	case OPT_PHONE: c->a.phone = arg; return ENG_OK;
 	case OPT_AT: c->a.at = arg; return ENG_OK;
 	case OPT_BATCH: c->batch = arg; return ENG_OK;
+	case OPT_ID: c->a.id = arg; return ENG_OK;
 	case OPT_ACTIVITY:
 		c->actions++;
 		c->a.activity = true;
@@ -104,10 +110,10 @@ static enum eng_status check(void *p, struct eng_args *a, struct eng_err *err)
 	if (eng_no_arguments(a, err))
 		return err->status;
 	if (c->batch) {
-		if (c->a.user || c->a.phone || c->actions || c->a.at)
+		if (c->a.user || c->a.phone || c->actions || c->a.at || c->a.id)
 			return eng_err_set(err, ENG_EUSAGE,
 					   "--batch takes its events from the file: no "
-					   "--user, --phone, --at or action");
+					   "--user, --phone, --at, --id or action");
 		return ENG_OK;
 	}
 	if (!c->a.user == !c->a.phone)

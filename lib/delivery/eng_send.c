@@ -659,7 +659,7 @@ static enum eng_status write_with_optouts(struct sender *s, const char *rows,
 		c[nu] = (struct eng_optout_change){
 			b->optouts[i].user_id, true, "whatsapp", b->optouts[i].at,
 			"WhatsApp error 131050: the user stopped marketing messages",
-			s->job->run_id, mids[nu],
+			s->job->run_id, mids[nu], NULL,
 		};
 		nu++;
 	}

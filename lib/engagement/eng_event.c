@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "eng_buf.h"
+#include "eng_json.h"
 #include "eng_log.h"
 #include "eng_parse.h"
 
@@ -54,6 +55,11 @@ enum eng_status eng_event_parse_json(const char *text, size_t len,
 				goto out;
 			}
 			ev->trigger = (enum eng_trigger)(ENG_TR_GOODBYE_RESPONSE_1 + n - 1);
+		} else if (strcmp(key, "id") == 0) {
+			if (eng_event_id_parse(v, ev->id, err)) {
+				st = err->status;
+				goto out;
+			}
 		} else if (strcmp(key, "trigger") == 0) {
 			what++;
 			int t = json_is_string(v) ? eng_trigger_parse(json_string_value(v))
@@ -123,7 +129,8 @@ static size_t collect(struct chunk *c, size_t off, size_t n,
 	size_t k = 0;
 	for (size_t i = off; i < off + n; i++) {
 		struct eng_event *e = c->ev[i];
-		if (e->outcome == ENG_EV_FAILED || !want(e, arg))
+		if (e->outcome == ENG_EV_FAILED || e->outcome == ENG_EV_DUPLICATE ||
+		    !want(e, arg))
 			continue;
 		ids[k] = e->who.user_id;
 		ats[k] = e->at;
@@ -352,6 +359,78 @@ static enum eng_status late_activities(struct work *w, struct eng_err *err)
 			  err);
 }
 
+static bool has_id(const struct eng_event *e, void *arg)
+{
+	(void)arg;
+	return e->id[0] != '\0';
+}
+
+/* 0. Events whose id was applied before are duplicates: they change
+ * nothing. (Two runs applying the same id at once: the second's insert in
+ * remember() violates the key, its chunk is retried, and then it sees the
+ * first's.) */
+static enum eng_status seen_before(struct work *w, struct eng_err *err)
+{
+	size_t k = 0;
+	for (size_t i = w->off; i < w->off + w->n; i++)
+		if (w->c->ev[i]->outcome == ENG_EV_PENDING && has_id(w->c->ev[i], NULL))
+			w->ids[k++] = w->c->ev[i]->id;
+	if (k == 0)
+		return ENG_OK;
+	char *arr = eng_db_text_array(w->ids, k);
+	const char *p[] = {arr};
+	PGresult *r = eng_db_query(w->db,
+				   "SELECT event_id FROM engagement.inbound_events "
+				   "WHERE kind = 'event' AND event_id = ANY ($1::text[])",
+				   1, p, err);
+	free(arr);
+	if (!r)
+		return err->status;
+	for (int j = 0; j < PQntuples(r); j++)
+		for (size_t i = w->off; i < w->off + w->n; i++) {
+			struct eng_event *e = w->c->ev[i];
+			if (e->outcome == ENG_EV_PENDING && strcmp(e->id, PQgetvalue(r, j, 0)) == 0)
+				e->outcome = ENG_EV_DUPLICATE;
+		}
+	PQclear(r);
+	return ENG_OK;
+}
+
+/* 6. The ids of what was applied, with what it produced. */
+static enum eng_status remember(struct work *w, struct eng_err *err)
+{
+	json_t *rows = json_array();
+	for (size_t i = w->off; i < w->off + w->n; i++) {
+		struct eng_event *e = w->c->ev[i];
+		if (!e->id[0] || (e->outcome != ENG_EV_TRANSITIONED && e->outcome != ENG_EV_RECORDED))
+			continue;
+		json_array_append_new(
+			rows, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "event_id", e->id,
+					"user_id", e->who.user_id, "outcome",
+					eng_ev_outcome_name(e->outcome), "action",
+					e->activity ? "activity" : eng_trigger_name(e->trigger),
+					"from_state", eng_state_name(e->from), "to_state",
+					eng_state_name(e->to)));
+	}
+	enum eng_status st = ENG_OK;
+	if (json_array_size(rows)) {
+		char *text = eng_json_dump(rows);
+		const char *p[] = {text, w->c->run_id};
+		st = eng_db_exec(w->db,
+				 "INSERT INTO engagement.inbound_events "
+				 "(event_id, kind, user_id, outcome, detail, run_id) "
+				 "SELECT x.event_id, 'event', x.user_id, x.outcome,"
+				 "  jsonb_build_object('action', x.action, 'from_state', x.from_state,"
+				 "    'to_state', x.to_state), $2::uuid "
+				 "FROM jsonb_to_recordset($1::jsonb) AS x(event_id text, user_id uuid,"
+				 "  outcome text, action text, from_state text, to_state text)",
+				 2, p, err);
+		free(text);
+	}
+	json_decref(rows);
+	return st;
+}
+
 static enum eng_status apply(struct chunk *c, struct eng_db *db, size_t off,
 			     size_t n, struct eng_err *err)
 {
@@ -363,8 +442,10 @@ static enum eng_status apply(struct chunk *c, struct eng_db *db, size_t off,
 		.late = eng_xcalloc(n, sizeof(*w.late)),
 		.late_at = eng_xcalloc(n, sizeof(*w.late_at)),
 	};
-	size_t na = select_events(&w, is_activity, NULL);
-	enum eng_status st = na ? ensure_states(&w, na, err) : ENG_OK;
+	enum eng_status st = seen_before(&w, err);
+	size_t na = st == ENG_OK ? select_events(&w, is_activity, NULL) : 0;
+	if (st == ENG_OK && na)
+		st = ensure_states(&w, na, err);
 	if (st == ENG_OK)
 		st = lock_states(&w, err);
 	if (st == ENG_OK)
@@ -381,6 +462,8 @@ static enum eng_status apply(struct chunk *c, struct eng_db *db, size_t off,
 			e->from = e->to = ENG_ST_ACTIVE;
 		}
 	}
+	if (st == ENG_OK)
+		st = remember(&w, err);
 	PQclear(w.locked);
 	free(w.states);
 	free(w.ids);
@@ -453,6 +536,9 @@ enum eng_status eng_events_apply(struct eng_db *db, struct eng_event *ev,
 		case ENG_EV_FAILED:
 			counts->failed++;
 			break;
+		case ENG_EV_DUPLICATE:
+			counts->duplicates++;
+			break;
 		case ENG_EV_PENDING:
 			break;
 		}
@@ -473,6 +559,7 @@ const char *eng_ev_outcome_name(enum eng_ev_outcome o)
 	case ENG_EV_TRANSITIONED: return "transitioned";
 	case ENG_EV_RECORDED: return "recorded";
 	case ENG_EV_FAILED: return "failed";
+	case ENG_EV_DUPLICATE: return "duplicate";
 	case ENG_EV_PENDING: break;
 	}
 	return "pending";
@@ -494,6 +581,15 @@ enum eng_status eng_event_from_args(const struct eng_event_args *a, struct eng_e
 	}
 	ev->activity = a->activity;
 	ev->trigger = a->activity ? ENG_TR_USER_MESSAGE : (enum eng_trigger)a->trigger;
+	if (a->id) {
+		json_t *v = json_string(a->id);
+		enum eng_status st = eng_event_id_parse(v, ev->id, err);
+		json_decref(v);
+		if (st) {
+			eng_err_prefix(err, "invalid --id");
+			return eng_err_event(err, "invalid_input");
+		}
+	}
 	return ENG_OK;
 }
 
@@ -518,10 +614,17 @@ enum eng_status eng_event_one(const struct eng_job *job, struct eng_event *ev,
 	eng_job_set_str(job, "action", action_name(ev));
 	eng_job_set_str(job, "at", at);
 	eng_job_set_str(job, "outcome", eng_ev_outcome_name(ev->outcome));
+	if (ev->id[0])
+		eng_job_set_str(job, "id", ev->id);
 	if (ev->outcome == ENG_EV_FAILED) {
 		*err = ev->err;
 		return eng_err_event(err, err->status == ENG_ENOUSER ? "unknown_user"
 								    : "event_rejected");
+	}
+	if (ev->outcome == ENG_EV_DUPLICATE) {
+		eng_log(ENG_INFO, "event_duplicate", ENG_S("id", ev->id),
+			ENG_S("user_id", ev->who.user_id));
+		return ENG_OK;
 	}
 	eng_job_set_str(job, "from_state", eng_state_name(ev->from));
 	eng_job_set_str(job, "to_state", eng_state_name(ev->to));
@@ -577,6 +680,7 @@ static enum eng_status apply_block(void *ctx, const struct eng_job *job, size_t 
 	b->k.failed += bk.failed;
 	b->k.transitions += bk.transitions;
 	b->k.activities += bk.activities;
+	b->k.duplicates += bk.duplicates;
 	return st;
 }
 
@@ -588,6 +692,7 @@ static bool summarize(void *ctx, const struct eng_job *job)
 	eng_job_set_int(job, "malformed", b->malformed);
 	eng_job_set_int(job, "transitions", b->k.transitions);
 	eng_job_set_int(job, "activities", b->k.activities);
+	eng_job_set_int(job, "duplicates", b->k.duplicates);
 	return b->k.failed > 0;
 }
 

@@ -29,7 +29,12 @@ enum eng_ev_outcome {
 	ENG_EV_TRANSITIONED, /* the state changed */
 	ENG_EV_RECORDED,     /* activity recorded, no transition needed */
 	ENG_EV_FAILED,       /* err says why */
+	ENG_EV_DUPLICATE,    /* its id was applied before: nothing changed */
 };
+
+/* An inbound event's identity (a WhatsApp message's wamid, a batch line's
+ * "id", --id): at most this long. */
+#define ENG_EVENT_ID_MAX 128
 
 struct eng_event {
 	/* input */
@@ -38,6 +43,7 @@ struct eng_event {
 	bool activity;         /* else a transition by trigger */
 	enum eng_trigger trigger;
 	eng_time at;           /* ENG_TIME_NONE on the command line: the run's now */
+	char id[ENG_EVENT_ID_MAX + 1]; /* "" when it has none */
 	/* outcome */
 	enum eng_ev_outcome outcome;
 	enum eng_state from, to;
@@ -45,7 +51,7 @@ struct eng_event {
 };
 
 struct eng_ev_counts {
-	long long applied, failed, transitions, activities;
+	long long applied, failed, transitions, activities, duplicates;
 };
 
 /* Parse one JSON line of a batch into ev (line number set by the caller).
@@ -67,7 +73,7 @@ const char *eng_ev_outcome_name(enum eng_ev_outcome o);
 
 /* engagement-event with one event named on the command line. */
 struct eng_event_args {
-	const char *user, *phone, *at;
+	const char *user, *phone, *at, *id;
 	bool activity;
 	int trigger;         /* without activity */
 };

@@ -11,11 +11,12 @@
 #include "eng_parse.h"
 #include "eng_phrase.h"
 
-static const char *const outcome_names[] = {"applied", "unchanged", "stale"};
+static const char *const outcome_names[] = {"applied", "unchanged", "stale",
+					    "duplicate"};
 
 const char *eng_optout_outcome_name(enum eng_optout_outcome o)
 {
-	return (unsigned)o < 3 ? outcome_names[o] : "unknown";
+	return (unsigned)o < 4 ? outcome_names[o] : "unknown";
 }
 
 bool eng_optout_source_valid(const char *s)
@@ -28,13 +29,16 @@ bool eng_optout_source_valid(const char *s)
 }
 
 /* $1: a JSON array of changes {user_id, opt_out, at, source, reason,
- * message_id, run_id}. One row back per change whose user has a
- * preference row: its position, outcome, old value and instant. */
+ * message_id, run_id, event_id}. One row back per change whose user has a
+ * preference row: its position, outcome, old value and instant. A change
+ * whose event_id was applied before is a duplicate and changes nothing;
+ * the others' ids are kept with their outcome (the key catches two runs
+ * applying the same id at once). */
 static const char apply_sql[] =
 	"WITH input AS ("
 	"  SELECT i.*, r.ord FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS r(j, ord),"
 	"    LATERAL jsonb_to_record(r.j) AS i(user_id uuid, opt_out bool, at timestamptz,"
-	"      source text, reason text, message_id bigint, run_id uuid)"
+	"      source text, reason text, message_id bigint, run_id uuid, event_id text)"
 	"), old AS ("
 	"  SELECT p.user_id, p.reengagement_opt_out AS v,"
 	"         p.reengagement_opt_out_updated_at AS t, p.reengagement_opt_out_source AS src"
@@ -43,7 +47,10 @@ static const char apply_sql[] =
 	"  ORDER BY p.user_id FOR UPDATE"
 	"), d AS ("
 	"  SELECT i.*, coalesce(i.at, now()) AS eff, o.v AS old_v, o.t AS old_t, o.src AS old_src,"
-	"    CASE WHEN i.at > now() + make_interval(secs => $2::int) THEN 'future'"
+	"    CASE WHEN EXISTS (SELECT 1 FROM engagement.inbound_events e"
+	"                      WHERE e.event_id = i.event_id AND e.kind = 'preference')"
+	"           THEN 'duplicate'"
+	"         WHEN i.at > now() + make_interval(secs => $2::int) THEN 'future'"
 	"         WHEN o.t IS NOT NULL AND coalesce(i.at, now()) < o.t THEN 'stale'"
 	"         WHEN o.v = i.opt_out THEN 'unchanged' ELSE 'applied' END AS outcome"
 	"  FROM input i JOIN old o USING (user_id)"
@@ -92,6 +99,11 @@ static const char apply_sql[] =
 	"  SELECT s.user_id, s.id, 'message_blocked', s.source,"
 	"    jsonb_build_object('attempts', s.attempts, 'reason', 'opted_out'), s.run_id"
 	"  FROM stopped s WHERE s.status = 'blocked'"
+	"), seen AS ("
+	"  INSERT INTO engagement.inbound_events (event_id, kind, user_id, outcome, detail, run_id)"
+	"  SELECT d.event_id, 'preference', d.user_id, d.outcome,"
+	"    jsonb_build_object('opt_out', d.opt_out, 'source', d.source, 'at', d.eff), d.run_id"
+	"  FROM d WHERE d.event_id IS NOT NULL AND d.outcome IN ('applied', 'unchanged', 'stale')"
 	")"
 	"SELECT d.ord - 1, d.outcome, d.old_v, (extract(epoch FROM d.eff) * 1000000)::bigint,"
 	"  CASE WHEN d.outcome = 'applied' THEN pg_notify('engagement_preferences',"
@@ -123,6 +135,8 @@ enum eng_status eng_optout_apply_many(struct eng_db *db,
 					    json_integer(atoll(c[i].message_id)));
 		if (c[i].run_id)
 			json_object_set_new(o, "run_id", json_string(c[i].run_id));
+		if (c[i].event_id && *c[i].event_id)
+			json_object_set_new(o, "event_id", json_string(c[i].event_id));
 		json_array_append_new(arr, o);
 		json_array_append_new(ids, json_string(c[i].user_id));
 		memset(&res[i], 0, sizeof(res[i]));
@@ -165,6 +179,7 @@ enum eng_status eng_optout_apply_many(struct eng_db *db,
 		res[i].future = strcmp(o, "future") == 0;
 		res[i].outcome = strcmp(o, "applied") == 0     ? ENG_OPTOUT_APPLIED
 				 : strcmp(o, "unchanged") == 0 ? ENG_OPTOUT_UNCHANGED
+				 : strcmp(o, "duplicate") == 0 ? ENG_OPTOUT_DUPLICATE
 							       : ENG_OPTOUT_STALE;
 		res[i].old_value = strcmp(PQgetvalue(r, k, 2), "t") == 0;
 		res[i].at = eng_db_epoch_us(PQgetvalue(r, k, 3));
@@ -241,6 +256,11 @@ enum eng_status eng_optout_parse_json(const char *text, size_t len,
 				goto out;
 			}
 			snprintf(it->source, sizeof(it->source), "%s", json_string_value(v));
+		} else if (strcmp(key, "id") == 0) {
+			if (eng_event_id_parse(v, it->id, err)) {
+				st = err->status;
+				goto out;
+			}
 		} else if (strcmp(key, "reason") == 0) {
 			if (!json_is_string(v) || json_string_length(v) > 500) {
 				st = eng_err_set(err, ENG_EDATA,
@@ -303,7 +323,7 @@ static enum eng_status it_apply(void *ctx, struct eng_db *db, const size_t *idx,
 	for (size_t i = 0; i < k; i++) {
 		struct eng_optout_item *it = &x->it[idx[i]];
 		c[i] = (struct eng_optout_change){it->who.user_id, it->opt_out, it->source,
-						  it->at, it->reason, x->run_id, NULL};
+						  it->at, it->reason, x->run_id, NULL, it->id};
 	}
 	enum eng_status st = eng_optout_apply_many(db, c, k, res, err);
 	for (size_t i = 0; st == ENG_OK && i < k; i++) {
@@ -371,7 +391,7 @@ enum eng_status eng_optout_set(const struct eng_job *job, struct eng_optout_requ
 	if (eng_user_find(job, &rq->who, err))
 		return err->status;
 	struct eng_optout_change ch = {rq->who.user_id, rq->opt_out, rq->source, rq->at,
-				       rq->reason[0] ? rq->reason : NULL, job->run_id, NULL};
+				       rq->reason[0] ? rq->reason : NULL, job->run_id, NULL, NULL};
 	struct eng_optout_result res;
 	enum eng_status st = eng_db_begin(job->db, err);
 	if (st == ENG_OK)
@@ -463,7 +483,7 @@ enum eng_status eng_optout_show(const struct eng_job *job, struct eng_user_ref *
 
 struct batch {
 	struct eng_optout_item *it; /* the block */
-	long long counts[3], failed, malformed;
+	long long counts[4], failed, malformed;
 };
 
 /* A malformed line stays in the block, failed, to be reported in order. */
@@ -517,6 +537,7 @@ static bool summarize(void *ctx, const struct eng_job *job)
 	eng_job_set_int(job, "applied", b->counts[ENG_OPTOUT_APPLIED]);
 	eng_job_set_int(job, "unchanged", b->counts[ENG_OPTOUT_UNCHANGED]);
 	eng_job_set_int(job, "stale", b->counts[ENG_OPTOUT_STALE]);
+	eng_job_set_int(job, "duplicates", b->counts[ENG_OPTOUT_DUPLICATE]);
 	eng_job_set_int(job, "failed", b->failed);
 	eng_job_set_int(job, "malformed", b->malformed);
 	return b->failed > 0;

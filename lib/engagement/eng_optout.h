@@ -32,6 +32,7 @@ enum eng_optout_outcome {
 	ENG_OPTOUT_APPLIED,
 	ENG_OPTOUT_UNCHANGED,
 	ENG_OPTOUT_STALE,
+	ENG_OPTOUT_DUPLICATE, /* its event id was applied before: nothing written */
 };
 
 struct eng_optout_change {
@@ -42,6 +43,7 @@ struct eng_optout_change {
 	const char *reason;     /* free text for the consent record, or NULL */
 	const char *run_id;
 	const char *message_id; /* the queue message behind it, or NULL */
+	const char *event_id;   /* its identity (a wamid, a batch line's id), or NULL */
 };
 
 const char *eng_optout_outcome_name(enum eng_optout_outcome o);
@@ -78,6 +80,7 @@ struct eng_optout_item {
 	char source[16];
 	eng_time at;          /* ENG_TIME_NONE: the database's now() */
 	char *reason;         /* owned, may be NULL */
+	char id[129];         /* its "id", or "" */
 	bool failed;
 	struct eng_err err;
 	struct eng_optout_result res;

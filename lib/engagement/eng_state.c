@@ -123,7 +123,15 @@ void eng_trigger_sources(enum eng_trigger t, char *out, size_t outsz)
 	"    || CASE $2 WHEN 'goodbye_response_1' THEN '{\"response_type\":\"confused\"}'" \
 	"               WHEN 'goodbye_response_2' THEN '{\"response_type\":\"busy\"}'" \
 	"               WHEN 'goodbye_response_3' THEN '{\"response_type\":\"all_good\"}'" \
-	"               WHEN 'goodbye_timeout' THEN '{\"response_type\":\"timeout\"}'" \
+	"               WHEN 'goodbye_timeout' THEN CASE WHEN EXISTS ("                \
+	/* the goodbye never reached them: not sent, or a failed delivery */ \
+	"                 SELECT 1 FROM (SELECT q.status, q.delivery_status"      \
+	"                   FROM engagement.message_queue q"                     \
+	"                   WHERE q.user_id = u.user_id AND q.message_type = 'goodbye'" \
+	"                   ORDER BY q.id DESC LIMIT 1) g"                       \
+	"                 WHERE g.status <> 'sent' OR g.delivery_status = 'failed')" \
+	"               THEN '{\"response_type\":\"undelivered\"}'"             \
+	"               ELSE '{\"response_type\":\"timeout\"}' END"               \
 	"               ELSE '{}' END::jsonb"                                  \
 	"    || CASE WHEN $2 = 'user_message' AND u.from_state = 'dormant'"    \
 	"            THEN jsonb_build_object('unprompted_return',"             \

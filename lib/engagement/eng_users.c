@@ -324,3 +324,17 @@ void eng_log_line_failed(long line, const char *user_id, const struct eng_err *e
 		ENG_S("user_id", user_id && user_id[0] ? user_id : NULL), ENG_S("error", e->msg),
 		ENG_S("error_class", eng_status_name(e->status)));
 }
+
+enum eng_status eng_event_id_parse(const json_t *v, char *out, struct eng_err *err)
+{
+	const char *s = json_is_string(v) ? json_string_value(v) : NULL;
+	size_t n = s ? json_string_length(v) : 0;
+	bool ok = s && n >= 1 && n <= 128 && strlen(s) == n;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = (unsigned char)s[i] >= 0x20 && s[i] != 0x7f;
+	if (!ok)
+		return eng_err_set(err, ENG_EDATA,
+				   "\"id\" must be a string of 1 to 128 printable bytes");
+	memcpy(out, s, n + 1);
+	return ENG_OK;
+}

@@ -1,12 +1,13 @@
 -- The schema of DESIGN.md §3: tables, constraints, erasure, maintenance.
 BEGIN;
-SELECT plan(58);
+SELECT plan(66);
 
 -- Tables ------------------------------------------------------------------
 SELECT tables_are('engagement', ARRAY[
     'users', 'user_preferences', 'engagement_states', 'state_transitions',
     'activity_events', 'message_templates', 'message_queue', 'audit_log',
-    'outbox_events', 'job_runs', 'job_locks', 'schema_migrations', 'time_zones', 'send_rate']);
+    'outbox_events', 'job_runs', 'job_locks', 'schema_migrations', 'time_zones', 'send_rate',
+    'webhook_inbox', 'inbound_events']);
 SELECT col_is_pk('engagement', 'users', 'id', 'users keyed by id');
 SELECT col_is_pk('engagement', 'user_preferences', 'user_id', 'preferences 1:1');
 SELECT col_is_pk('engagement', 'engagement_states', 'user_id', 'state 1:1');
@@ -110,6 +111,22 @@ SELECT is((
 SELECT is((SELECT payload FROM engagement.outbox_events WHERE event_type = 'user.erased'),
           '{"user_id": "00000000-0000-4000-8000-000000000001"}'::jsonb,
           'the erasure is announced through the outbox, by id only');
+
+-- What the webhook adds (0008, 0009) -------------------------------------
+SELECT has_column('engagement', 'message_queue', 'delivery_status', 'delivery status');
+SELECT has_column('engagement', 'message_queue', 'delivered_at', 'delivered_at');
+SELECT has_column('engagement', 'message_queue', 'read_at', 'read_at');
+SELECT has_column('engagement', 'message_queue', 'delivery_error_code', 'delivery error code');
+SELECT throws_ok($$WITH u AS (INSERT INTO engagement.users (phone_e164) VALUES ('+5511900099999')
+    RETURNING id) INSERT INTO engagement.message_queue (user_id, message_type, template_key,
+    idempotency_key, delivery_status) SELECT id, 'goodbye', 'goodbye', 'k-ds', 'lost' FROM u$$, '23514',
+    NULL, 'delivery_status takes only sent, delivered, read or failed');
+SELECT col_is_pk('engagement', 'inbound_events', ARRAY['event_id', 'kind'],
+    'an inbound event is applied once per id and kind of effect');
+SELECT has_index('engagement', 'message_queue', 'message_queue_provider_id_idx',
+    'statuses are matched by the provider''s id');
+SELECT has_index('engagement', 'webhook_inbox', 'webhook_inbox_pending_idx',
+    'pending deliveries found by a partial index');
 
 SELECT * FROM finish();
 ROLLBACK;

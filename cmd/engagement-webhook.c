@@ -1,0 +1,147 @@
+/* engagement-webhook: receive WhatsApp's webhook (messages and statuses). */
+#include <stdio.h>
+#include <string.h>
+
+#include "eng_fe.h"
+#include "eng_webhook.h"
+
+static const char usage[] =
+	"Usage: engagement-webhook --listen ADDR:PORT --app-secret-file FILE\n"
+	"                          --verify-token-file FILE [OPTION]...\n"
+	"       engagement-webhook --drain [OPTION]...\n"
+	"Receive the WhatsApp Cloud API's `messages` webhook, behind a TLS proxy:\n"
+	"  GET  the subscription check: the challenge when hub.verify_token is the\n"
+	"       verify token, else 403;\n"
+	"  POST a delivery signed with X-Hub-Signature-256 (HMAC-SHA256 of the raw\n"
+	"       body with the app secret; else 401), at most --max-body (else 413),\n"
+	"       a JSON object (else 400): committed to the inbox, then 200.\n"
+	"Deliveries are applied within a second, each message and status at most\n"
+	"once however often Meta repeats it: a person's message is activity (or\n"
+	"their answer to the goodbye: 1, 2, 3 or a goodbye_N button), an opt-out\n"
+	"or opt-in phrase also changes the preference, and statuses move each\n"
+	"message's delivery_status forward. Unknown numbers, fields and types\n"
+	"are counted and ignored. SIGTERM: stop accepting, answer what is in hand,\n"
+	"apply what is pending, exit 0. --drain applies what is pending and exits.\n"
+	"\n"
+	"Options:\n"
+	"      --listen ADDR:PORT        where to listen (e.g. 127.0.0.1:8090)\n"
+	"      --app-secret-file FILE    the Meta app's secret (mode 0600)\n"
+	"      --verify-token-file FILE  the verify token set in the app dashboard\n"
+	"      --path PATH               the webhook's path (default /)\n"
+	"      --max-body BYTES          largest delivery accepted (default 1048576)\n"
+	"      --threads N               request threads (default 2)\n"
+	"      --connection-timeout D    an idle connection is closed (default 10s)\n"
+	"      --batch N                 deliveries applied per transaction (default 200)\n"
+	"      --retain-days N           applied deliveries and event ids kept (default 30)\n"
+	"      --drain                   apply the pending inbox and exit\n"
+	"      --db CONNINFO             libpq connection string or URI\n"
+	"      --log-level LEVEL         debug, info, warn or error (default info)\n"
+	"      --log-format FORMAT       auto (text on a terminal), json or text\n"
+	"      --summary-format FORMAT   auto (indented on a terminal), json or pretty\n"
+	"      --help                    show this help and exit\n"
+	"      --version                 show the version and exit\n"
+	"\n"
+	"Exit status: 0 stopped by SIGTERM or drained; 64 bad command line; 75\n"
+	"database unreachable; 77 credentials refused; 78 bad configuration\n"
+	"(secret files, an address it cannot listen on) or schema not migrated.\n";
+
+enum {
+	OPT_LISTEN = 1, OPT_SECRET, OPT_TOKEN, OPT_PATH, OPT_MAXBODY, OPT_THREADS,
+	OPT_CTIMEOUT, OPT_BATCH, OPT_RETAIN, OPT_DRAIN,
+};
+
+static const struct option opts[] = {
+	{"listen", required_argument, NULL, OPT_LISTEN},
+	{"app-secret-file", required_argument, NULL, OPT_SECRET},
+	{"verify-token-file", required_argument, NULL, OPT_TOKEN},
+	{"path", required_argument, NULL, OPT_PATH},
+	{"max-body", required_argument, NULL, OPT_MAXBODY},
+	{"threads", required_argument, NULL, OPT_THREADS},
+	{"connection-timeout", required_argument, NULL, OPT_CTIMEOUT},
+	{"batch", required_argument, NULL, OPT_BATCH},
+	{"retain-days", required_argument, NULL, OPT_RETAIN},
+	{"drain", no_argument, NULL, OPT_DRAIN},
+	{NULL, 0, NULL, 0},
+};
+
+struct ctx {
+	struct eng_webhook_opts o;
+	const char *secret_file, *token_file;
+	long timeout_ms;
+};
+
+static const struct eng_opt_num nums[] = {
+	ENG_NUM(OPT_MAXBODY, ENG_NUM_LLONG, 1024, 64 * 1024 * 1024, struct ctx, o.max_body,
+		NULL),
+	ENG_NUM(OPT_THREADS, ENG_NUM_INT, 1, 64, struct ctx, o.threads, NULL),
+	ENG_NUM(OPT_CTIMEOUT, ENG_NUM_MS, 1000, 3600000, struct ctx, timeout_ms, NULL),
+	ENG_NUM(OPT_BATCH, ENG_NUM_INT, 1, 10000, struct ctx, o.batch, NULL),
+	ENG_NUM(OPT_RETAIN, ENG_NUM_INT, 8, 3650, struct ctx, o.retain_days,
+		"expected 8 to 3650 days (Meta repeats deliveries for 7)"),
+	{0},
+};
+
+static enum eng_status copy(char *out, size_t outsz, const char *arg, const char *name,
+			    struct eng_err *err)
+{
+	if (!*arg || strlen(arg) >= outsz)
+		return eng_err_set(err, ENG_EUSAGE, "invalid --%s: 1 to %zu characters", name,
+				   outsz - 1);
+	snprintf(out, outsz, "%s", arg);
+	return ENG_OK;
+}
+
+static enum eng_status on_opt(void *p, int opt, const char *arg, struct eng_err *err)
+{
+	struct ctx *c = p;
+	switch (opt) {
+	case OPT_LISTEN: return copy(c->o.listen, sizeof(c->o.listen), arg, "listen", err);
+	case OPT_PATH: return copy(c->o.path, sizeof(c->o.path), arg, "path", err);
+	case OPT_SECRET: c->secret_file = arg; return ENG_OK;
+	case OPT_TOKEN: c->token_file = arg; return ENG_OK;
+	case OPT_DRAIN: c->o.drain = true; return ENG_OK;
+	}
+	return eng_err_set(err, ENG_EINTERNAL, "unhandled option");
+}
+
+static enum eng_status check(void *p, struct eng_args *a, struct eng_err *err)
+{
+	struct ctx *c = p;
+	if (eng_no_arguments(a, err))
+		return err->status;
+	c->o.connection_timeout_s = (int)((c->timeout_ms + 999) / 1000);
+	if (c->o.drain) {
+		if (c->o.listen[0] || c->secret_file || c->token_file)
+			return eng_err_set(err, ENG_EUSAGE, "--drain serves nothing: no "
+					   "--listen, --app-secret-file or --verify-token-file");
+		return ENG_OK;
+	}
+	if (!c->o.listen[0] || !c->secret_file || !c->token_file)
+		return eng_err_set(err, ENG_EUSAGE, "--listen, --app-secret-file and "
+				   "--verify-token-file are required (or --drain)");
+	return eng_webhook_check(&c->o, c->secret_file, c->token_file, err);
+}
+
+static enum eng_status run(void *p, const struct eng_job *job, struct eng_err *err)
+{
+	return eng_webhook_run(job, &((struct ctx *)p)->o, err);
+}
+
+static void done(void *p)
+{
+	eng_webhook_opts_release(&((struct ctx *)p)->o);
+}
+
+static const struct eng_prog prog = {
+	.name = "engagement-webhook", .usage = usage, .opts = opts, .nums = nums,
+	.on_opt = on_opt, .start = ENG_START_DB | ENG_START_SCHEMA, .secret = true,
+	.check = check, .run = run, .done = done,
+};
+
+int main(int argc, char **argv)
+{
+	struct ctx c = {.o = {.path = "/", .max_body = 1024 * 1024, .threads = 2,
+			      .retain_days = 30, .batch = 200},
+			.timeout_ms = 10000};
+	return eng_main(&prog, &c, argc, argv);
+}
