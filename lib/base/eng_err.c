@@ -74,6 +74,7 @@ int eng_exit_code(enum eng_status st)
 	switch (st) {
 	case ENG_OK: return ENG_EXIT_OK;
 	case ENG_PARTIAL: return ENG_EXIT_PARTIAL;
+	case ENG_ECANTCREAT: return ENG_EXIT_CANTCREAT;
 	case ENG_EUSAGE: return ENG_EXIT_USAGE;
 	case ENG_EDATA: return ENG_EXIT_DATAERR;
 	case ENG_ENOUSER: return ENG_EXIT_NOUSER;
@@ -91,6 +92,7 @@ const char *eng_status_name(enum eng_status st)
 	switch (st) {
 	case ENG_OK: return "ok";
 	case ENG_PARTIAL: return "partial";
+	case ENG_ECANTCREAT: return "cannot_create";
 	case ENG_EUSAGE: return "usage";
 	case ENG_EDATA: return "data";
 	case ENG_ENOUSER: return "no_user";

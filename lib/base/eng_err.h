@@ -14,6 +14,7 @@ enum {
 	ENG_EXIT_NOUSER = 67,
 	ENG_EXIT_UNAVAILABLE = 69,
 	ENG_EXIT_SOFTWARE = 70,
+	ENG_EXIT_CANTCREAT = 73,
 	ENG_EXIT_TEMPFAIL = 75,
 	ENG_EXIT_NOPERM = 77,
 	ENG_EXIT_CONFIG = 78,
@@ -32,6 +33,7 @@ enum eng_status {
 	/* Not an error: a job that finished, but with items that failed (it
 	 * says which in its summary and err).                     -> 1 */
 	ENG_PARTIAL,
+	ENG_ECANTCREAT, /* an output file cannot be created         -> 73 */
 };
 
 struct eng_err {

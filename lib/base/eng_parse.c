@@ -91,6 +91,8 @@ int eng_parse_duration_ms(const char *s, long long *ms)
 		mult = 60000;
 	else if (strcmp(end, "h") == 0)
 		mult = 3600000;
+	else if (strcmp(end, "d") == 0)
+		mult = 86400000;
 	else
 		return -1;
 	if (v > 24LL * 3600000 * 365 / mult)

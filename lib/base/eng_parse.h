@@ -16,7 +16,8 @@ int eng_parse_int(const char *s, long long min, long long max, long long *out);
 /* A non-negative decimal number (e.g. "80", "2.5"); 0 or -1. */
 int eng_parse_double(const char *s, double min, double max, double *out);
 
-/* "500ms", "5s", "5" (seconds), "2min", "1h" -> milliseconds; 0 or -1. */
+/* "500ms", "5s", "5" (seconds), "2min", "1h", "8d" -> milliseconds (at
+ * most a year); 0 or -1. */
 int eng_parse_duration_ms(const char *s, long long *ms);
 
 /* A fresh random (version 4) UUID. */

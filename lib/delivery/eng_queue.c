@@ -292,6 +292,16 @@ static const char writeback_sql[] =
 	"      'provider_message_id', wamid, 'error_code', code)),"
 	"    $3::uuid, user_id"
 	"  FROM upd WHERE status IN ('sent', 'failed')"
+	/* the minute's counts (in key order: two senders never deadlock here) */
+	"), counted AS ("
+	"  INSERT INTO engagement.message_counts (minute, kind, code, n)"
+	"  SELECT date_trunc('minute', clock_timestamp()), kind, code, count(*) FROM ("
+	"    SELECT CASE event WHEN 'message_retry' THEN 'retried'"
+	"      WHEN 'message_deferred' THEN 'deferred'"
+	"      WHEN 'message_handed_back' THEN 'handed_back' ELSE status END AS kind,"
+	"      coalesce(code, '') AS code FROM upd) k"
+	"  GROUP BY kind, code ORDER BY kind, code"
+	"  ON CONFLICT (minute, kind, code) DO UPDATE SET n = engagement.message_counts.n + excluded.n"
 	")"
 	"SELECT id FROM upd";
 

@@ -276,6 +276,11 @@ static void record_end(struct eng_run *run, const char *status, int exit_code,
 /* One JSON line, or indented for a person at a terminal. */
 static void print_summary(const struct eng_run *run, const char *line)
 {
+	if (run->stdout_text) {
+		fputs(run->stdout_text, stdout);
+		fflush(stdout);
+		return;
+	}
 	enum eng_summary_format f = run->opt.summary_format;
 	if (f == ENG_SUMMARY_PRETTY || (f == ENG_SUMMARY_AUTO && isatty(1) == 1)) {
 		char *pretty = json_dumps(run->summary, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
@@ -353,6 +358,8 @@ int eng_main(const struct eng_prog *prog, void *opts, int argc, char **argv)
 			struct eng_job job;
 			eng_run_job(&run, &job);
 			st = prog->run(opts, &job, &err);
+			if (prog->output)
+				run.stdout_text = prog->output(opts);
 		}
 		rc = eng_run_end(&run, st, &err);
 	}

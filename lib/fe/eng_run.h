@@ -45,6 +45,8 @@ struct eng_run {
 	bool started;     /* eng_run_start was called: job_finished is logged */
 	bool finished;
 	const char *bad_log_format; /* ENGAGEMENT_LOG_FORMAT, when unknown */
+	const char *stdout_text;    /* printed instead of the summary (a
+				     * format the program was asked for) */
 };
 
 /* What eng_run_start does. */
@@ -86,6 +88,9 @@ struct eng_prog {
 	/* The work: one call into the core. */
 	enum eng_status (*run)(void *opts, const struct eng_job *job,
 			       struct eng_err *err);
+	/* What stdout gets instead of the JSON summary, when the options ask
+	 * for another format (NULL, or returning NULL: the summary). */
+	const char *(*output)(void *opts);
 	/* Always called last, whatever happened (may be NULL). */
 	void (*done)(void *opts);
 };

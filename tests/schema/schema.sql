@@ -26,12 +26,12 @@ SELECT col_type_is('engagement', 'state_transitions', 'metadata', 'jsonb', 'meta
 SELECT has_index('engagement', 'engagement_states', 'engagement_states_inactive_idx', 'daily check 1 index');
 SELECT has_index('engagement', 'engagement_states', 'engagement_states_goodbye_due_idx', 'daily check 2 index');
 SELECT has_index('engagement', 'engagement_states', 'engagement_states_remind_due_idx', 'daily check 3 index');
-SELECT has_index('engagement', 'message_queue', 'message_queue_due_idx', 'claim index');
+SELECT has_index('engagement', 'message_queue', 'message_queue_due_type_idx', 'claim index (by type too)');
 SELECT has_index('engagement', 'message_queue', 'message_queue_lease_idx', 'lease recovery index');
 SELECT has_index('engagement', 'outbox_events', 'outbox_events_unpublished_idx', 'outbox backlog index');
 SELECT has_index('engagement', 'activity_events', 'activity_events_occurred_at_idx', 'weekly activity index');
 SELECT has_index('engagement', 'user_preferences', 'user_preferences_opted_out_idx', 'the opted-out index');
-SELECT is((SELECT indpred IS NOT NULL FROM pg_index WHERE indexrelid = 'engagement.message_queue_due_idx'::regclass),
+SELECT is((SELECT indpred IS NOT NULL FROM pg_index WHERE indexrelid = 'engagement.message_queue_due_type_idx'::regclass),
           true, 'the claim index is partial');
 
 -- Seeded templates ----------------------------------------------------------

@@ -1,0 +1,596 @@
+#include "eng_status.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "eng_buf.h"
+#include "eng_json.h"
+#include "eng_log.h"
+
+#define EXACT_BELOW 200000 /* users counted exactly on smaller tables */
+
+/* The jobs whose runs engagement-status reports. */
+static const char *const jobs[] = {"engagement-daily", "engagement-weekly", "queue-send",
+				   "outbox-relay"};
+#define NJOBS (sizeof(jobs) / sizeof(*jobs))
+
+/* Counted outcomes (engagement.message_counts kinds). */
+static const char *const outcomes[] = {"sent",      "failed",      "retried",
+				       "deferred",  "blocked",     "cancelled",
+				       "handed_back", "delivered", "read",
+				       "undelivered"};
+
+/* ---- metric families, as JSON ---------------------------------------------- */
+
+struct figures {
+	json_t *families; /* [{name, type, help, samples: [{labels, value}]}] */
+	eng_time now;     /* the database's clock */
+};
+
+static json_t *family(struct figures *f, const char *name, const char *type,
+		      const char *help)
+{
+	json_t *samples = json_array();
+	json_array_append_new(f->families, json_pack("{s:s, s:s, s:s, s:o}", "name", name,
+						     "type", type, "help", help, "samples",
+						     samples));
+	return samples;
+}
+
+/* sample(samples, value, "label", "value", ..., NULL) */
+static void sample(json_t *samples, double v, ...)
+{
+	json_t *labels = json_object();
+	va_list ap;
+	va_start(ap, v);
+	for (const char *k; (k = va_arg(ap, const char *)) != NULL;) {
+		const char *val = va_arg(ap, const char *);
+		json_object_set_new(labels, k, json_string(val ? val : ""));
+	}
+	va_end(ap);
+	json_array_append_new(samples, json_pack("{s:o, s:f}", "labels", labels, "value", v));
+}
+
+static double num(const PGresult *r, int row, const char *col)
+{
+	int c = PQfnumber(r, col);
+	return c < 0 || PQgetisnull(r, row, c) ? 0 : atof(PQgetvalue(r, row, c));
+}
+
+static const char *txt(const PGresult *r, int row, const char *col)
+{
+	int c = PQfnumber(r, col);
+	return c < 0 || PQgetisnull(r, row, c) ? "" : PQgetvalue(r, row, c);
+}
+
+static PGresult *query(const struct eng_job *job, const char *sql, int n,
+		       const char *const *p, struct eng_err *err)
+{
+	PGresult *r = eng_db_query(job->db, sql, n, p, err);
+	if (!r)
+		eng_err_prefix(err, "could not read the figures");
+	return r;
+}
+
+/* ---- the queue ------------------------------------------------------------------ */
+
+static enum eng_status queue(const struct eng_job *job, struct figures *f, json_t *sum,
+			     struct eng_err *err)
+{
+	/* queued (the claim's index carries the type) and sending, exactly;
+	 * every type that has a template appears, zero or not */
+	PGresult *r = query(job,
+			    "WITH t AS (SELECT DISTINCT template_key AS message_type"
+			    "           FROM engagement.message_templates),"
+			    " q AS (SELECT 'queued' AS status, message_type, count(*) AS n"
+			    "       FROM engagement.message_queue WHERE status = 'queued' GROUP BY 2"
+			    "       UNION ALL"
+			    "       SELECT 'sending', message_type, count(*)"
+			    "       FROM engagement.message_queue WHERE status = 'sending' GROUP BY 2)"
+			    "SELECT s.status, t.message_type, coalesce(q.n, 0) AS n"
+			    " FROM (SELECT message_type FROM t UNION SELECT message_type FROM q) t"
+			    " CROSS JOIN (VALUES ('queued'), ('sending')) s(status)"
+			    " LEFT JOIN q ON q.status = s.status AND q.message_type = t.message_type"
+			    " ORDER BY 1, 2",
+			    0, NULL, err);
+	if (!r)
+		return err->status;
+	json_t *s = family(f, "engagement_queue_messages", "gauge",
+			   "Messages queued or being sent, by status and message type");
+	json_t *js = json_object();
+	for (int i = 0; i < PQntuples(r); i++) {
+		const char *st = txt(r, i, "status"), *type = txt(r, i, "message_type");
+		sample(s, num(r, i, "n"), "status", st, "message_type", type, NULL);
+		json_t *by = json_object_get(js, st);
+		if (!by)
+			json_object_set_new(js, st, by = json_object());
+		json_object_set_new(by, type, json_integer((json_int_t)num(r, i, "n")));
+	}
+	PQclear(r);
+
+	/* the finished ones: the planner's estimate (a count would scan) */
+	r = query(job,
+		  "SELECT v.status, greatest(c.reltuples, 0) * coalesce(m.f, 0) AS n"
+		  " FROM (VALUES ('sent'), ('failed'), ('blocked'), ('cancelled')) v(status)"
+		  " CROSS JOIN (SELECT reltuples FROM pg_class"
+		  "             WHERE oid = 'engagement.message_queue'::regclass) c"
+		  " LEFT JOIN (SELECT x.v, x.f FROM pg_stats s,"
+		  "              unnest(s.most_common_vals::text::text[], s.most_common_freqs)"
+		  "                AS x(v, f)"
+		  "            WHERE s.schemaname = 'engagement' AND s.tablename = 'message_queue'"
+		  "              AND s.attname = 'status') m ON m.v = v.status"
+		  " ORDER BY 1",
+		  0, NULL, err);
+	if (!r)
+		return err->status;
+	s = family(f, "engagement_queue_finished_messages_estimate", "gauge",
+		   "Finished messages kept in the queue, by status (the planner's estimate)");
+	json_t *fin = json_object();
+	for (int i = 0; i < PQntuples(r); i++) {
+		double n = round(num(r, i, "n"));
+		sample(s, n, "status", txt(r, i, "status"), NULL);
+		json_object_set_new(fin, txt(r, i, "status"), json_integer((json_int_t)n));
+	}
+	PQclear(r);
+	json_object_set_new(js, "finished_estimate", fin);
+
+	r = query(job,
+		  "SELECT coalesce(extract(epoch FROM now() - (SELECT min(next_attempt_at)"
+		  "  FROM engagement.message_queue WHERE status = 'queued'"
+		  "    AND next_attempt_at <= now())), 0) AS oldest_due,"
+		  " (SELECT count(*) FROM engagement.message_queue WHERE status = 'sending'"
+		  "    AND locked_until < now()) AS expired",
+		  0, NULL, err);
+	if (!r)
+		return err->status;
+	double oldest = num(r, 0, "oldest_due"), expired = num(r, 0, "expired");
+	PQclear(r);
+	sample(family(f, "engagement_queue_oldest_due_seconds", "gauge",
+		      "Age of the oldest message due for sending and not sent"),
+	       oldest, NULL);
+	sample(family(f, "engagement_queue_expired_leases", "gauge",
+		      "Claims whose sender stopped renewing them (it died or stalled)"),
+	       expired, NULL);
+	json_object_set_new(js, "oldest_due_seconds", json_real(round(oldest * 10) / 10));
+	json_object_set_new(js, "expired_leases", json_integer((json_int_t)expired));
+	json_object_set_new(sum, "queue", js);
+	return ENG_OK;
+}
+
+/* ---- what happened: the last hour and day ------------------------------------------ */
+
+struct rates {
+	double sent_1h, failed_1h;
+};
+
+static enum eng_status happened(const struct eng_job *job, struct figures *f, json_t *sum,
+				struct rates *rt, struct eng_err *err)
+{
+	PGresult *r = query(job,
+			    "SELECT kind, code,"
+			    "  sum(n) FILTER (WHERE minute >= now() - interval '1 hour') AS h,"
+			    "  sum(n) AS d"
+			    " FROM engagement.message_counts"
+			    " WHERE minute >= now() - interval '24 hours'"
+			    " GROUP BY 1, 2 ORDER BY 1, 2",
+			    0, NULL, err);
+	if (!r)
+		return err->status;
+	json_t *s = family(f, "engagement_messages", "gauge",
+			   "What happened to messages in the last hour or day, by outcome");
+	json_t *codes = family(f, "engagement_message_errors", "gauge",
+			       "Messages failed, retried, deferred or undelivered in the last hour "
+			       "or day, by the API's error code");
+	json_t *funnel = family(f, "engagement_delivery_funnel", "gauge",
+				"Messages sent, delivered, read and undelivered in the last day");
+	json_t *prefs = family(f, "engagement_preference_changes", "gauge",
+			       "Opt-outs and opt-ins applied in the last day, by channel");
+	json_t *h = json_object(), *d = json_object(), *jp = json_object();
+	double total[sizeof(outcomes) / sizeof(*outcomes)][2] = {{0}};
+	for (int i = 0; i < PQntuples(r); i++) {
+		const char *kind = txt(r, i, "kind"), *code = txt(r, i, "code");
+		double nh = num(r, i, "h"), nd = num(r, i, "d");
+		if (strcmp(kind, "opt_out") == 0 || strcmp(kind, "opt_in") == 0) {
+			sample(prefs, nd, "change", kind, "source", code, NULL);
+			char key[64];
+			snprintf(key, sizeof(key), "%s_%s", kind, code);
+			json_object_set_new(jp, key, json_integer((json_int_t)nd));
+			continue;
+		}
+		for (size_t k = 0; k < sizeof(outcomes) / sizeof(*outcomes); k++)
+			if (strcmp(kind, outcomes[k]) == 0) {
+				total[k][0] += nh;
+				total[k][1] += nd;
+			}
+		if (*code) { /* by code; the totals follow below */
+			sample(codes, nh, "outcome", kind, "code", code, "window", "1h", NULL);
+			sample(codes, nd, "outcome", kind, "code", code, "window", "24h", NULL);
+		}
+	}
+	PQclear(r);
+	for (size_t k = 0; k < sizeof(outcomes) / sizeof(*outcomes); k++) {
+		sample(s, total[k][0], "outcome", outcomes[k], "window", "1h", NULL);
+		sample(s, total[k][1], "outcome", outcomes[k], "window", "24h", NULL);
+		json_object_set_new(h, outcomes[k], json_integer((json_int_t)total[k][0]));
+		json_object_set_new(d, outcomes[k], json_integer((json_int_t)total[k][1]));
+		if (strcmp(outcomes[k], "sent") == 0 || strcmp(outcomes[k], "delivered") == 0 ||
+		    strcmp(outcomes[k], "read") == 0 || strcmp(outcomes[k], "undelivered") == 0)
+			sample(funnel, total[k][1], "stage", outcomes[k], NULL);
+		if (strcmp(outcomes[k], "sent") == 0)
+			rt->sent_1h = total[k][0];
+		if (strcmp(outcomes[k], "failed") == 0)
+			rt->failed_1h = total[k][0];
+	}
+	double n = rt->sent_1h + rt->failed_1h;
+	sample(family(f, "engagement_send_failure_ratio", "gauge",
+		      "Failed sends among sent and failed in the last hour (0 when none)"),
+	       n > 0 ? rt->failed_1h / n : 0, NULL);
+	json_object_set_new(sum, "last_hour", h);
+	json_object_set_new(sum, "last_day", d);
+	json_object_set_new(sum, "preference_changes_last_day", jp);
+	return ENG_OK;
+}
+
+/* ---- people ---------------------------------------------------------------------- */
+
+static enum eng_status people(const struct eng_job *job, struct figures *f, json_t *sum,
+			      struct eng_err *err)
+{
+	char below[16];
+	snprintf(below, sizeof(below), "%d", EXACT_BELOW);
+	const char *p[] = {below};
+	/* counted on small tables, the planner's statistics on large ones */
+	PGresult *r = query(
+		job,
+		"WITH c AS (SELECT greatest(reltuples, 0) AS n FROM pg_class"
+		"           WHERE oid = 'engagement.engagement_states'::regclass),"
+		" exact AS (SELECT state, count(*)::float8 AS n FROM engagement.engagement_states"
+		"           WHERE (SELECT n FROM c) < $1::float8 GROUP BY 1),"
+		" est AS (SELECT x.v AS state, (SELECT n FROM c) * x.f AS n FROM pg_stats s,"
+		"           unnest(s.most_common_vals::text::text[], s.most_common_freqs) AS x(v, f)"
+		"         WHERE s.schemaname = 'engagement' AND s.tablename = 'engagement_states'"
+		"           AND s.attname = 'state' AND (SELECT n FROM c) >= $1::float8)"
+		"SELECT v.state, coalesce(e.n, t.n, 0) AS n, (SELECT n FROM c) >= $1::float8 AS est"
+		" FROM (VALUES ('active'), ('goodbye_sent'), ('help_flow'), ('remind_later'),"
+		"              ('dormant')) v(state)"
+		" LEFT JOIN exact e ON e.state = v.state LEFT JOIN est t ON t.state = v.state",
+		1, p, err);
+	if (!r)
+		return err->status;
+	json_t *s = family(f, "engagement_users", "gauge",
+			   "People in each engagement state (an estimate on large tables: "
+			   "see engagement_users_estimated)");
+	json_t *ju = json_object();
+	bool est = PQntuples(r) && strcmp(txt(r, 0, "est"), "t") == 0;
+	for (int i = 0; i < PQntuples(r); i++) {
+		double n = round(num(r, i, "n"));
+		sample(s, n, "state", txt(r, i, "state"), NULL);
+		json_object_set_new(ju, txt(r, i, "state"), json_integer((json_int_t)n));
+	}
+	PQclear(r);
+	sample(family(f, "engagement_users_estimated", "gauge",
+		      "1 when engagement_users comes from the planner's statistics"),
+	       est, NULL);
+	json_object_set_new(ju, "estimated", json_boolean(est));
+	json_object_set_new(sum, "users", ju);
+	return ENG_OK;
+}
+
+/* ---- jobs ------------------------------------------------------------------------ */
+
+/* A job's last success from the previous textfile, when the database has
+ * none (its runs were purged): carried forward. */
+static double carried(const char *textfile, const char *job)
+{
+	if (!textfile)
+		return 0;
+	FILE *in = fopen(textfile, "r");
+	if (!in)
+		return 0;
+	char want[160], line[512];
+	snprintf(want, sizeof(want),
+		 "engagement_job_last_success_timestamp_seconds{job=\"%s\"} ", job);
+	double v = 0;
+	while (fgets(line, sizeof(line), in))
+		if (strncmp(line, want, strlen(want)) == 0)
+			v = atof(line + strlen(want));
+	fclose(in);
+	return v;
+}
+
+struct job_ages {
+	double success_age[NJOBS]; /* seconds since the last success; -1: never */
+};
+
+static enum eng_status runs(const struct eng_job *job, struct figures *f, json_t *sum,
+			    const char *textfile, struct job_ages *ages, struct eng_err *err)
+{
+	char *names = eng_db_text_array(jobs, NJOBS);
+	const char *p[] = {names};
+	PGresult *r = query(
+		job,
+		"SELECT j.program, extract(epoch FROM l.started_at) AS started,"
+		"  extract(epoch FROM l.finished_at) AS finished, l.status, l.exit_code,"
+		"  extract(epoch FROM coalesce(l.finished_at, now()) - l.started_at) AS duration,"
+		"  extract(epoch FROM s.finished_at) AS success, extract(epoch FROM now()) AS now"
+		" FROM unnest($1::text[]) WITH ORDINALITY AS j(program, ord)"
+		" LEFT JOIN LATERAL (SELECT * FROM engagement.job_runs r WHERE r.program = j.program"
+		"   ORDER BY r.started_at DESC LIMIT 1) l ON true"
+		" LEFT JOIN LATERAL (SELECT r.finished_at FROM engagement.job_runs r"
+		"   WHERE r.program = j.program AND r.status = 'ok'"
+		"   ORDER BY r.started_at DESC LIMIT 1) s ON true"
+		" ORDER BY j.ord",
+		1, p, err);
+	free(names);
+	if (!r)
+		return err->status;
+	json_t *last = family(f, "engagement_job_last_run_timestamp_seconds", "gauge",
+			      "When the job's last run started (0: never)");
+	json_t *succ = family(f, "engagement_job_last_success_timestamp_seconds", "gauge",
+			      "When the job's last successful run finished (0: never)");
+	json_t *dur = family(f, "engagement_job_last_duration_seconds", "gauge",
+			     "How long the job's last run took (so far, while it runs)");
+	json_t *code = family(f, "engagement_job_last_exit_code", "gauge",
+			      "The exit code of the job's last finished run (-1: none or running)");
+	json_t *running = family(f, "engagement_job_running", "gauge",
+				 "1 while the job's last run is recorded as running");
+	json_t *jj = json_object();
+	for (int i = 0; i < PQntuples(r) && (size_t)i < NJOBS; i++) {
+		const char *name = jobs[i];
+		double success = num(r, i, "success");
+		if (success == 0)
+			success = carried(textfile, name);
+		double now = num(r, i, "now");
+		ages->success_age[i] = success > 0 ? now - success : -1;
+		const char *status = txt(r, i, "status");
+		sample(last, num(r, i, "started"), "job", name, NULL);
+		sample(succ, success, "job", name, NULL);
+		sample(dur, round(num(r, i, "duration") * 1000) / 1000, "job", name, NULL);
+		sample(code, *status && strcmp(status, "running") != 0 ? num(r, i, "exit_code") : -1,
+		       "job", name, NULL);
+		sample(running, strcmp(status, "running") == 0, "job", name, NULL);
+		json_object_set_new(jj, name, json_pack("{s:s?, s:f, s:f}", "last_status",
+						       *status ? status : NULL, "last_success",
+						       success, "success_age_seconds",
+						       round(ages->success_age[i])));
+	}
+	PQclear(r);
+	json_object_set_new(sum, "jobs", jj);
+	return ENG_OK;
+}
+
+/* ---- outbox and inbox ---------------------------------------------------------------- */
+
+struct backlog {
+	double outbox_age, inbox_age;
+};
+
+static enum eng_status backlogs(const struct eng_job *job, struct figures *f, json_t *sum,
+				struct backlog *b, struct eng_err *err)
+{
+	PGresult *r = query(
+		job,
+		"SELECT (SELECT count(*) FROM engagement.outbox_events WHERE published_at IS NULL)"
+		"    AS outbox,"
+		"  coalesce(extract(epoch FROM now() - (SELECT created_at FROM engagement.outbox_events"
+		"    WHERE published_at IS NULL ORDER BY id LIMIT 1)), 0) AS outbox_age,"
+		"  (SELECT count(*) FROM engagement.webhook_inbox WHERE applied_at IS NULL) AS inbox,"
+		"  coalesce(extract(epoch FROM now() - (SELECT received_at FROM"
+		"    engagement.webhook_inbox WHERE applied_at IS NULL ORDER BY id LIMIT 1)), 0)"
+		"    AS inbox_age",
+		0, NULL, err);
+	if (!r)
+		return err->status;
+	b->outbox_age = num(r, 0, "outbox_age");
+	b->inbox_age = num(r, 0, "inbox_age");
+	sample(family(f, "engagement_outbox_unpublished_events", "gauge",
+		      "Outbox events not published yet"),
+	       num(r, 0, "outbox"), NULL);
+	sample(family(f, "engagement_outbox_oldest_unpublished_seconds", "gauge",
+		      "Age of the oldest unpublished outbox event (0: none)"),
+	       b->outbox_age, NULL);
+	sample(family(f, "engagement_webhook_inbox_pending", "gauge",
+		      "Webhook deliveries stored and not applied yet"),
+	       num(r, 0, "inbox"), NULL);
+	sample(family(f, "engagement_webhook_inbox_oldest_pending_seconds", "gauge",
+		      "Age of the oldest webhook delivery not applied yet (0: none)"),
+	       b->inbox_age, NULL);
+	json_object_set_new(sum, "outbox",
+			    json_pack("{s:I, s:f}", "unpublished", (json_int_t)num(r, 0, "outbox"),
+				      "oldest_seconds", round(b->outbox_age * 10) / 10));
+	json_object_set_new(sum, "webhook_inbox",
+			    json_pack("{s:I, s:f}", "pending", (json_int_t)num(r, 0, "inbox"),
+				      "oldest_seconds", round(b->inbox_age * 10) / 10));
+	PQclear(r);
+	return ENG_OK;
+}
+
+/* ---- checks ---------------------------------------------------------------------- */
+
+struct check {
+	const char *name;
+	double value, threshold;
+	bool crossed;
+	const char *unit;
+};
+
+static int checks(const struct eng_status_opts *o, const struct job_ages *ages,
+		  const json_t *sum, const struct rates *rt, const struct backlog *b,
+		  struct check *c)
+{
+	const json_t *q = json_object_get(sum, "queue");
+	double due = json_real_value(json_object_get(q, "oldest_due_seconds"));
+	double expired = (double)json_integer_value(json_object_get(q, "expired_leases"));
+	double n = rt->sent_1h + rt->failed_1h;
+	double rate = n >= (double)o->min_sends && n > 0 ? 100.0 * rt->failed_1h / n : 0;
+	int k = 0;
+	/* a job that never succeeded has crossed its threshold */
+	double daily = ages->success_age[0] < 0 ? INFINITY : ages->success_age[0];
+	double weekly = ages->success_age[1] < 0 ? INFINITY : ages->success_age[1];
+	c[k++] = (struct check){"daily_job_stale", daily, o->max_daily_age_ms / 1000.0,
+				false, "seconds since the last success"};
+	c[k++] = (struct check){"weekly_job_stale", weekly, o->max_weekly_age_ms / 1000.0,
+				false, "seconds since the last success"};
+	c[k++] = (struct check){"queue_due_too_old", due, o->max_due_age_ms / 1000.0, false,
+				"seconds"};
+	c[k++] = (struct check){"expired_leases", expired, (double)o->max_expired_leases, false,
+				"claims"};
+	c[k++] = (struct check){"outbox_behind", b->outbox_age, o->max_outbox_age_ms / 1000.0,
+				false, "seconds"};
+	c[k++] = (struct check){"send_failure_rate", rate, o->max_failure_rate, false,
+				"percent of the last hour's sends"};
+	c[k++] = (struct check){"webhook_inbox_behind", b->inbox_age,
+				o->max_inbox_age_ms / 1000.0, false, "seconds"};
+	for (int i = 0; i < k; i++)
+		c[i].crossed = c[i].value > c[i].threshold;
+	return k;
+}
+
+/* ---- output ------------------------------------------------------------------------ */
+
+static void add_label_value(struct eng_buf *b, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			eng_buf_addc(b, '\\');
+		if (*s == '\n') {
+			eng_buf_adds(b, "\\n");
+			continue;
+		}
+		eng_buf_addc(b, *s);
+	}
+}
+
+char *eng_prometheus_text(const json_t *families)
+{
+	struct eng_buf b = ENG_BUF_INIT(SIZE_MAX / 2);
+	size_t i, j;
+	const json_t *fam, *s;
+	json_array_foreach(families, i, fam) {
+		const char *name = json_string_value(json_object_get(fam, "name"));
+		eng_buf_addf(&b, "# HELP %s %s\n# TYPE %s %s\n", name,
+			     json_string_value(json_object_get(fam, "help")), name,
+			     json_string_value(json_object_get(fam, "type")));
+		json_array_foreach(json_object_get(fam, "samples"), j, s) {
+			eng_buf_adds(&b, name);
+			const json_t *labels = json_object_get(s, "labels");
+			if (json_object_size(labels)) {
+				const char *k;
+				const json_t *v;
+				bool first = true;
+				eng_buf_addc(&b, '{');
+				json_object_foreach((json_t *)labels, k, v) {
+					eng_buf_addf(&b, "%s%s=\"", first ? "" : ",", k);
+					add_label_value(&b, json_string_value(v));
+					eng_buf_addc(&b, '"');
+					first = false;
+				}
+				eng_buf_addc(&b, '}');
+			}
+			double v = json_real_value(json_object_get(s, "value"));
+			if (v == floor(v) && fabs(v) < 1e15)
+				eng_buf_addf(&b, " %.0f\n", v);
+			else
+				eng_buf_addf(&b, " %.10g\n", v);
+		}
+	}
+	return eng_buf_detach(&b);
+}
+
+/* Write text to path atomically: path.PID in the same folder, then
+ * rename. The previous file stays when anything fails. */
+static enum eng_status write_textfile(const char *path, const char *text, struct eng_err *err)
+{
+	char tmp[4096];
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.%ld", path, (long)getpid()) >= sizeof(tmp))
+		return eng_err_set(err, ENG_ECONFIG, "--textfile is too long");
+	FILE *out = fopen(tmp, "w");
+	if (!out)
+		return eng_err_set(err, ENG_ECANTCREAT, "cannot write %.300s: %s (the previous "
+				   "file is kept)",
+				   tmp, strerror(errno));
+	size_t n = strlen(text);
+	bool ok = fwrite(text, 1, n, out) == n;
+	ok = fflush(out) == 0 && ok;
+	ok = fsync(fileno(out)) == 0 && ok;
+	int e = errno;
+	ok = fclose(out) == 0 && ok;
+	if (!ok || rename(tmp, path) != 0) {
+		e = ok ? errno : e;
+		unlink(tmp);
+		return eng_err_set(err, ENG_ECANTCREAT, "cannot write %.300s: %s (the previous "
+				   "file is kept)",
+				   path, strerror(e));
+	}
+	return ENG_OK;
+}
+
+enum eng_status eng_status_run(const struct eng_job *job, struct eng_status_opts *o,
+			       struct eng_err *err)
+{
+	int64_t t0 = eng_mono_us();
+	struct figures f = {json_array(), job->now};
+	struct job_ages ages;
+	struct rates rt = {0};
+	struct backlog bl = {0};
+	json_t *sum = job->summary;
+	enum eng_status st = queue(job, &f, sum, err);
+	if (st == ENG_OK)
+		st = happened(job, &f, sum, &rt, err);
+	if (st == ENG_OK)
+		st = people(job, &f, sum, err);
+	if (st == ENG_OK)
+		st = runs(job, &f, sum, o->textfile, &ages, err);
+	if (st == ENG_OK)
+		st = backlogs(job, &f, sum, &bl, err);
+	if (st) {
+		json_decref(f.families);
+		return st;
+	}
+	struct check c[8];
+	int nc = checks(o, &ages, sum, &rt, &bl, c);
+	json_t *cs = family(&f, "engagement_check_failed", "gauge",
+			    "1 when the figure has crossed engagement-status --check's threshold");
+	json_t *jc = json_array();
+	int crossed = 0;
+	for (int i = 0; i < nc; i++) {
+		sample(cs, c[i].crossed, "check", c[i].name, NULL);
+		json_array_append_new(jc, json_pack("{s:s, s:b, s:o, s:f}", "check", c[i].name,
+						    "crossed", c[i].crossed, "value",
+						    isinf(c[i].value) ? json_null()
+								      : json_real(round(c[i].value * 10) / 10),
+						    "threshold", c[i].threshold));
+		if (c[i].crossed && o->check) {
+			crossed++;
+			eng_log(ENG_WARN, "check_failed", ENG_S("check", c[i].name),
+				isinf(c[i].value) ? (struct eng_field)ENG_S("value", "never")
+						  : (struct eng_field)ENG_D("value", c[i].value),
+				ENG_D("threshold", c[i].threshold), ENG_S("unit", c[i].unit));
+		}
+	}
+	json_object_set_new(sum, "checks", jc);
+	double secs = (double)(eng_mono_us() - t0) / 1e6;
+	sample(family(&f, "engagement_status_duration_seconds", "gauge",
+		      "How long collecting these figures took"),
+	       round(secs * 1000) / 1000, NULL);
+	sample(family(&f, "engagement_status_last_success_timestamp_seconds", "gauge",
+		      "When engagement-status last collected these figures"),
+	       (double)(job->now / ENG_USEC_PER_SEC), NULL);
+
+	char *text = eng_prometheus_text(f.families);
+	json_decref(f.families);
+	if (o->textfile)
+		st = write_textfile(o->textfile, text, err);
+	if (o->prometheus)
+		o->exposition = text;
+	else
+		free(text);
+	if (st == ENG_OK && crossed)
+		return eng_err_set(err, ENG_PARTIAL, "%d checks failed (check_failed in the log)",
+				   crossed);
+	return st;
+}
