@@ -11,6 +11,7 @@
 # 4. two processes with --rate 80 each: the rate is shared, so together
 #    they still send 80/s.
 set -euo pipefail
+umask 077 # the token file is readable by its owner only
 cd "$(dirname "$0")/.."
 n=${1:-50000}
 runs=${2:-3}

@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,11 +44,44 @@ void eng_sha256_text_hex(const char *text, char out[65])
 	free(norm);
 }
 
+unsigned eng_hmac_sha256(const void *key, size_t keylen, const void *data,
+			 size_t n, unsigned char out[64])
+{
+	unsigned len = 0;
+	HMAC(EVP_sha256(), key, (int)keylen, data, n, out, &len);
+	return len;
+}
+
 void eng_hmac_sha256_hex(const void *key, size_t keylen, const void *data,
 			 size_t n, char out[65])
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned len = 0;
-	HMAC(EVP_sha256(), key, (int)keylen, data, n, md, &len);
-	to_hex(md, len, out);
+	to_hex(md, eng_hmac_sha256(key, keylen, data, n, md), out);
+}
+
+char *eng_base64(const void *data, size_t n)
+{
+	char *out = eng_xmalloc(4 * ((n + 2) / 3) + 1);
+	EVP_EncodeBlock((unsigned char *)out, data, (int)n);
+	return out;
+}
+
+unsigned char *eng_unbase64(const char *text, size_t *n)
+{
+	size_t len = strlen(text);
+	if (len == 0 || len % 4 != 0 || len > INT32_MAX)
+		return NULL;
+	size_t pad = text[len - 1] == '=' ? (text[len - 2] == '=' ? 2 : 1) : 0;
+	/* EVP_DecodeBlock skips white space; refuse anything but the alphabet */
+	if (strspn(text, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+			 "0123456789+/") != len - pad)
+		return NULL;
+	unsigned char *out = eng_xmalloc(len / 4 * 3 + 1);
+	int got = EVP_DecodeBlock(out, (const unsigned char *)text, (int)len);
+	if (got < 0) {
+		free(out);
+		return NULL;
+	}
+	*n = (size_t)got - pad;
+	return out;
 }

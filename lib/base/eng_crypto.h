@@ -15,4 +15,15 @@ void eng_sha256_text_hex(const char *text, char out[65]);
 void eng_hmac_sha256_hex(const void *key, size_t keylen, const void *data,
 			 size_t n, char out[65]);
 
+/* HMAC-SHA256(key, data) into out; returns its length (32). */
+unsigned eng_hmac_sha256(const void *key, size_t keylen, const void *data,
+			 size_t n, unsigned char out[64]);
+
+/* Standard base64 (RFC 4648, padded) of data, a new string. */
+char *eng_base64(const void *data, size_t n);
+
+/* Decode padded standard base64 (no white space): a new buffer of *n bytes,
+ * or NULL when text is not valid base64. */
+unsigned char *eng_unbase64(const char *text, size_t *n);
+
 #endif

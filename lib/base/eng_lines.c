@@ -1,5 +1,7 @@
 #include "eng_lines.h"
 
+#include "eng_buf.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,19 +23,42 @@ enum eng_status eng_lines_open(struct eng_lines *l, const char *path,
 	return ENG_OK;
 }
 
+/* The next line into l->buf, keeping at most ENG_LINE_MAX + 1 bytes of it
+ * (the rest is read and dropped: memory stays bounded whatever comes in).
+ * 1 with *n its length kept, 0 at the end. */
+static int read_line(struct eng_lines *l, size_t *n, bool *cut)
+{
+	if (!l->buf) {
+		l->cap = ENG_LINE_MAX + 2;
+		l->buf = eng_xmalloc(l->cap);
+	}
+	*n = 0;
+	*cut = false;
+	int c = EOF;
+	while ((c = getc_unlocked(l->f)) != EOF && c != '\n') {
+		if (*n < ENG_LINE_MAX + 1)
+			l->buf[(*n)++] = (char)c;
+		else
+			*cut = true;
+	}
+	l->buf[*n] = '\0';
+	return c == EOF && *n == 0 && !*cut ? 0 : 1;
+}
+
 int eng_lines_next(struct eng_lines *l, const char **text, size_t *len,
 		   bool *too_long, struct eng_err *err)
 {
-	ssize_t n;
-	while ((n = getline(&l->buf, &l->cap, l->f)) >= 0) {
+	size_t n;
+	bool cut;
+	while (read_line(l, &n, &cut) == 1) {
 		l->lineno++;
 		while (n > 0 && (l->buf[n - 1] == '\n' || l->buf[n - 1] == '\r'))
 			l->buf[--n] = '\0';
-		if ((size_t)n == strspn(l->buf, " \t"))
+		if (!cut && n == strspn(l->buf, " \t"))
 			continue; /* blank */
 		*text = l->buf;
-		*len = (size_t)n;
-		*too_long = n > ENG_LINE_MAX;
+		*len = n;
+		*too_long = cut || n > ENG_LINE_MAX;
 		return 1;
 	}
 	if (ferror(l->f)) {

@@ -15,6 +15,11 @@ typedef int64_t eng_time;
 #define ENG_TIME_NONE INT64_MIN
 
 #define ENG_USEC_PER_SEC INT64_C(1000000)
+
+/* How far ahead of the database's clock an inbound change or event may be
+ * dated: ordinary clock skew between channels. Further ahead is refused (a
+ * wrong clock would otherwise freeze last-write-wins until then). */
+#define ENG_FUTURE_SKEW_S 300
 #define ENG_USEC_PER_DAY (INT64_C(86400) * ENG_USEC_PER_SEC)
 
 /* Days since 1970-01-01 for a proleptic Gregorian date, and back. */

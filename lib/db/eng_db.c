@@ -83,12 +83,13 @@ enum eng_status eng_db_connect(struct eng_db *db, const char *conninfo,
 		char *perr = NULL;
 		PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
 		if (!opts) {
-			char m[256];
-			tidy_libpq_message(perr ? perr : "out of memory", m,
-					   sizeof(m));
+			/* libpq's message quotes the part it could not parse,
+			 * which may be a password: it is not shown */
 			PQfreemem(perr);
 			return eng_err_set(err, ENG_ECONFIG,
-					   "invalid connection string: %s", m);
+					   "invalid connection string: libpq cannot parse "
+					   "it (its message is not shown: it may quote a "
+					   "password)");
 		}
 		PQconninfoFree(opts);
 	}
@@ -135,6 +136,19 @@ enum eng_status eng_db_connect(struct eng_db *db, const char *conninfo,
 	}
 	PQsetNoticeReceiver(db->conn, on_notice, NULL);
 	return ENG_OK;
+}
+
+bool eng_db_has_password(const char *conninfo)
+{
+	char *perr = NULL;
+	PQconninfoOption *opts = conninfo ? PQconninfoParse(conninfo, &perr) : NULL;
+	bool has = false;
+	for (PQconninfoOption *o = opts; o && o->keyword; o++)
+		if (strcmp(o->keyword, "password") == 0 && o->val && *o->val)
+			has = true;
+	PQconninfoFree(opts);
+	PQfreemem(perr);
+	return has;
 }
 
 void eng_db_close(struct eng_db *db)

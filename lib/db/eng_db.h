@@ -31,6 +31,10 @@ enum eng_status eng_db_connect(struct eng_db *db, const char *conninfo,
 			       const char *appname, struct eng_err *err);
 void eng_db_close(struct eng_db *db);
 
+/* Whether a connection string carries a password (false when it cannot be
+ * parsed). */
+bool eng_db_has_password(const char *conninfo);
+
 /* Classify a failed connection attempt (exposed for tests). */
 enum eng_status eng_db_classify_connect_error(const char *msg,
 					      bool needs_password);

@@ -24,6 +24,7 @@ struct eng_job {
 	const char *conninfo;    /* for them: NULL means DATABASE_URL, libpq's defaults */
 	const char *run_id;
 	eng_time now;            /* --now, or the database's clock at the start */
+	eng_time clock;          /* the database's clock at the start, --now or not */
 	bool fixed_now;          /* now came from --now */
 	bool dry_run;
 	json_t *summary;         /* the job adds its counts here (data only) */
@@ -45,6 +46,14 @@ static inline enum eng_status eng_job_renew_lease(const struct eng_job *j,
 						  struct eng_err *err)
 {
 	return j->renew ? j->renew(j->lease, err) : ENG_OK;
+}
+
+/* The latest instant an inbound event or change may carry: the database's
+ * clock plus ENG_FUTURE_SKEW_S (not --now: a simulation may replay events
+ * after its instant, but nothing is dated in the real future). */
+static inline eng_time eng_job_latest(const struct eng_job *j)
+{
+	return j->clock + (eng_time)ENG_FUTURE_SKEW_S * ENG_USEC_PER_SEC;
 }
 
 /* Summary helpers. */

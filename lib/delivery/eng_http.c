@@ -4,6 +4,9 @@
 #include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,10 +83,36 @@ enum eng_status eng_http_read_secret(const char *path, const char *what,
 				     char **out, struct eng_err *err)
 {
 	*out = NULL;
-	FILE *f = fopen(path, "r");
-	if (!f)
+	/* not blocking on a FIFO; what is opened is what is checked */
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		return eng_err_set(err, ENG_ECONFIG, "cannot read %s %.200s: %s", what,
+				   path, strerror(e));
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return eng_err_set(err, ENG_ECONFIG,
+				   "%s %.200s is not a regular file: put the secret in "
+				   "a file of its own",
+				   what, path);
+	}
+	if (st.st_mode & 077) {
+		close(fd);
+		return eng_err_set(err, ENG_ECONFIG,
+				   "%s %.200s is readable by group or others (mode %04o): "
+				   "chmod 600 %.200s",
+				   what, path, (unsigned)(st.st_mode & 07777), path);
+	}
+	FILE *f = fdopen(fd, "r");
+	if (!f) {
+		close(fd);
 		return eng_err_set(err, ENG_ECONFIG, "cannot read %s %.200s: %s", what,
 				   path, strerror(errno));
+	}
 	struct eng_buf b = ENG_BUF_INIT(16 * 1024);
 	int rc = eng_buf_read(&b, f);
 	fclose(f);

@@ -14,8 +14,10 @@ enum eng_status eng_http_check_url(const char *url, const char *what,
 				   char *out, size_t outsz, struct eng_err *err);
 
 /* Read a secret from a file (at most 16 KiB, trailing whitespace removed).
- * what names the setting in messages; the secret never appears in one.
- * ENG_ECONFIG when unreadable or empty. Caller frees *out with
+ * The file must be a regular file (a symlink to one will do) readable by
+ * its owner only. what names the setting in messages; the secret never
+ * appears in one. ENG_ECONFIG when unreadable, not a regular file,
+ * readable by group or others, or empty. Caller frees *out with
  * eng_http_wipe. */
 enum eng_status eng_http_read_secret(const char *path, const char *what,
 				     char **out, struct eng_err *err);

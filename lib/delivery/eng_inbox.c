@@ -13,7 +13,6 @@
 #include "eng_phrase.h"
 #include "eng_users.h"
 
-#define SKEW_S 300 /* items dated further ahead are refused, as opt-outs are */
 
 enum eng_status eng_inbox_store(struct eng_db *db, const char *const *bodies, size_t n,
 				struct eng_err *err)
@@ -406,7 +405,7 @@ static enum eng_status apply_range(struct eng_db *db, struct claimed *c, size_t 
 		struct eng_meta_delivery *d = &c->d[i];
 		eng_meta_release(d);
 		json_t *result = json_object();
-		if (!failure && eng_meta_parse(body, strlen(body), c->now, SKEW_S, d, &perr)) {
+		if (!failure && eng_meta_parse(body, strlen(body), c->now, ENG_FUTURE_SKEW_S, d, &perr)) {
 			json_object_set_new(result, "error", eng_json_str(perr.msg));
 			k->broken++;
 		}

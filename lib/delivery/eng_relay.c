@@ -1,8 +1,11 @@
 #include "eng_relay.h"
 
 #include <curl/curl.h>
+#include <openssl/evp.h>
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +62,102 @@ void eng_relay_signature(const char *secret, const char *body, size_t len,
 	snprintf(out, 72, "sha256=%s", hex);
 }
 
+static void wipe_bytes(void *p, size_t n)
+{
+	volatile unsigned char *v = p;
+	while (n--)
+		*v++ = 0;
+}
+
+void eng_relay_keys_release(struct eng_relay_keys *k)
+{
+	for (size_t i = 0; i < k->n; i++) {
+		wipe_bytes(k->key[i], k->len[i]);
+		free(k->key[i]);
+	}
+	eng_http_wipe(k->legacy);
+	memset(k, 0, sizeof(*k));
+}
+
+enum eng_status eng_relay_keys_parse(const char *text, struct eng_relay_keys *k,
+				     struct eng_err *err)
+{
+	memset(k, 0, sizeof(*k));
+	int lineno = 0;
+	for (const char *p = text; *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t n = nl ? (size_t)(nl - p) : strlen(p);
+		lineno++;
+		char *line = eng_xmalloc(n + 1);
+		memcpy(line, p, n);
+		line[n] = '\0';
+		p += n + (nl ? 1 : 0);
+		/* surrounding white space is not part of a secret */
+		char *b = line, *e = line + n;
+		while (b < e && isspace((unsigned char)*b))
+			b++;
+		while (e > b && isspace((unsigned char)e[-1]))
+			*--e = '\0';
+		if (b == e) {
+			eng_http_wipe(line);
+			continue;
+		}
+		if (k->n == ENG_RELAY_MAX_KEYS) {
+			eng_http_wipe(line);
+			eng_relay_keys_release(k);
+			return eng_err_set(err, ENG_ECONFIG,
+					   "--secret-file holds more than %d secrets",
+					   ENG_RELAY_MAX_KEYS);
+		}
+		if (strncmp(b, "whsec_", 6) == 0) {
+			k->key[k->n] = eng_unbase64(b + 6, &k->len[k->n]);
+			if (!k->key[k->n] || k->len[k->n] == 0) {
+				free(k->key[k->n]);
+				eng_http_wipe(line);
+				eng_relay_keys_release(k);
+				return eng_err_set(err, ENG_ECONFIG,
+						   "--secret-file line %d: a whsec_ secret must be "
+						   "followed by the key in base64",
+						   lineno);
+			}
+		} else {
+			k->len[k->n] = strlen(b);
+			k->key[k->n] = eng_xmalloc(k->len[k->n]);
+			memcpy(k->key[k->n], b, k->len[k->n]);
+		}
+		if (!k->legacy)
+			k->legacy = eng_xstrdup(b);
+		k->n++;
+		eng_http_wipe(line);
+	}
+	if (k->n == 0)
+		return eng_err_set(err, ENG_ECONFIG, "--secret-file holds no secret");
+	return ENG_OK;
+}
+
+char *eng_relay_sign(const struct eng_relay_keys *k, const char *id, long long timestamp,
+		     const char *body, size_t len)
+{
+	struct eng_buf signed_text = ENG_BUF_INIT(SIZE_MAX / 2), out = ENG_BUF_INIT(SIZE_MAX / 2);
+	char head[160];
+	int hl = snprintf(head, sizeof(head), "%s.%lld.", id, timestamp);
+	eng_buf_add(&signed_text, head, (size_t)hl);
+	eng_buf_add(&signed_text, body, len);
+	for (size_t i = 0; i < k->n; i++) {
+		unsigned char mac[EVP_MAX_MD_SIZE];
+		unsigned ml = eng_hmac_sha256(k->key[i], k->len[i], signed_text.data,
+					      signed_text.len, mac);
+		char *b64 = eng_base64(mac, ml);
+		if (i)
+			eng_buf_add(&out, " ", 1);
+		eng_buf_add(&out, "v1,", 3);
+		eng_buf_add(&out, b64, strlen(b64));
+		free(b64);
+	}
+	eng_buf_release(&signed_text);
+	return eng_buf_detach(&out);
+}
+
 /* Sleep up to us microseconds, waking early on a signal. */
 static void nap(int64_t us)
 {
@@ -101,19 +200,34 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 
 enum post_result { POST_OK, POST_RETRY, POST_REFUSED };
 
-static enum post_result post(struct relay *r, const char *body, char *why,
-			     size_t whysz)
+/* One attempt, signed now: the timestamp is the attempt's, the id the
+ * batch's. */
+static enum post_result post(struct relay *r, const char *id, const char *body,
+			     char *why, size_t whysz)
 {
+	size_t len = strlen(body);
+	long long now = (long long)time(NULL);
+	char *sw = eng_relay_sign(&r->o->keys, id, now, body, len);
 	char sig[72], hdr[128];
-	eng_relay_signature(r->o->secret, body, strlen(body), sig);
+	struct curl_slist *h = NULL;
+	snprintf(hdr, sizeof(hdr), "webhook-id: %s", id);
+	h = curl_slist_append(h, hdr);
+	snprintf(hdr, sizeof(hdr), "webhook-timestamp: %lld", now);
+	h = curl_slist_append(h, hdr);
+	char *swh = eng_xmalloc(strlen(sw) + sizeof("webhook-signature: "));
+	sprintf(swh, "webhook-signature: %s", sw);
+	h = curl_slist_append(h, swh);
+	free(swh);
+	free(sw);
+	eng_relay_signature(r->o->keys.legacy, body, len, sig);
 	snprintf(hdr, sizeof(hdr), "X-Engagement-Signature: %s", sig);
-	struct curl_slist *h = curl_slist_append(NULL, hdr);
+	h = curl_slist_append(h, hdr);
 	for (struct curl_slist *x = r->headers; x; x = x->next)
 		h = curl_slist_append(h, x->data);
 	eng_buf_reset(&r->answer);
 	curl_easy_setopt(r->curl, CURLOPT_HTTPHEADER, h);
 	curl_easy_setopt(r->curl, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(r->curl, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	curl_easy_setopt(r->curl, CURLOPT_POSTFIELDSIZE, (long)len);
 	CURLcode rc = curl_easy_perform(r->curl);
 	curl_slist_free_all(h);
 	if (rc != CURLE_OK) {
@@ -132,12 +246,12 @@ static enum post_result post(struct relay *r, const char *body, char *why,
 
 /* Deliver one batch to the webhook, retrying. ENG_OK when accepted;
  * ENG_ETEMP (unavailable) or ENG_EUNAVAIL (refused) otherwise. */
-static enum eng_status deliver_webhook(struct relay *r, const char *body,
+static enum eng_status deliver_webhook(struct relay *r, const char *id, const char *body,
 				       size_t nevents, struct eng_err *err)
 {
 	char why[256];
 	for (int attempt = 1;; attempt++) {
-		enum post_result pr = post(r, body, why, sizeof(why));
+		enum post_result pr = post(r, id, body, why, sizeof(why));
 		if (pr == POST_OK)
 			return ENG_OK;
 		r->retries++;
@@ -249,8 +363,11 @@ static enum eng_status publish_batch(struct relay *r, size_t *n,
 		st = r->o->sink->publish(r->o->sink->ctx, (const char *const *)lines,
 					 (size_t)rows, err);
 	} else {
+		/* the same for every retry of these events, in this run or the next */
+		char id[96];
+		snprintf(id, sizeof(id), "evt_%s_%s", ids[0], ids[rows - 1]);
 		char *body = webhook_body((const char *const *)lines, (size_t)rows);
-		st = deliver_webhook(r, body, (size_t)rows, err);
+		st = deliver_webhook(r, id, body, (size_t)rows, err);
 		free(body);
 	}
 	if (st == ENG_OK) {
@@ -471,8 +588,13 @@ enum eng_status eng_relay_run(const struct eng_job *job, const struct eng_relay_
 enum eng_status eng_relay_check(struct eng_relay_opts *o, const char *url,
 				const char *secret_file, struct eng_err *err)
 {
+	char *text = NULL;
 	if (eng_http_check_url(url, "--webhook", o->webhook, sizeof(o->webhook), err) ||
-	    eng_http_read_secret(secret_file, "--secret-file", &o->secret, err))
+	    eng_http_read_secret(secret_file, "--secret-file", &text, err))
+		return eng_err_event(err, "bad_configuration");
+	enum eng_status st = eng_relay_keys_parse(text, &o->keys, err);
+	eng_http_wipe(text);
+	if (st)
 		return eng_err_event(err, "bad_configuration");
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return eng_err_set(err, ENG_EINTERNAL, "curl_global_init failed");
@@ -482,8 +604,7 @@ enum eng_status eng_relay_check(struct eng_relay_opts *o, const char *url,
 
 void eng_relay_opts_release(struct eng_relay_opts *o)
 {
-	eng_http_wipe(o->secret);
-	o->secret = NULL;
+	eng_relay_keys_release(&o->keys);
 	if (o->curl_ready)
 		curl_global_cleanup();
 	o->curl_ready = false;

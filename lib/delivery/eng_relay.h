@@ -21,10 +21,20 @@ struct eng_relay_sink {
 	void *ctx;
 };
 
+#define ENG_RELAY_MAX_KEYS 16
+
+/* The webhook's signing keys: one per line of the secret file. */
+struct eng_relay_keys {
+	size_t n;
+	unsigned char *key[ENG_RELAY_MAX_KEYS]; /* whsec_ lines decoded; others raw */
+	size_t len[ENG_RELAY_MAX_KEYS];
+	char *legacy;            /* the first line as written: the deprecated header's key */
+};
+
 struct eng_relay_opts {
 	const struct eng_relay_sink *sink; /* NULL: the webhook */
 	char webhook[1024];      /* URL, when not to stdout */
-	char *secret;            /* HMAC key for the webhook (owned by caller) */
+	struct eng_relay_keys keys;
 	bool follow;
 	int batch;               /* events per fetch and per webhook request */
 	int purge_days;          /* delete published events older than this */
@@ -48,7 +58,22 @@ void eng_relay_opts_release(struct eng_relay_opts *o);
 enum eng_status eng_relay_run(const struct eng_job *job, const struct eng_relay_opts *o,
 			      struct eng_err *err);
 
-/* "sha256=" + lowercase hex HMAC-SHA256(secret, body). */
+/* The secret file's text, one secret per line (blank lines skipped):
+ * "whsec_" + base64 of the key (Standard Webhooks), or, for a secret from
+ * before, the line's bytes themselves. ENG_ECONFIG naming the line, never
+ * its content. Released (wiped) by eng_relay_keys_release. */
+enum eng_status eng_relay_keys_parse(const char *text, struct eng_relay_keys *k,
+				     struct eng_err *err);
+void eng_relay_keys_release(struct eng_relay_keys *k);
+
+/* The Standard Webhooks "webhook-signature" value: "v1," + base64
+ * HMAC-SHA256(key, "{id}.{timestamp}.{body}") for each key, separated by
+ * spaces. A new string. */
+char *eng_relay_sign(const struct eng_relay_keys *k, const char *id, long long timestamp,
+		     const char *body, size_t len);
+
+/* Deprecated X-Engagement-Signature value: "sha256=" + lowercase hex
+ * HMAC-SHA256(secret, body). */
 void eng_relay_signature(const char *secret, const char *body, size_t len,
 			 char out[72]);
 

@@ -14,9 +14,21 @@
 
 /* ---- parsing ----------------------------------------------------------- */
 
+/* An event dated more than ENG_FUTURE_SKEW_S ahead of now is refused, as
+ * opt-outs are: it would freeze last_activity_at (last write wins). */
+static enum eng_status future(eng_time at, struct eng_err *err)
+{
+	char ts[32];
+	eng_time_format_ms(at, ts);
+	return eng_err_set(err, ENG_EDATA,
+			   "the event is dated %s, more than %d minutes ahead of the "
+			   "database clock: refused",
+			   ts, ENG_FUTURE_SKEW_S / 60);
+}
+
 enum eng_status eng_event_parse_json(const char *text, size_t len,
-				     eng_time default_at, struct eng_event *ev,
-				     struct eng_err *err)
+				     eng_time default_at, eng_time latest,
+				     struct eng_event *ev, struct eng_err *err)
 {
 	long line = ev->line;
 	memset(ev, 0, sizeof(*ev));
@@ -80,6 +92,8 @@ enum eng_status eng_event_parse_json(const char *text, size_t len,
 	if (who != 1)
 		st = eng_err_set(err, ENG_EDATA,
 				 "give exactly one of \"user_id\" and \"phone\"");
+	else if (ev->at > latest)
+		st = future(ev->at, err);
 	else if (what != 1)
 		st = eng_err_set(err, ENG_EDATA,
 				 "give exactly one of \"activity\", \"goodbye_reply\" "
@@ -598,6 +612,10 @@ enum eng_status eng_event_one(const struct eng_job *job, struct eng_event *ev,
 {
 	if (ev->at == ENG_TIME_NONE)
 		ev->at = job->now;
+	if (ev->at > eng_job_latest(job)) {
+		future(ev->at, err);
+		return eng_err_event(err, "invalid_input");
+	}
 	struct eng_ev_counts k = {0};
 	if (job->dry_run && eng_db_begin(job->db, err))
 		return err->status;
@@ -640,7 +658,7 @@ enum eng_status eng_event_one(const struct eng_job *job, struct eng_event *ev,
 
 struct batch {
 	struct eng_event *ev; /* the block */
-	eng_time now;
+	eng_time now, latest;
 	struct eng_ev_counts k;
 	long long malformed;
 };
@@ -656,7 +674,7 @@ static void take_line(void *ctx, size_t i, long lineno, const char *text, size_t
 	if (too_long)
 		eng_err_set(&perr, ENG_EDATA, "line longer than %d bytes", ENG_LINE_MAX);
 	else
-		eng_event_parse_json(text, len, b->now, e, &perr);
+		eng_event_parse_json(text, len, b->now, b->latest, e, &perr);
 	if (perr.status) {
 		b->malformed++;
 		memset(e, 0, sizeof(*e));
@@ -699,7 +717,8 @@ static bool summarize(void *ctx, const struct eng_job *job)
 enum eng_status eng_event_batch(const struct eng_job *job, const char *path,
 				struct eng_err *err)
 {
-	struct batch b = {.ev = eng_xcalloc(BLOCK, sizeof(*b.ev)), .now = job->now};
+	struct batch b = {.ev = eng_xcalloc(BLOCK, sizeof(*b.ev)), .now = job->now,
+			  .latest = eng_job_latest(job)};
 	struct eng_line_job lj = {path, BLOCK, take_line, apply_block, summarize, &b};
 	enum eng_status st = eng_lines_run(job, &lj, err);
 	free(b.ev);

@@ -55,11 +55,11 @@ struct eng_ev_counts {
 };
 
 /* Parse one JSON line of a batch into ev (line number set by the caller).
- * ENG_EDATA with a message on a malformed line. default_at is used when the
- * line has no "at". */
+ * ENG_EDATA with a message on a malformed line, or one dated after latest.
+ * default_at is used when the line has no "at". */
 enum eng_status eng_event_parse_json(const char *text, size_t len,
-				     eng_time default_at, struct eng_event *ev,
-				     struct eng_err *err);
+				     eng_time default_at, eng_time latest,
+				     struct eng_event *ev, struct eng_err *err);
 
 /* Apply n events in order. Each gets an outcome. If dry_run, the caller
  * holds one transaction around everything; otherwise each chunk commits.

@@ -166,7 +166,7 @@ enum eng_status eng_optout_apply_many(struct eng_db *db,
 	PGresult *r = NULL;
 	if (st == ENG_OK) {
 		char skew[16];
-		snprintf(skew, sizeof(skew), "%d", ENG_OPTOUT_SKEW_S);
+		snprintf(skew, sizeof(skew), "%d", ENG_FUTURE_SKEW_S);
 		const char *p[] = {changes, skew};
 		r = eng_db_query(db, apply_sql, 2, p, err);
 		if (!r)
@@ -208,7 +208,7 @@ static enum eng_status check_result(const struct eng_optout_change *c,
 		return eng_err_set(err, ENG_EDATA,
 				   "the change is dated %s, more than %d minutes "
 				   "ahead of the database clock: refused",
-				   at, ENG_OPTOUT_SKEW_S / 60);
+				   at, ENG_FUTURE_SKEW_S / 60);
 	}
 	return ENG_OK;
 }

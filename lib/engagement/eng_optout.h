@@ -11,7 +11,7 @@
  * audit log records the reaffirmation, nothing is published) and stale
  * (older than what is stored: nothing is written).
  *
- * A change dated more than ENG_OPTOUT_SKEW_S ahead of the database's clock
+ * A change dated more than ENG_FUTURE_SKEW_S ahead of the database's clock
  * is refused (a channel with a wrong clock would otherwise freeze the
  * preference until then, "stop" included).
  */
@@ -25,8 +25,6 @@
 #include "eng_job.h"
 #include "eng_time.h"
 #include "eng_users.h"
-
-#define ENG_OPTOUT_SKEW_S 300
 
 enum eng_optout_outcome {
 	ENG_OPTOUT_APPLIED,
@@ -53,7 +51,7 @@ bool eng_optout_source_valid(const char *s);
 struct eng_optout_result {
 	enum eng_optout_outcome outcome;
 	bool found;             /* false: no such user (nothing written) */
-	bool future;            /* at is over ENG_OPTOUT_SKEW_S ahead of the
+	bool future;            /* at is over ENG_FUTURE_SKEW_S ahead of the
 				 * database clock: refused, nothing written */
 	bool old_value;
 	eng_time at;            /* the instant the change carries */

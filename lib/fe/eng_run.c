@@ -170,6 +170,10 @@ enum eng_status eng_run_start(struct eng_run *run, unsigned what,
 	if (!(what & ENG_START_DB))
 		return ENG_OK;
 	run->started = true;
+	if (run->opt.db && eng_db_has_password(run->opt.db))
+		eng_log(ENG_WARN, "password_on_command_line",
+			ENG_S("hint", "--db shows it to every user of this host (ps, "
+				      "/proc): use ~/.pgpass, PGPASSFILE or PGSERVICE"));
 	if (eng_db_connect(&run->db, run->opt.db, run->program, err))
 		return err->status;
 
@@ -178,10 +182,9 @@ enum eng_status eng_run_start(struct eng_run *run, unsigned what,
 		return err->status;
 
 	if (what & ENG_START_NOW) {
-		if (run->opt.have_now)
-			run->now = run->opt.now;
-		else if (eng_db_now(&run->db, &run->now, err))
+		if (eng_db_now(&run->db, &run->clock, err))
 			return err->status;
+		run->now = run->opt.have_now ? run->opt.now : run->clock;
 		char ts[32];
 		eng_time_format(run->now, ts);
 		json_object_set_new(run->summary, "now", json_string(ts));
@@ -213,6 +216,7 @@ void eng_run_job(struct eng_run *run, struct eng_job *job)
 		.conninfo = run->opt.db,
 		.run_id = run->run_id,
 		.now = run->now,
+		.clock = run->clock,
 		.fixed_now = run->opt.have_now,
 		.dry_run = run->opt.dry_run,
 		.summary = run->summary,

@@ -37,6 +37,7 @@ struct eng_run {
 	struct eng_common opt;
 	struct eng_db db;
 	eng_time now;     /* --now, or the database clock at start */
+	eng_time clock;   /* the database clock at start */
 	json_t *summary;  /* the job adds its own counts here */
 	bool job_row;     /* a job_runs row exists for this run */
 	bool guard_held;

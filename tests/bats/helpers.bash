@@ -12,6 +12,10 @@ bats_require_minimum_version 1.5.0
 ENG_BIN=${ENG_BIN:?}
 ENG_SRC=${ENG_SRC:?}
 
+# Secret files must be readable by their owner only (DESIGN.md §5): every
+# file a test writes is, unless it says otherwise.
+umask 077
+
 _eng_dbs=()
 
 # new_db [empty]: create a database; sets DB (its name) and CONN (conninfo).

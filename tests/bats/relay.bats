@@ -89,6 +89,51 @@ webhook_ids() {
 
 hmac() { printf '%s' "$2" | openssl dgst -sha256 -hmac "$1" | sed 's/^.*= *//'; }
 
+SW="$BATS_TEST_DIRNAME/../wa-standin/sw_receiver.py"
+
+# whsec KEY_TEXT: a Standard Webhooks secret whose key is those bytes
+whsec() { printf 'whsec_%s' "$(printf '%s' "$1" | base64 -w0)"; }
+
+# start_sw SECRET_FILE [OPTION]...: the independent Standard Webhooks
+# receiver on a free port; sets SW_URL, SW_OUT (one JSON line per POST).
+start_sw() {
+	local secrets=$1
+	shift
+	SW_OUT="$BATS_TEST_TMPDIR/sw.jsonl"
+	rm -f "$BATS_TEST_TMPDIR/swport" "$SW_OUT"
+	python3 "$SW" --secret-file "$secrets" --port-file "$BATS_TEST_TMPDIR/swport" \
+		--out "$SW_OUT" "$@" 2>"$BATS_TEST_TMPDIR/sw.err" 3>&- &
+	BG_PIDS+=($!)
+	local i
+	for i in $(seq 200); do
+		[ -s "$BATS_TEST_TMPDIR/swport" ] && break
+		sleep 0.05
+	done
+	[ -s "$BATS_TEST_TMPDIR/swport" ] || { cat "$BATS_TEST_TMPDIR/sw.err" >&2; return 1; }
+	SW_URL="http://127.0.0.1:$(cat "$BATS_TEST_TMPDIR/swport")/hook"
+}
+
+# sw VERDICT: how many POSTs the receiver gave that verdict
+sw() { jq -r .verdict "$SW_OUT" | grep -cx "$1" || true; }
+
+# replay REC [HEADER...]: POST a recorded request's raw body again, with its
+# Standard Webhooks headers (or those given instead), to the receiver;
+# prints the HTTP status.
+replay() {
+	local rec=$1
+	shift
+	local h=("$@")
+	if [ ${#h[@]} -eq 0 ]; then
+		h=("webhook-id: $(jq -r .webhook_id <<<"$rec")"
+			"webhook-timestamp: $(jq -r .webhook_timestamp <<<"$rec")"
+			"webhook-signature: $(jq -r .webhook_signature <<<"$rec")")
+	fi
+	local args=() x
+	for x in "${h[@]}"; do args+=(-H "$x"); done
+	jq -j .raw_body <<<"$rec" | curl -s -o /dev/null -w '%{http_code}' \
+		-H 'Content-Type: application/json' "${args[@]}" --data-binary @- "$SW_URL"
+}
+
 # wait_until TIMEOUT_S CONDITION: evaluate the shell CONDITION every 0.1 s
 wait_until() {
 	local t=$1 i
@@ -247,6 +292,128 @@ file_has_event() { # FILE JQ-CONDITION
 	# the secret is never printed
 	refute_in "$SECRET" "$output$stderr"
 	refute_in_file "$SECRET" "$STANDIN_RECORD"
+}
+
+@test "--webhook is signed per Standard Webhooks: an independent receiver verifies it; one webhook-id per batch across retries, a fresh timestamp per attempt" {
+	printf '%s\n' "$(whsec "key-one-$RANDOM")" >"$SECRET_FILE"
+	start_sw "$SECRET_FILE" --fail 2
+	events 5
+	eng outbox-relay --db "$CONN" --webhook "$SW_URL" --secret-file "$SECRET_FILE" --batch 3
+	[ "$status" -eq 0 ]
+	[ "$(sj .published)" -eq 5 ]
+	[ "$(sj .retries)" -eq 2 ]
+	# two refusals (503) and then the two batches, every one verified
+	[ "$(sw failed)" -eq 2 ]
+	[ "$(sw accepted)" -eq 2 ]
+	[ "$(sw bad_signature)" -eq 0 ]
+	[ "$(sw missing_headers)" -eq 0 ]
+	# the retries of a batch carry its id; two batches, two ids
+	[ "$(jq -r .id "$SW_OUT" | uniq | grep -c .)" -eq 2 ]
+	first=$(q "SELECT min(id) FROM engagement.outbox_events")
+	[ "$(jq -r 'select(.verdict == "accepted") | .id' "$SW_OUT" | head -n 1)" = "evt_${first}_$((first + 2))" ]
+	[ "$(jq -r 'select(.verdict == "accepted") | .events | join(",")' "$SW_OUT" | paste -sd' ')" = \
+		"$first,$((first + 1)),$((first + 2)) $((first + 3)),$((first + 4))" ]
+	# one signature per secret line
+	[ "$(jq -r .signatures "$SW_OUT" | sort -u)" = 1 ]
+	[ "$(unpublished)" -eq 0 ]
+	refute_in "$(cut -c7- "$SECRET_FILE")" "$output$stderr"
+}
+
+@test "--webhook rotates keys: every secret line signs, so a receiver knowing either key accepts" {
+	old=$(whsec "the-old-key-$RANDOM") new=$(whsec "the-new-key-$RANDOM")
+	printf '%s\n%s\n' "$old" "$new" >"$SECRET_FILE"
+	printf '%s\n' "$new" >"$BATS_TEST_TMPDIR/new-only"
+	printf '%s\n' "$old" >"$BATS_TEST_TMPDIR/old-only"
+	printf '%s\n' "$(whsec another-key)" >"$BATS_TEST_TMPDIR/neither"
+	chmod 600 "$BATS_TEST_TMPDIR"/*-only "$BATS_TEST_TMPDIR/neither"
+	for who in new-only old-only neither; do
+		start_sw "$BATS_TEST_TMPDIR/$who"
+		q "UPDATE engagement.outbox_events SET published_at = NULL" >/dev/null
+		events 1
+		eng outbox-relay --db "$CONN" --webhook "$SW_URL" --secret-file "$SECRET_FILE" --max-attempts 1
+		if [ "$who" = neither ]; then
+			# 401: refused, nothing marked published
+			[ "$status" -eq 69 ]
+			[ "$(sw bad_signature)" -eq 1 ]
+			[ "$(unpublished)" -gt 0 ]
+		else
+			[ "$status" -eq 0 ]
+			[ "$(sw accepted)" -eq 1 ]
+			[ "$(jq -r .signatures "$SW_OUT")" -eq 2 ]
+			[ "$(unpublished)" -eq 0 ]
+		fi
+		kill "${BG_PIDS[-1]}"
+	done
+}
+
+@test "a replayed or stale delivery is refused by a Standard Webhooks receiver; a tampered timestamp fails the signature" {
+	printf '%s\n' "$(whsec "replay-key-$RANDOM")" >"$SECRET_FILE"
+	start_standin
+	events 2
+	relay_webhook
+	[ "$status" -eq 0 ]
+	rec=$(webhook_records | head -n 1)
+	[[ "$(jq -r .webhook_id <<<"$rec")" =~ ^evt_[0-9]+_[0-9]+$ ]]
+	[[ "$(jq -r .webhook_timestamp <<<"$rec")" =~ ^[0-9]+$ ]]
+	[[ "$(jq -r .webhook_signature <<<"$rec")" =~ ^v1,[A-Za-z0-9+/]{43}=$ ]]
+	# within the tolerance, the captured delivery is good once...
+	start_sw "$SECRET_FILE"
+	[ "$(replay "$rec")" = 200 ]
+	[ "$(sw accepted)" -eq 1 ]
+	# ... and a replay of it is recognised and not processed again
+	[ "$(replay "$rec")" = 200 ]
+	[ "$(sw duplicate)" -eq 1 ]
+	[ "$(sw accepted)" -eq 1 ]
+	# a new id or a fresh timestamp on the old signature does not verify
+	[ "$(replay "$rec" "webhook-id: evt_1_999" "webhook-timestamp: $(jq -r .webhook_timestamp <<<"$rec")" \
+		"webhook-signature: $(jq -r .webhook_signature <<<"$rec")")" = 401 ]
+	[ "$(replay "$rec" "webhook-id: $(jq -r .webhook_id <<<"$rec")" "webhook-timestamp: $(date +%s)9" \
+		"webhook-signature: $(jq -r .webhook_signature <<<"$rec")")" = 401 ]
+	[ "$(sw bad_signature)" -eq 2 ]
+	# the same delivery five minutes and a second later: stale, refused
+	kill "${BG_PIDS[-1]}"
+	start_sw "$SECRET_FILE" --clock-offset 301
+	[ "$(replay "$rec")" = 401 ]
+	[ "$(sw stale)" -eq 1 ]
+	[ "$(sw accepted)" -eq 0 ]
+}
+
+@test "the deprecated X-Engagement-Signature is still sent, keyed by the first secret line as written" {
+	first=$(whsec "first-$RANDOM")
+	printf '%s\n%s\n' "$first" "$(whsec "second-$RANDOM")" >"$SECRET_FILE"
+	start_standin
+	events 1
+	relay_webhook
+	[ "$status" -eq 0 ]
+	rec=$(webhook_records | head -n 1)
+	[ "$(jq -r .signature <<<"$rec")" = "sha256=$(hmac "$first" "$(jq -r .raw_body <<<"$rec")")" ]
+}
+
+@test "secret files: group- or world-readable, not a regular file, or a bad whsec_ line exit 78 with the fix, never the secret" {
+	events 1
+	hook="http://127.0.0.1:1/_webhook"
+	chmod 640 "$SECRET_FILE"
+	eng outbox-relay --db "$CONN" --webhook "$hook" --secret-file "$SECRET_FILE"
+	[ "$status" -eq 78 ]
+	[[ "$stderr" == *"chmod 600"* ]]
+	chmod 604 "$SECRET_FILE"
+	eng outbox-relay --db "$CONN" --webhook "$hook" --secret-file "$SECRET_FILE"
+	[ "$status" -eq 78 ]
+	chmod 600 "$SECRET_FILE"
+	mkfifo "$BATS_TEST_TMPDIR/fifo"
+	chmod 600 "$BATS_TEST_TMPDIR/fifo"
+	eng outbox-relay --db "$CONN" --webhook "$hook" --secret-file "$BATS_TEST_TMPDIR/fifo"
+	[ "$status" -eq 78 ]
+	[[ "$stderr" == *"not a regular file"* ]]
+	printf '%s\nwhsec_%s!!\n' "$(whsec good-key)" "hunter2-secret" >"$BATS_TEST_TMPDIR/bad"
+	chmod 600 "$BATS_TEST_TMPDIR/bad"
+	eng outbox-relay --db "$CONN" --webhook "$hook" --secret-file "$BATS_TEST_TMPDIR/bad"
+	[ "$status" -eq 78 ]
+	[[ "$stderr" == *"line 2"* ]]
+	refute_in hunter2-secret "$output$stderr"
+	refute_in "$SECRET" "$output$stderr"
+	[ "$(stderr_lines)" -eq 1 ]
+	[ "$(unpublished)" -eq 1 ]
 }
 
 @test "--webhook: full batches of 100 (bodies of tens of KiB) arrive whole, every event once" {

@@ -14,6 +14,7 @@
 #
 # Clocks: the stand-in's record has "ts", the arrival of each request, in
 # wall-clock UTC milliseconds; fs_now_ms is the same wall clock.
+umask 077 # secret files are readable by their owner only
 
 # shellcheck shell=bash
 

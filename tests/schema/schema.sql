@@ -1,13 +1,13 @@
 -- The schema of DESIGN.md §3: tables, constraints, erasure, maintenance.
 BEGIN;
-SELECT plan(66);
+SELECT plan(67);
 
 -- Tables ------------------------------------------------------------------
 SELECT tables_are('engagement', ARRAY[
     'users', 'user_preferences', 'engagement_states', 'state_transitions',
     'activity_events', 'message_templates', 'message_queue', 'audit_log',
     'outbox_events', 'job_runs', 'job_locks', 'schema_migrations', 'time_zones', 'send_rate',
-    'webhook_inbox', 'inbound_events']);
+    'webhook_inbox', 'inbound_events', 'message_counts']);
 SELECT col_is_pk('engagement', 'users', 'id', 'users keyed by id');
 SELECT col_is_pk('engagement', 'user_preferences', 'user_id', 'preferences 1:1');
 SELECT col_is_pk('engagement', 'engagement_states', 'user_id', 'state 1:1');
@@ -127,6 +127,9 @@ SELECT has_index('engagement', 'message_queue', 'message_queue_provider_id_idx',
     'statuses are matched by the provider''s id');
 SELECT has_index('engagement', 'webhook_inbox', 'webhook_inbox_pending_idx',
     'pending deliveries found by a partial index');
+
+SELECT col_is_pk('engagement', 'message_counts', ARRAY['minute', 'kind', 'code'],
+    'one count per minute, kind and code, added to by concurrent writers');
 
 SELECT * FROM finish();
 ROLLBACK;

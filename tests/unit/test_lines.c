@@ -67,7 +67,7 @@ static enum eng_status ev_parse(const char *text, struct eng_event *ev,
 	memset(ev, 0x5a, sizeof(*ev));
 	ev->line = 7;
 	eng_err_clear(err);
-	return eng_event_parse_json(text, strlen(text), at_of(DEFAULT_AT_TEXT), ev, err);
+	return eng_event_parse_json(text, strlen(text), at_of(DEFAULT_AT_TEXT), INT64_MAX, ev, err);
 }
 
 static struct eng_event ev_ok(const char *text)
@@ -92,7 +92,7 @@ static void ev_fails_with(const char *text, size_t len, const char *want, bool p
 	struct eng_err err = ENG_ERR_INIT;
 	memset(&ev, 0, sizeof(ev));
 	enum eng_status st =
-		eng_event_parse_json(text, len, at_of(DEFAULT_AT_TEXT), &ev, &err);
+		eng_event_parse_json(text, len, at_of(DEFAULT_AT_TEXT), INT64_MAX, &ev, &err);
 	if (st != ENG_EDATA)
 		fail_msg("input %s: status %d (want ENG_EDATA), message \"%s\"", text, (int)st,
 			 err.msg);
@@ -469,7 +469,7 @@ static void test_event_length_and_whitespace(void **state)
 	struct eng_err err = ENG_ERR_INIT;
 	memset(&ev, 0, sizeof(ev));
 	assert_int_equal(eng_event_parse_json(buf, sizeof(buf) - 1 - strlen("GARBAGE"),
-					      at_of(DEFAULT_AT_TEXT), &ev, &err),
+					      at_of(DEFAULT_AT_TEXT), INT64_MAX, &ev, &err),
 			 ENG_OK);
 	assert_true(ev.activity);
 	/* one byte short: cut */
@@ -479,6 +479,24 @@ static void test_event_length_and_whitespace(void **state)
 	assert_true(ev.activity);
 	ev = ev_ok("\t{ \"user_id\" : \"" UID "\" ,\n \"goodbye_reply\" : 2 } ");
 	assert_int_equal(ev.trigger, ENG_TR_GOODBYE_RESPONSE_2);
+}
+
+/* A line dated after the latest instant allowed (the database's clock and
+ * five minutes) is refused: it would freeze last_activity_at. */
+static void test_event_future_refused(void **state)
+{
+	(void)state;
+	struct eng_event ev;
+	struct eng_err err = ENG_ERR_INIT;
+	memset(&ev, 0, sizeof(ev));
+	const char *a = "{\"phone\": \"" PHONE "\", \"activity\": true, "
+			"\"at\": \"9999-12-31T00:00:00Z\"}";
+	eng_time latest = at_of("2026-11-30T00:05:00Z");
+	assert_int_equal(eng_event_parse_json(a, strlen(a), 0, latest, &ev, &err), ENG_EDATA);
+	assert_non_null(strstr(err.msg, "ahead of the database clock"));
+	const char *b = "{\"phone\": \"" PHONE "\", \"activity\": true, "
+			"\"at\": \"2026-11-30T00:05:00Z\"}";
+	assert_int_equal(eng_event_parse_json(b, strlen(b), 0, latest, &ev, &err), ENG_OK);
 }
 
 /* A parse starts from nothing but the line number: nothing of an earlier
@@ -491,7 +509,7 @@ static void test_event_starts_afresh(void **state)
 	memset(&ev, 0, sizeof(ev));
 	const char *a = "{\"phone\": \"" PHONE "\", \"activity\": true, "
 			"\"at\": \"2026-01-01T00:00:00Z\"}";
-	assert_int_equal(eng_event_parse_json(a, strlen(a), 1, &ev, &err), ENG_OK);
+	assert_int_equal(eng_event_parse_json(a, strlen(a), 1, INT64_MAX, &ev, &err), ENG_OK);
 	ev.line = 12;
 	ev.outcome = ENG_EV_FAILED;
 	ev.from = ENG_ST_DORMANT;
@@ -499,7 +517,7 @@ static void test_event_starts_afresh(void **state)
 	eng_err_set(&ev.err, ENG_ENOUSER, "earlier");
 	ev.who.found = true;
 	const char *b = "{\"user_id\": \"" UID "\", \"goodbye_reply\": 1}";
-	assert_int_equal(eng_event_parse_json(b, strlen(b), 99, &ev, &err), ENG_OK);
+	assert_int_equal(eng_event_parse_json(b, strlen(b), 99, INT64_MAX, &ev, &err), ENG_OK);
 	assert_int_equal(ev.line, 12);
 	assert_false(ev.activity);
 	assert_int_equal(ev.trigger, ENG_TR_GOODBYE_RESPONSE_1);
@@ -1201,6 +1219,7 @@ int main(void)
 		cmocka_unit_test(test_event_invalid_utf8),
 		cmocka_unit_test(test_event_length_and_whitespace),
 		cmocka_unit_test(test_event_starts_afresh),
+		cmocka_unit_test(test_event_future_refused),
 		/* eng_optout_parse_json, eng_optout_source_valid */
 		cmocka_unit_test(test_optout_ok),
 		cmocka_unit_test(test_optout_opt_out),

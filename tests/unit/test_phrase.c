@@ -1,6 +1,7 @@
 /* Opt-out phrases and the relay's webhook signature. */
 #include "unit.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "eng_phrase.h"
@@ -70,12 +71,64 @@ static void test_signature(void **state)
 	assert_string_not_equal(sig, other);
 }
 
+/* The Standard Webhooks specification's own example. */
+static void test_standard_webhooks(void **state)
+{
+	(void)state;
+	struct eng_relay_keys k;
+	struct eng_err err = {0};
+	assert_int_equal(eng_relay_keys_parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n", &k, &err),
+			 ENG_OK);
+	assert_int_equal(k.n, 1);
+	assert_int_equal(k.len[0], 24);
+	const char *body = "{\"test\": 2432232314}";
+	char *sig = eng_relay_sign(&k, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body,
+				   strlen(body));
+	assert_string_equal(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+	free(sig);
+	/* the deprecated header signs with the line as written */
+	assert_string_equal(k.legacy, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+	eng_relay_keys_release(&k);
+
+	/* rotation: every line signs, in order; blank lines and white space
+	 * around a secret do not count; a line without whsec_ is a raw key */
+	assert_int_equal(eng_relay_keys_parse("\n  old-raw-key \n\r\n"
+					      "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\r\n",
+					      &k, &err),
+			 ENG_OK);
+	assert_int_equal(k.n, 2);
+	assert_int_equal(k.len[0], strlen("old-raw-key"));
+	assert_memory_equal(k.key[0], "old-raw-key", k.len[0]);
+	assert_string_equal(k.legacy, "old-raw-key");
+	sig = eng_relay_sign(&k, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body,
+			     strlen(body));
+	char *space = strchr(sig, ' ');
+	assert_non_null(space);
+	assert_string_equal(space + 1, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+	assert_memory_equal(sig, "v1,", 3);
+	free(sig);
+	eng_relay_keys_release(&k);
+
+	/* bad secrets: named by line, never shown */
+	const char *bad[] = {"whsec_\n", "ok\nwhsec_not base64!\n", "whsec_abc\n", " \n\n"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		memset(&err, 0, sizeof(err));
+		assert_int_equal(eng_relay_keys_parse(bad[i], &k, &err), ENG_ECONFIG);
+		assert_null(strstr(err.msg, "base64!"));
+		assert_int_equal(k.n, 0);
+	}
+	memset(&err, 0, sizeof(err));
+	eng_relay_keys_parse("ok\nwhsec_not base64!\n", &k, &err);
+	assert_non_null(strstr(err.msg, "line 2"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_normalize),
 		cmocka_unit_test(test_match),
 		cmocka_unit_test(test_signature),
+		cmocka_unit_test(test_standard_webhooks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,7 +35,9 @@ struct sa_req {
 	bool too_large;
 	bool answered; /* counted and recorded */
 	enum auth auth;
-	char *signature; /* X-Engagement-Signature, on the webhook route */
+	/* on the webhook route: X-Engagement-Signature and the Standard
+	 * Webhooks headers (webhook-id, webhook-timestamp, webhook-signature) */
+	char *signature, *sw_id, *sw_timestamp, *sw_signature;
 };
 
 /* What to answer. */
@@ -490,6 +492,12 @@ static void account(struct sa_server *srv, struct sa_req *r, enum auth auth,
 		if (r->route == ROUTE_WEBHOOK) { /* what was signed, byte for byte */
 			json_object_set_new(rec, "signature", r->signature
 					    ? json_string(r->signature) : json_null());
+			json_object_set_new(rec, "webhook_id", r->sw_id
+					    ? json_string(r->sw_id) : json_null());
+			json_object_set_new(rec, "webhook_timestamp", r->sw_timestamp
+					    ? json_string(r->sw_timestamp) : json_null());
+			json_object_set_new(rec, "webhook_signature", r->sw_signature
+					    ? json_string(r->sw_signature) : json_null());
 			json_object_set_new(rec, "raw_body",
 					    sa_json_lossy_string(r->body ? r->body : "", r->len));
 		}
@@ -655,6 +663,9 @@ static void free_req(struct sa_req *r)
 	free(r->path);
 	free(r->body);
 	free(r->signature);
+	free(r->sw_id);
+	free(r->sw_timestamp);
+	free(r->sw_signature);
 	free(r);
 }
 
@@ -703,6 +714,13 @@ static bool refuse_early(struct MHD_Connection *conn, struct sa_req *r)
 	return true;
 }
 
+/* A request header's value as a new string, or NULL when absent. */
+static char *header_copy(struct MHD_Connection *conn, const char *name)
+{
+	const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
+	return v ? strdup(v) : NULL;
+}
+
 enum MHD_Result sa_handle(void *cls, struct MHD_Connection *conn,
 			  const char *url, const char *method,
 			  const char *version, const char *upload_data,
@@ -735,9 +753,10 @@ enum MHD_Result sa_handle(void *cls, struct MHD_Connection *conn,
 		else if (strncmp(url, "/_webhook", 9) == 0 &&
 			 (url[9] == '\0' || url[9] == '/')) {
 			r->route = ROUTE_WEBHOOK;
-			const char *sig = MHD_lookup_connection_value(
-				conn, MHD_HEADER_KIND, "X-Engagement-Signature");
-			r->signature = sig ? strdup(sig) : NULL;
+			r->signature = header_copy(conn, "X-Engagement-Signature");
+			r->sw_id = header_copy(conn, "webhook-id");
+			r->sw_timestamp = header_copy(conn, "webhook-timestamp");
+			r->sw_signature = header_copy(conn, "webhook-signature");
 		}
 		r->auth = check_auth(srv, conn);
 		*req_cls = r;
