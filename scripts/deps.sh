@@ -10,6 +10,10 @@ pkgs=(
   libmicrohttpd-dev libcmocka-dev
   postgresql pgtap pgbouncer
   bats jq scdoc valgrind procps psmisc curl python3 openssl
+  prometheus
+  nginx wrk systemd
+  # scripts/fuzz: clang, its libFuzzer runtime, llvm-symbolizer (stacks)
+  clang libclang-rt-dev llvm
 )
 
 missing=()

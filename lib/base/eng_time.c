@@ -117,6 +117,10 @@ int eng_time_parse(const char *s, eng_time *out)
 	int64_t days = eng_days_from_civil(Y, (unsigned)M, (unsigned)D);
 	int64_t secs = days * 86400 + h * 3600 + mi * 60 + sec;
 	secs -= (int64_t)sign * (oh * 3600 + om * 60);
+	/* years 1 to 9999 in UTC too (an offset may push an edge out) */
+	if (secs < eng_days_from_civil(1, 1, 1) * 86400 ||
+	    secs >= eng_days_from_civil(10000, 1, 1) * 86400)
+		return -1;
 	*out = secs * ENG_USEC_PER_SEC + frac;
 	return 0;
 }

@@ -1,5 +1,10 @@
 #include "eng_guard.h"
 
+/* This connection's server process and when it started. */
+#define BACKEND                                                                \
+	"pg_backend_pid(), (SELECT backend_start FROM pg_stat_activity"          \
+	"  WHERE pid = pg_backend_pid())"
+
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -21,13 +26,19 @@ enum eng_status eng_guard_acquire(struct eng_db *db, const char *job,
 	PGresult *r = eng_db_query(
 		db,
 		"INSERT INTO engagement.job_locks AS l "
-		"  (job, run_id, holder, acquired_at, expires_at) "
+		"  (job, run_id, holder, acquired_at, expires_at, holder_pid, holder_started) "
 		"VALUES ($1, $2, $3, clock_timestamp(), "
-		"        clock_timestamp() + make_interval(secs => $4::int)) "
+		"        clock_timestamp() + make_interval(secs => $4::int), " BACKEND ") "
 		"ON CONFLICT (job) DO UPDATE SET run_id = EXCLUDED.run_id, "
 		"  holder = EXCLUDED.holder, acquired_at = EXCLUDED.acquired_at, "
-		"  expires_at = EXCLUDED.expires_at "
-		"WHERE l.expires_at < clock_timestamp() "
+		"  expires_at = EXCLUDED.expires_at, holder_pid = EXCLUDED.holder_pid, "
+		"  holder_started = EXCLUDED.holder_started "
+		"WHERE l.expires_at < clock_timestamp() OR l.holder_pid IS NOT NULL AND NOT EXISTS ("
+		/* the holder's server process, if this role may see when it
+		 * started (its own sessions), else by pid alone */
+		"  SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.holder_pid"
+		"    AND (a.backend_start IS NULL OR l.holder_started IS NULL"
+		"         OR a.backend_start = l.holder_started)) "
 		"RETURNING run_id",
 		4, p, err);
 	if (!r)
@@ -65,9 +76,13 @@ enum eng_status eng_guard_renew(struct eng_db *db, const char *job,
 	snprintf(ttl, sizeof(ttl), "%d", ttl_s);
 	const char *p[] = {job, run_id, ttl};
 	if (eng_db_exec_count(db,
-			      "UPDATE engagement.job_locks SET expires_at = "
-			      "clock_timestamp() + make_interval(secs => $3::int) "
-			      "WHERE job = $1 AND run_id = $2",
+			      "WITH l AS (UPDATE engagement.job_locks SET expires_at = "
+			      "  clock_timestamp() + make_interval(secs => $3::int), "
+			      "  (holder_pid, holder_started) = (SELECT " BACKEND ") "
+			      "  WHERE job = $1 AND run_id = $2 RETURNING run_id), "
+			      "hb AS (UPDATE engagement.job_runs SET heartbeat_at = clock_timestamp() "
+			      "  WHERE run_id = (SELECT run_id FROM l)) "
+			      "SELECT 1 FROM l",
 			      3, p, &n, err))
 		return err->status;
 	*lost = n != 1;

@@ -5,7 +5,11 @@
  * transaction pooling does not keep. The lease is taken with one
  * INSERT ... ON CONFLICT DO UPDATE ... WHERE expires_at < now, renewed by the
  * holder while it works, and deleted when it ends. A holder that crashes
- * stops renewing, and the lease lapses after ttl seconds.
+ * stops renewing, and the lease lapses after ttl seconds; sooner when the
+ * server process it last renewed from is gone (migration 0013: the server
+ * notices a dead client's connection at once; through PgBouncer that
+ * process is a pooled one, which lives on, and the ttl applies). Taking or
+ * renewing the lease also touches the run's job_runs heartbeat.
  */
 #ifndef ENG_GUARD_H
 #define ENG_GUARD_H
@@ -17,6 +21,9 @@
 #include "eng_err.h"
 
 #define ENG_GUARD_TTL_S 60
+/* A run still "running" whose heartbeat (job_runs.heartbeat_at, touched by
+ * every lease or claim renewal) is older than this has died. */
+#define ENG_RUN_DEAD_AFTER_S (2 * ENG_GUARD_TTL_S)
 
 /* *acquired false (and ENG_OK) when another live run holds it; holder then
  * describes that run ("run <uuid> on <host> pid <n>, lease until <ts>"). */

@@ -503,9 +503,66 @@ static enum eng_status record_version(struct eng_db *db, const struct eng_migrat
 			   4, p, err);
 }
 
+/* Indexes of the engagement schema that are not valid (a CREATE INDEX
+ * CONCURRENTLY interrupted or failed leaves one behind), as qualified,
+ * quoted names. */
+static PGresult *invalid_indexes(struct eng_db *db, struct eng_err *err)
+{
+	return eng_db_query(db,
+			    "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_index i"
+			    " JOIN pg_class c ON c.oid = i.indexrelid"
+			    " JOIN pg_namespace n ON n.oid = c.relnamespace"
+			    " WHERE n.nspname = 'engagement' AND NOT i.indisvalid ORDER BY 1",
+			    0, NULL, err);
+}
+
+/* Before a no-transaction migration: drop what an interrupted one left
+ * invalid, so that its CREATE INDEX CONCURRENTLY IF NOT EXISTS builds the
+ * index again rather than keep the broken one. */
+static enum eng_status drop_invalid_indexes(struct eng_db *db, const char *file,
+					    struct eng_err *err)
+{
+	PGresult *r = invalid_indexes(db, err);
+	if (!r)
+		return err->status;
+	enum eng_status st = ENG_OK;
+	for (int i = 0; st == ENG_OK && i < PQntuples(r); i++) {
+		/* the name is the catalog's, quoted by the server: not a value */
+		char sql[600];
+		snprintf(sql, sizeof(sql), "DROP INDEX CONCURRENTLY IF EXISTS %s",
+			 PQgetvalue(r, i, 0));
+		st = eng_db_exec(db, sql, 0, NULL, err);
+		if (st == ENG_OK)
+			eng_log(ENG_WARN, "invalid_index_dropped", ENG_S("index", PQgetvalue(r, i, 0)),
+				ENG_S("file", file),
+				ENG_S("reason", "left by an interrupted CREATE INDEX CONCURRENTLY: "
+						"the migration builds it again"));
+	}
+	PQclear(r);
+	return st;
+}
+
+/* After a no-transaction migration: it built every index whole, or it is
+ * not recorded. */
+static enum eng_status check_indexes(struct eng_db *db, const char *file, struct eng_err *err)
+{
+	PGresult *r = invalid_indexes(db, err);
+	if (!r)
+		return err->status;
+	enum eng_status st = ENG_OK;
+	if (PQntuples(r) > 0)
+		st = eng_err_set(err, ENG_EDATA,
+				 "%s left the index %s invalid (a CREATE INDEX CONCURRENTLY "
+				 "failed or was interrupted): not recorded; migrate up again "
+				 "drops and rebuilds it",
+				 file, PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return st;
+}
+
 /* Apply (up) or revert one migration: in its own transaction unless the
- * file says -- migrate:no-transaction; lock_timeout for its statements
- * only. */
+ * file says -- migrate:no-transaction (then checked for invalid indexes
+ * before and after); lock_timeout for its statements only. */
 static enum eng_status apply_file(struct eng_db *db,
 				  const struct eng_migration *m, bool up,
 				  long long lock_timeout_ms,
@@ -537,6 +594,8 @@ static enum eng_status apply_file(struct eng_db *db,
 	PQclear(r);
 	if (st == ENG_OK && tx)
 		st = eng_db_begin(db, err);
+	if (st == ENG_OK && !tx)
+		st = drop_invalid_indexes(db, file, err);
 	if (st == ENG_OK)
 		st = set_lock_timeout(db, lt, tx, err);
 	if (st == ENG_OK && (st = run_statements(db, &stmts, file, failure, err))) {
@@ -553,6 +612,8 @@ static enum eng_status apply_file(struct eng_db *db,
 	eng_sql_list_release(&stmts);
 	if (st == ENG_OK)
 		st = set_lock_timeout(db, saved, tx, err);
+	if (st == ENG_OK && !tx)
+		st = check_indexes(db, file, err);
 	*duration_ms = (eng_mono_us() - t0) / 1000;
 	if (st == ENG_OK)
 		st = record_version(db, m, up, *duration_ms, err);
@@ -681,6 +742,46 @@ static enum eng_status cmd_down(struct eng_db *db,
 	return st;
 }
 
+/* After up: give the program roles what they need (migration 0012's
+ * engagement.apply_grants, idempotent, so roles an administrator created
+ * since are granted now), and say how to create those the migrating role
+ * could not. */
+static enum eng_status grant_roles(struct eng_db *db, json_t *summary, struct eng_err *err)
+{
+	PGresult *r = eng_db_query(db,
+				   "SELECT to_regprocedure('engagement.apply_grants()') IS NOT NULL",
+				   0, NULL, err);
+	if (!r)
+		return err->status;
+	bool have = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	PQclear(r);
+	if (!have)
+		return ENG_OK;
+	r = eng_db_query(db,
+			 "SELECT coalesce(string_agg(m, ' ' ORDER BY m), ''),"
+			 "  coalesce(string_agg(format('CREATE ROLE %I NOLOGIN;', m), ' ' ORDER BY m), '')"
+			 " FROM unnest(engagement.apply_grants()) AS m",
+			 0, NULL, err);
+	if (!r)
+		return eng_err_prefix(err, "could not grant the program roles");
+	const char *missing = PQgetvalue(r, 0, 0), *sql = PQgetvalue(r, 0, 1);
+	json_t *list = json_array();
+	for (const char *p = missing; *p;) {
+		size_t n = strcspn(p, " ");
+		json_array_append_new(list, json_stringn(p, n));
+		p += n + (p[n] == ' ');
+	}
+	json_object_set_new(summary, "roles_missing", list);
+	if (*missing)
+		eng_log(ENG_WARN, "roles_missing", ENG_S("roles", missing),
+			ENG_S("message", "the migrating role may not create roles: as a "
+					 "superuser or a role with CREATEROLE run the sql "
+					 "below, then migrate up again to grant them"),
+			ENG_S("sql", sql));
+	PQclear(r);
+	return ENG_OK;
+}
+
 enum eng_status eng_mig_run(struct eng_db *db,
 			    const struct eng_migration_set *set,
 			    const struct eng_mig_opts *o, json_t *summary,
@@ -707,12 +808,33 @@ enum eng_status eng_mig_run(struct eng_db *db,
 			ENG_I("version", json_integer_value(json_array_get(
 				json_object_get(summary, "drift"), i))));
 
+	json_t *invalid = json_array();
+	json_object_set_new(summary, "invalid_indexes", invalid);
+	if (o->cmd == ENG_MIG_STATUS || o->cmd == ENG_MIG_VERIFY) {
+		PGresult *r = invalid_indexes(db, err);
+		if (!r) {
+			st = err->status;
+			goto out;
+		}
+		for (int i = 0; i < PQntuples(r); i++) {
+			json_array_append_new(invalid, json_string(PQgetvalue(r, i, 0)));
+			eng_log(ENG_WARN, "invalid_index", ENG_S("index", PQgetvalue(r, i, 0)));
+		}
+		PQclear(r);
+	}
+
 	switch (o->cmd) {
 	case ENG_MIG_STATUS:
 		break;
 	case ENG_MIG_VERIFY:
 		if (ov.drift || ov.out_of_order)
 			st = eng_err_set(err, ENG_EDATA, "%s", ov.first_problem);
+		else if (json_array_size(invalid))
+			st = eng_err_set(err, ENG_EDATA,
+					 "the index %s is invalid (an interrupted CREATE INDEX "
+					 "CONCURRENTLY): drop it with DROP INDEX CONCURRENTLY and "
+					 "build it again",
+					 json_string_value(json_array_get(invalid, 0)));
 		else if (ov.pending)
 			st = eng_err_set(err, ENG_ECONFIG,
 					 "%d migration(s) pending: run \"migrate up\"",
@@ -720,6 +842,8 @@ enum eng_status eng_mig_run(struct eng_db *db,
 		break;
 	case ENG_MIG_UP:
 		st = cmd_up(db, set, &al, o, summary, &ov, err);
+		if (st == ENG_OK && !o->dry_run)
+			st = grant_roles(db, summary, err);
 		break;
 	case ENG_MIG_DOWN:
 		st = cmd_down(db, set, &al, o, summary, err);

@@ -1,10 +1,13 @@
 #include "eng_inbox.h"
 
+#include "eng_crypto.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "eng_buf.h"
+#include "eng_crypto.h"
 #include "eng_event.h"
 #include "eng_json.h"
 #include "eng_log.h"
@@ -74,7 +77,9 @@ static const char statuses_sql[] =
 	"    read_at = CASE WHEN n.next = 'read' THEN coalesce(q.read_at, n.r_at)"
 	"      ELSE q.read_at END,"
 	"    delivery_error_code = CASE WHEN n.next = 'failed'"
-	"      THEN coalesce(q.delivery_error_code, n.code) ELSE q.delivery_error_code END"
+	"      THEN coalesce(q.delivery_error_code, n.code) ELSE q.delivery_error_code END,"
+	"    delivery_failed_at = CASE WHEN n.next = 'failed'"
+	"      THEN coalesce(q.delivery_failed_at, n.f_at) ELSE q.delivery_failed_at END"
 	"  FROM nx n WHERE q.id = n.id AND (n.next IS DISTINCT FROM n.old"
 	"    OR (n.next IN ('delivered', 'read') AND q.delivered_at IS NULL)"
 	"    OR (n.next = 'read' AND q.read_at IS NULL))"
@@ -85,22 +90,19 @@ static const char statuses_sql[] =
 	"    n.old IS DISTINCT FROM 'read' AND q.delivery_status = 'read' AS newly_read,"
 	"    n.old IS DISTINCT FROM 'failed' AND q.delivery_status = 'failed' AS newly_failed"
 	"), ob AS ("
-	"  INSERT INTO engagement.outbox_events"
-	"    (aggregate_type, aggregate_id, event_type, payload, correlation_id, user_id)"
-	"  SELECT 'message', u.id::text, e.type,"
-	"    jsonb_strip_nulls(jsonb_build_object('message_id', u.id, 'user_id', u.user_id,"
-	"      'message_type', u.message_type, 'delivery_status', u.next, 'at', e.at,"
-	"      'error_code', CASE WHEN e.type = 'message.undelivered' THEN u.code END)),"
-	"    $2::uuid, u.user_id"
-	"  FROM upd u, LATERAL (VALUES ('message.delivered', u.newly_delivered, u.delivered_at),"
-	"    ('message.read', u.newly_read, u.read_at),"
-	"    ('message.undelivered', u.newly_failed, u.f_at)) AS e(type, yes, at)"
-	"  WHERE e.yes"
+	"  SELECT engagement.publish_message_events('message.delivered',"
+	"      array_agg(id ORDER BY id) FILTER (WHERE newly_delivered), $2::uuid)"
+	"    + engagement.publish_message_events('message.read',"
+	"      array_agg(id ORDER BY id) FILTER (WHERE newly_read), $2::uuid)"
+	"    + engagement.publish_message_events('message.undelivered',"
+	"      array_agg(id ORDER BY id) FILTER (WHERE newly_failed), $2::uuid) AS n"
+	"  FROM upd"
 	"), audit AS ("
-	"  INSERT INTO engagement.audit_log (user_id, message_id, event, source, details, run_id)"
-	"  SELECT u.user_id, u.id, 'message_undelivered', 'whatsapp',"
-	"    jsonb_build_object('error_code', u.code, 'at', u.f_at), $2::uuid"
-	"  FROM upd u WHERE u.newly_failed"
+	"  SELECT engagement.write_audit(jsonb_agg(jsonb_build_object('user_id', u.user_id,"
+	"    'message_id', u.id, 'event', 'message_undelivered', 'source', 'whatsapp',"
+	"    'details', jsonb_build_object('error_code', u.code, 'at', u.f_at),"
+	"    'run_id', $2::uuid) ORDER BY u.id) FILTER (WHERE u.newly_failed)) AS n"
+	"  FROM upd u"
 	"), counted AS ("
 	"  INSERT INTO engagement.message_counts (minute, kind, code, n)"
 	"  SELECT date_trunc('minute', clock_timestamp()), kind, code, count(*) FROM ("
@@ -118,7 +120,9 @@ static const char statuses_sql[] =
 	"  (SELECT count(*) FROM upd WHERE newly_failed) AS failed,"
 	"  (SELECT json_agg(json_build_object('user_id', user_id, 'message_id', id,"
 	"     'at', (extract(epoch FROM f_at) * 1000000)::bigint))"
-	"   FROM upd WHERE newly_failed AND code = '131050') AS stops";
+	"   FROM upd WHERE newly_failed AND code = '131050') AS stops,"
+	/* (ob and audit only read: they run because they are read here) */
+	"  (SELECT n FROM ob) + (SELECT n FROM audit) AS written";
 
 static json_t *time_json(eng_time t)
 {
@@ -147,7 +151,8 @@ static enum eng_status record_stops(struct eng_db *db, const char *stops, const 
 					   "stopped marketing messages");
 	}
 	size_t done;
-	enum eng_status st = eng_optout_apply_items(db, it, n, run_id, true, &done, err);
+	enum eng_status st = eng_optout_apply_items(db, ENG_VIA_PROVIDER_STOP, it, n, run_id, true,
+						    &done, err);
 	for (size_t i = 0; i < n; i++) {
 		if (i < done && !it[i].failed) {
 			k->preferences++;
@@ -254,6 +259,20 @@ struct inbound {
 	size_t npref;
 };
 
+/* A message's identity as an inbound event id (at most 128 bytes): its
+ * wamid, or, for a longer one, "wamid-sha256:" and the wamid's SHA-256, so
+ * that two long ids sharing a prefix stay two messages. */
+static void event_id_of(const char *wamid, char out[ENG_EVENT_ID_MAX + 1])
+{
+	if (strlen(wamid) <= ENG_EVENT_ID_MAX) {
+		snprintf(out, ENG_EVENT_ID_MAX + 1, "%s", wamid);
+		return;
+	}
+	char hex[65];
+	eng_sha256_hex(wamid, strlen(wamid), hex);
+	snprintf(out, ENG_EVENT_ID_MAX + 1, "wamid-sha256:%s", hex);
+}
+
 static void to_events(struct eng_meta_message **msgs, const struct eng_user_ref *refs,
 		      size_t n, const PGresult *states, struct inbound *in)
 {
@@ -266,7 +285,7 @@ static void to_events(struct eng_meta_message **msgs, const struct eng_user_ref 
 		struct eng_event *e = &in->ev[in->nev++];
 		e->who = refs[i];
 		e->at = m->at;
-		snprintf(e->id, sizeof(e->id), "%s", m->wamid);
+		event_id_of(m->wamid, e->id);
 		int reply = in_goodbye_sent(states, refs[i].user_id) ? eng_meta_goodbye_reply(m) : 0;
 		e->activity = reply == 0;
 		e->trigger = reply ? (enum eng_trigger)(ENG_TR_GOODBYE_RESPONSE_1 + reply - 1)
@@ -279,7 +298,7 @@ static void to_events(struct eng_meta_message **msgs, const struct eng_user_ref 
 			it->opt_out = opt_out;
 			snprintf(it->source, sizeof(it->source), "whatsapp");
 			it->at = m->at;
-			snprintf(it->id, sizeof(it->id), "%s", m->wamid);
+			snprintf(it->id, sizeof(it->id), "%s", e->id);
 			char reason[96];
 			snprintf(reason, sizeof(reason), "WhatsApp message, phrase (%s)", locale);
 			it->reason = eng_xstrdup(reason);
@@ -335,7 +354,8 @@ static enum eng_status apply_messages(struct eng_db *db, const struct eng_meta_d
 	}
 	if (st == ENG_OK && in.npref) {
 		size_t done;
-		st = eng_optout_apply_items(db, in.pref, in.npref, run_id, true, &done, err);
+		st = eng_optout_apply_items(db, ENG_VIA_CHANGE, in.pref, in.npref, run_id, true,
+					    &done, err);
 		for (size_t i = 0; st == ENG_OK && i < done; i++)
 			if (!in.pref[i].failed && in.pref[i].res.outcome != ENG_OPTOUT_DUPLICATE)
 				k->preferences++;

@@ -55,19 +55,19 @@ static const char recover_sql[] =
 	"    ORDER BY q.locked_until LIMIT 1000 FOR UPDATE SKIP LOCKED))"
 	"  RETURNING m.id, m.user_id, m.status, m.message_type, m.attempts"
 	"), audit AS ("
-	"  INSERT INTO engagement.audit_log (user_id, message_id, event, source, details, run_id)"
-	"  SELECT user_id, id, 'message_lease_recovered', 'queue-send',"
-	"    jsonb_build_object('status', status, 'attempts', attempts), $2::uuid FROM r"
+	"  SELECT engagement.write_audit(jsonb_agg(jsonb_build_object("
+	"    'user_id', user_id, 'message_id', id, 'event', 'message_lease_recovered',"
+	"    'source', 'queue-send', 'run_id', $2::uuid,"
+	"    'details', jsonb_build_object('status', status, 'attempts', attempts))"
+	"    ORDER BY id)) AS n FROM r"
 	"), ob AS ("
-	"  INSERT INTO engagement.outbox_events"
-	"    (aggregate_type, aggregate_id, event_type, payload, correlation_id, user_id)"
-	"  SELECT 'message', id::text, 'message.failed',"
-	"    jsonb_build_object('message_id', id, 'user_id', user_id,"
-	"      'message_type', message_type, 'status', 'failed',"
-	"      'error_code', 'lease_expired'), $2::uuid, user_id"
-	"  FROM r WHERE status = 'failed'"
+	"  SELECT engagement.publish_message_events('message.failed',"
+	"    array_agg(id ORDER BY id) FILTER (WHERE status = 'failed'), $2::uuid) AS n"
+	"  FROM r"
 	")"
-	"SELECT count(*) AS recovered FROM r";
+	/* (audit and ob only read: they run because they are read here) */
+	"SELECT count(*) AS recovered, (SELECT n FROM audit) + (SELECT n FROM ob) AS written"
+	" FROM r";
 
 enum eng_status eng_queue_recover(struct eng_db *db, eng_time now,
 				  const char *run_id, PGresult **res,
@@ -106,7 +106,8 @@ static const char claim_sql[] =
 	"SELECT c.id, c.user_id, c.message_type, c.template_key,"
 	"  c.params::text AS params, c.attempts, c.max_attempts,"
 	"  c.expires_at IS NOT NULL AND c.expires_at <= t.now AS expired,"
-	"  coalesce(p.reengagement_opt_out, false) AS opted_out,"
+	"  EXISTS (SELECT 1 FROM engagement.opted_out_users o"
+	"          WHERE o.user_id = c.user_id) AS opted_out,"
 	"  (extract(epoch FROM CASE WHEN c.quiet_hours_override THEN NULL ELSE"
 	"     engagement.quiet_until(t.now, coalesce(p.timezone, 'UTC'),"
 	"       p.quiet_hours_start, p.quiet_hours_end) END) * 1000000)::bigint"
@@ -229,18 +230,21 @@ void eng_queue_fence_row(const PGresult *r, int i, long long *id,
 
 /* ---- renew ----------------------------------------------------------------- */
 
-enum eng_status eng_queue_renew(struct eng_db *db, const char *owner,
+enum eng_status eng_queue_renew(struct eng_db *db, const char *owner, const char *run_id,
 				int lease_s, PGresult **res, struct eng_err *err)
 {
 	char lease[16];
 	snprintf(lease, sizeof(lease), "%d", lease_s);
-	const char *p[] = {owner, lease};
+	const char *p[] = {owner, lease, run_id};
+	/* the run's heartbeat too: a run whose heartbeat stops has died */
 	return run(db,
+		   "WITH hb AS (UPDATE engagement.job_runs SET heartbeat_at = clock_timestamp()"
+		   "  WHERE run_id = $3::uuid)"
 		   "UPDATE engagement.message_queue SET"
 		   "  locked_until = clock_timestamp() + make_interval(secs => $2::int)"
 		   " WHERE locked_by = $1 AND status = 'sending'"
 		   " RETURNING id",
-		   2, p, res, err);
+		   3, p, res, err);
 }
 
 static int cmp_ll(const void *a, const void *b)
@@ -280,18 +284,16 @@ static const char writeback_sql[] =
 	"  RETURNING m.id, m.user_id, m.message_type, x.status, x.event, x.details,"
 	"            x.code, x.wamid"
 	"), audit AS ("
-	"  INSERT INTO engagement.audit_log (user_id, message_id, event, source, details, run_id)"
-	"  SELECT user_id, id, event, 'queue-send', details, $3::uuid"
-	"  FROM upd WHERE event IS NOT NULL"
+	"  SELECT engagement.write_audit(jsonb_agg(jsonb_build_object("
+	"    'user_id', user_id, 'message_id', id, 'event', event, 'source', 'queue-send',"
+	"    'details', details, 'run_id', $3::uuid) ORDER BY id)"
+	"    FILTER (WHERE event IS NOT NULL)) AS n FROM upd"
 	"), ob AS ("
-	"  INSERT INTO engagement.outbox_events"
-	"    (aggregate_type, aggregate_id, event_type, payload, correlation_id, user_id)"
-	"  SELECT 'message', id::text, 'message.' || status,"
-	"    jsonb_strip_nulls(jsonb_build_object('message_id', id, 'user_id', user_id,"
-	"      'message_type', message_type, 'status', status,"
-	"      'provider_message_id', wamid, 'error_code', code)),"
-	"    $3::uuid, user_id"
-	"  FROM upd WHERE status IN ('sent', 'failed')"
+	"  SELECT engagement.publish_message_events('message.sent',"
+	"      array_agg(id ORDER BY id) FILTER (WHERE status = 'sent'), $3::uuid)"
+	"    + engagement.publish_message_events('message.failed',"
+	"      array_agg(id ORDER BY id) FILTER (WHERE status = 'failed'), $3::uuid) AS n"
+	"  FROM upd"
 	/* the minute's counts (in key order: two senders never deadlock here) */
 	"), counted AS ("
 	"  INSERT INTO engagement.message_counts (minute, kind, code, n)"
@@ -303,7 +305,8 @@ static const char writeback_sql[] =
 	"  GROUP BY kind, code ORDER BY kind, code"
 	"  ON CONFLICT (minute, kind, code) DO UPDATE SET n = engagement.message_counts.n + excluded.n"
 	")"
-	"SELECT id FROM upd";
+	/* (audit and ob only read: they run because they are read here) */
+	"SELECT id, (SELECT n FROM audit) + (SELECT n FROM ob) AS written FROM upd";
 
 static json_t *ts_or_null(eng_time t)
 {

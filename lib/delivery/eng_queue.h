@@ -61,9 +61,10 @@ enum eng_status eng_queue_fence(struct eng_db *db, const long long *ids,
 void eng_queue_fence_row(const PGresult *r, int i, long long *id,
 			 const char **verdict);
 
-/* Move the lease of every claim of owner forward; the result lists the ids
- * renewed (a claim missing from it is not ours any more). */
-enum eng_status eng_queue_renew(struct eng_db *db, const char *owner,
+/* Move the lease of every claim of owner forward, and touch run_id's
+ * job_runs heartbeat; the result lists the ids renewed (a claim missing
+ * from it is not ours any more). */
+enum eng_status eng_queue_renew(struct eng_db *db, const char *owner, const char *run_id,
 				int lease_s, PGresult **res, struct eng_err *err);
 
 /* Add the row of message id's outcome to rows (a JSON array). */

@@ -665,7 +665,7 @@ static enum eng_status write_with_optouts(struct sender *s, const char *rows,
 	}
 	enum eng_status st = eng_db_begin(s->back, err);
 	if (st == ENG_OK)
-		st = eng_optout_apply_many(s->back, c, nu, out, err);
+		st = eng_optout_apply_many(s->back, ENG_VIA_PROVIDER_STOP, c, nu, out, err);
 	if (st == ENG_OK)
 		st = eng_queue_write_back(s->back, rows, s->owner, s->job->run_id, res, err);
 	if (st == ENG_OK)
@@ -751,7 +751,8 @@ static enum eng_status drive_back(struct sender *s, struct eng_err *err)
 	if (now - s->renewed_at >= renew_every(s)) {
 		s->renewed_at = now;
 		s->bop = B_RENEW;
-		return eng_queue_renew(s->back, s->owner, s->o->lease_seconds, NULL, err);
+		return eng_queue_renew(s->back, s->owner, s->job->run_id, s->o->lease_seconds, NULL,
+				       err);
 	}
 	if (s->writing.n > 0 ||
 	    s->filling.n >= FLUSH_ROWS ||

@@ -8,8 +8,10 @@
 #include <unistd.h>
 
 #include "eng_buf.h"
+#include "eng_guard.h"
 #include "eng_json.h"
 #include "eng_log.h"
+#include "eng_optout.h"
 
 #define EXACT_BELOW 200000 /* users counted exactly on smaller tables */
 
@@ -23,6 +25,7 @@ static const char *const outcomes[] = {"sent",      "failed",      "retried",
 				       "deferred",  "blocked",     "cancelled",
 				       "handed_back", "delivered", "read",
 				       "undelivered"};
+
 
 /* ---- metric families, as JSON ---------------------------------------------- */
 
@@ -183,7 +186,7 @@ static enum eng_status happened(const struct eng_job *job, struct figures *f, js
 	json_t *s = family(f, "engagement_messages", "gauge",
 			   "What happened to messages in the last hour or day, by outcome");
 	json_t *codes = family(f, "engagement_message_errors", "gauge",
-			       "Messages failed, retried, deferred or undelivered in the last hour "
+			       "Messages failed, retried, deferred, handed back or undelivered in the last hour "
 			       "or day, by the API's error code");
 	json_t *funnel = family(f, "engagement_delivery_funnel", "gauge",
 				"Messages sent, delivered, read and undelivered in the last day");
@@ -191,14 +194,14 @@ static enum eng_status happened(const struct eng_job *job, struct figures *f, js
 			       "Opt-outs and opt-ins applied in the last day, by channel");
 	json_t *h = json_object(), *d = json_object(), *jp = json_object();
 	double total[sizeof(outcomes) / sizeof(*outcomes)][2] = {{0}};
+	double changes[2][ENG_OPTOUT_NSOURCES] = {{0}}; /* [opt_out?][source] */
 	for (int i = 0; i < PQntuples(r); i++) {
 		const char *kind = txt(r, i, "kind"), *code = txt(r, i, "code");
 		double nh = num(r, i, "h"), nd = num(r, i, "d");
 		if (strcmp(kind, "opt_out") == 0 || strcmp(kind, "opt_in") == 0) {
-			sample(prefs, nd, "change", kind, "source", code, NULL);
-			char key[64];
-			snprintf(key, sizeof(key), "%s_%s", kind, code);
-			json_object_set_new(jp, key, json_integer((json_int_t)nd));
+			for (size_t c = 0; c < ENG_OPTOUT_NSOURCES; c++)
+				if (strcmp(code, eng_optout_sources[c]) == 0)
+					changes[kind[4] == 'o'][c] += nd;
 			continue;
 		}
 		for (size_t k = 0; k < sizeof(outcomes) / sizeof(*outcomes); k++)
@@ -212,6 +215,15 @@ static enum eng_status happened(const struct eng_job *job, struct figures *f, js
 		}
 	}
 	PQclear(r);
+	/* every change from every channel, zero or not */
+	for (int o = 1; o >= 0; o--)
+		for (size_t c = 0; c < ENG_OPTOUT_NSOURCES; c++) {
+			const char *kind = o ? "opt_out" : "opt_in";
+			char key[64];
+			sample(prefs, changes[o][c], "change", kind, "source", eng_optout_sources[c], NULL);
+			snprintf(key, sizeof(key), "%s_%s", kind, eng_optout_sources[c]);
+			json_object_set_new(jp, key, json_integer((json_int_t)changes[o][c]));
+		}
 	for (size_t k = 0; k < sizeof(outcomes) / sizeof(*outcomes); k++) {
 		sample(s, total[k][0], "outcome", outcomes[k], "window", "1h", NULL);
 		sample(s, total[k][1], "outcome", outcomes[k], "window", "24h", NULL);
@@ -240,32 +252,39 @@ static enum eng_status happened(const struct eng_job *job, struct figures *f, js
 static enum eng_status people(const struct eng_job *job, struct figures *f, json_t *sum,
 			      struct eng_err *err)
 {
-	char below[16];
-	snprintf(below, sizeof(below), "%d", EXACT_BELOW);
-	const char *p[] = {below};
-	/* counted on small tables, the planner's statistics on large ones */
-	PGresult *r = query(
-		job,
-		"WITH c AS (SELECT greatest(reltuples, 0) AS n FROM pg_class"
-		"           WHERE oid = 'engagement.engagement_states'::regclass),"
-		" exact AS (SELECT state, count(*)::float8 AS n FROM engagement.engagement_states"
-		"           WHERE (SELECT n FROM c) < $1::float8 GROUP BY 1),"
-		" est AS (SELECT x.v AS state, (SELECT n FROM c) * x.f AS n FROM pg_stats s,"
-		"           unnest(s.most_common_vals::text::text[], s.most_common_freqs) AS x(v, f)"
-		"         WHERE s.schemaname = 'engagement' AND s.tablename = 'engagement_states'"
-		"           AND s.attname = 'state' AND (SELECT n FROM c) >= $1::float8)"
-		"SELECT v.state, coalesce(e.n, t.n, 0) AS n, (SELECT n FROM c) >= $1::float8 AS est"
-		" FROM (VALUES ('active'), ('goodbye_sent'), ('help_flow'), ('remind_later'),"
-		"              ('dormant')) v(state)"
-		" LEFT JOIN exact e ON e.state = v.state LEFT JOIN est t ON t.state = v.state",
-		1, p, err);
+	/* counted on small tables, the planner's statistics on large ones
+	 * (one query or the other: planning both would cost more) */
+	PGresult *r = query(job,
+			    "SELECT greatest(reltuples, 0) FROM pg_class"
+			    " WHERE oid = 'engagement.engagement_states'::regclass",
+			    0, NULL, err);
+	if (!r)
+		return err->status;
+	bool est = atof(PQgetvalue(r, 0, 0)) >= EXACT_BELOW;
+	PQclear(r);
+	r = query(job,
+		  est ? "WITH est AS (SELECT x.v AS state, c.reltuples * x.f AS n"
+			"  FROM pg_stats s CROSS JOIN (SELECT reltuples FROM pg_class"
+			"    WHERE oid = 'engagement.engagement_states'::regclass) c,"
+			"  unnest(s.most_common_vals::text::text[], s.most_common_freqs) AS x(v, f)"
+			"  WHERE s.schemaname = 'engagement' AND s.tablename = 'engagement_states'"
+			"    AND s.attname = 'state')"
+			"SELECT v.state, coalesce(t.n, 0) AS n"
+			" FROM (VALUES ('active'), ('goodbye_sent'), ('help_flow'),"
+			"   ('remind_later'), ('dormant')) v(state)"
+			" LEFT JOIN est t ON t.state = v.state"
+		      : "SELECT v.state, coalesce(e.n, 0) AS n"
+			" FROM (VALUES ('active'), ('goodbye_sent'), ('help_flow'),"
+			"   ('remind_later'), ('dormant')) v(state)"
+			" LEFT JOIN (SELECT state, count(*) AS n FROM engagement.engagement_states"
+			"   GROUP BY 1) e ON e.state = v.state",
+		  0, NULL, err);
 	if (!r)
 		return err->status;
 	json_t *s = family(f, "engagement_users", "gauge",
 			   "People in each engagement state (an estimate on large tables: "
 			   "see engagement_users_estimated)");
 	json_t *ju = json_object();
-	bool est = PQntuples(r) && strcmp(txt(r, 0, "est"), "t") == 0;
 	for (int i = 0; i < PQntuples(r); i++) {
 		double n = round(num(r, i, "n"));
 		sample(s, n, "state", txt(r, i, "state"), NULL);
@@ -293,7 +312,7 @@ static double carried(const char *textfile, const char *job)
 		return 0;
 	char want[160], line[512];
 	snprintf(want, sizeof(want),
-		 "engagement_job_last_success_timestamp_seconds{job=\"%s\"} ", job);
+		 "engagement_job_last_success_timestamp_seconds{program=\"%s\"} ", job);
 	double v = 0;
 	while (fgets(line, sizeof(line), in))
 		if (strncmp(line, want, strlen(want)) == 0)
@@ -310,12 +329,20 @@ static enum eng_status runs(const struct eng_job *job, struct figures *f, json_t
 			    const char *textfile, struct job_ages *ages, struct eng_err *err)
 {
 	char *names = eng_db_text_array(jobs, NJOBS);
-	const char *p[] = {names};
+	char dead[16];
+	snprintf(dead, sizeof(dead), "%d", ENG_RUN_DEAD_AFTER_S);
+	const char *p[] = {names, dead};
 	PGresult *r = query(
 		job,
 		"SELECT j.program, extract(epoch FROM l.started_at) AS started,"
-		"  extract(epoch FROM l.finished_at) AS finished, l.status, l.exit_code,"
-		"  extract(epoch FROM coalesce(l.finished_at, now()) - l.started_at) AS duration,"
+		"  extract(epoch FROM l.finished_at) AS finished, l.exit_code,"
+		/* a run whose heartbeat stopped died (its next run marks it) */
+		"  CASE WHEN l.status = 'running' AND coalesce(l.heartbeat_at, l.started_at)"
+		"    < now() - make_interval(secs => $2::int) THEN 'died' ELSE l.status END AS status,"
+		"  extract(epoch FROM CASE WHEN l.status = 'running' AND coalesce(l.heartbeat_at,"
+		"      l.started_at) < now() - make_interval(secs => $2::int)"
+		"    THEN coalesce(l.heartbeat_at, l.started_at)"
+		"    ELSE coalesce(l.finished_at, now()) END - l.started_at) AS duration,"
 		"  extract(epoch FROM s.finished_at) AS success, extract(epoch FROM now()) AS now"
 		" FROM unnest($1::text[]) WITH ORDINALITY AS j(program, ord)"
 		" LEFT JOIN LATERAL (SELECT * FROM engagement.job_runs r WHERE r.program = j.program"
@@ -324,7 +351,7 @@ static enum eng_status runs(const struct eng_job *job, struct figures *f, json_t
 		"   WHERE r.program = j.program AND r.status = 'ok'"
 		"   ORDER BY r.started_at DESC LIMIT 1) s ON true"
 		" ORDER BY j.ord",
-		1, p, err);
+		2, p, err);
 	free(names);
 	if (!r)
 		return err->status;
@@ -335,9 +362,9 @@ static enum eng_status runs(const struct eng_job *job, struct figures *f, json_t
 	json_t *dur = family(f, "engagement_job_last_duration_seconds", "gauge",
 			     "How long the job's last run took (so far, while it runs)");
 	json_t *code = family(f, "engagement_job_last_exit_code", "gauge",
-			      "The exit code of the job's last finished run (-1: none or running)");
+			      "The exit code of the job's last run (-1: none, still running, or it died)");
 	json_t *running = family(f, "engagement_job_running", "gauge",
-				 "1 while the job's last run is recorded as running");
+				 "1 while the job's last run is running (its heartbeat is fresh)");
 	json_t *jj = json_object();
 	for (int i = 0; i < PQntuples(r) && (size_t)i < NJOBS; i++) {
 		const char *name = jobs[i];
@@ -347,12 +374,12 @@ static enum eng_status runs(const struct eng_job *job, struct figures *f, json_t
 		double now = num(r, i, "now");
 		ages->success_age[i] = success > 0 ? now - success : -1;
 		const char *status = txt(r, i, "status");
-		sample(last, num(r, i, "started"), "job", name, NULL);
-		sample(succ, success, "job", name, NULL);
-		sample(dur, round(num(r, i, "duration") * 1000) / 1000, "job", name, NULL);
-		sample(code, *status && strcmp(status, "running") != 0 ? num(r, i, "exit_code") : -1,
-		       "job", name, NULL);
-		sample(running, strcmp(status, "running") == 0, "job", name, NULL);
+		sample(last, num(r, i, "started"), "program", name, NULL);
+		sample(succ, success, "program", name, NULL);
+		sample(dur, round(num(r, i, "duration") * 1000) / 1000, "program", name, NULL);
+		bool ended = *status && strcmp(status, "running") != 0 && strcmp(status, "died") != 0;
+		sample(code, ended ? num(r, i, "exit_code") : -1, "program", name, NULL);
+		sample(running, strcmp(status, "running") == 0, "program", name, NULL);
 		json_object_set_new(jj, name, json_pack("{s:s?, s:f, s:f}", "last_status",
 						       *status ? status : NULL, "last_success",
 						       success, "success_age_seconds",
@@ -538,7 +565,15 @@ enum eng_status eng_status_run(const struct eng_job *job, struct eng_status_opts
 	struct rates rt = {0};
 	struct backlog bl = {0};
 	json_t *sum = job->summary;
-	enum eng_status st = queue(job, &f, sum, err);
+	/* one snapshot, so that the figures agree with each other; without
+	 * JIT, which costs more than these short queries gain from it */
+	enum eng_status st = eng_db_exec(job->db,
+					 "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+					 0, NULL, err);
+	if (st == ENG_OK)
+		st = eng_db_exec(job->db, "SET LOCAL jit = off", 0, NULL, err);
+	if (st == ENG_OK)
+		st = queue(job, &f, sum, err);
 	if (st == ENG_OK)
 		st = happened(job, &f, sum, &rt, err);
 	if (st == ENG_OK)
@@ -547,6 +582,7 @@ enum eng_status eng_status_run(const struct eng_job *job, struct eng_status_opts
 		st = runs(job, &f, sum, o->textfile, &ages, err);
 	if (st == ENG_OK)
 		st = backlogs(job, &f, sum, &bl, err);
+	eng_db_rollback(job->db); /* read only: nothing to keep */
 	if (st) {
 		json_decref(f.families);
 		return st;
@@ -589,6 +625,7 @@ enum eng_status eng_status_run(const struct eng_job *job, struct eng_status_opts
 		o->exposition = text;
 	else
 		free(text);
+	json_object_set_new(sum, "checks_failed", json_integer(crossed));
 	if (st == ENG_OK && crossed)
 		return eng_err_set(err, ENG_PARTIAL, "%d checks failed (check_failed in the log)",
 				   crossed);

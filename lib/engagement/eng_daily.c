@@ -134,8 +134,8 @@ static enum eng_status count_opted_out(struct eng_db *db, eng_time cutoff,
 		db,
 		"SELECT count(*) FROM engagement.engagement_states s "
 		"WHERE s.state = 'active' AND s.last_activity_at < $1::timestamptz "
-		"AND EXISTS (SELECT 1 FROM engagement.user_preferences p "
-		"            WHERE p.user_id = s.user_id AND p.reengagement_opt_out)",
+		"AND EXISTS (SELECT 1 FROM engagement.opted_out_users o "
+		"            WHERE o.user_id = s.user_id)",
 		1, p, err);
 	if (!r)
 		return err->status;

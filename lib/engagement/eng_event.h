@@ -32,10 +32,6 @@ enum eng_ev_outcome {
 	ENG_EV_DUPLICATE,    /* its id was applied before: nothing changed */
 };
 
-/* An inbound event's identity (a WhatsApp message's wamid, a batch line's
- * "id", --id): at most this long. */
-#define ENG_EVENT_ID_MAX 128
-
 struct eng_event {
 	/* input */
 	long line;             /* batch line number (0 on the command line) */

@@ -19,111 +19,34 @@ const char *eng_optout_outcome_name(enum eng_optout_outcome o)
 	return (unsigned)o < 4 ? outcome_names[o] : "unknown";
 }
 
+const char *const eng_optout_sources[ENG_OPTOUT_NSOURCES] = {"whatsapp", "web", "cli", "api"};
+
 bool eng_optout_source_valid(const char *s)
 {
-	static const char *const ok[] = {"whatsapp", "web", "cli", "api"};
-	for (size_t i = 0; s && i < sizeof(ok) / sizeof(*ok); i++)
-		if (strcmp(s, ok[i]) == 0)
+	for (size_t i = 0; s && i < ENG_OPTOUT_NSOURCES; i++)
+		if (strcmp(s, eng_optout_sources[i]) == 0)
 			return true;
 	return false;
 }
 
 /* $1: a JSON array of changes {user_id, opt_out, at, source, reason,
- * message_id, run_id, event_id}. One row back per change whose user has a
- * preference row: its position, outcome, old value and instant. A change
- * whose event_id was applied before is a duplicate and changes nothing;
- * the others' ids are kept with their outcome (the key catches two runs
- * applying the same id at once). */
-static const char apply_sql[] =
-	"WITH input AS ("
-	"  SELECT i.*, r.ord FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS r(j, ord),"
-	"    LATERAL jsonb_to_record(r.j) AS i(user_id uuid, opt_out bool, at timestamptz,"
-	"      source text, reason text, message_id bigint, run_id uuid, event_id text)"
-	"), old AS ("
-	"  SELECT p.user_id, p.reengagement_opt_out AS v,"
-	"         p.reengagement_opt_out_updated_at AS t, p.reengagement_opt_out_source AS src"
-	"  FROM engagement.user_preferences p"
-	"  WHERE p.user_id IN (SELECT user_id FROM input)"
-	"  ORDER BY p.user_id FOR UPDATE"
-	"), d AS ("
-	"  SELECT i.*, coalesce(i.at, now()) AS eff, o.v AS old_v, o.t AS old_t, o.src AS old_src,"
-	"    CASE WHEN EXISTS (SELECT 1 FROM engagement.inbound_events e"
-	"                      WHERE e.event_id = i.event_id AND e.kind = 'preference')"
-	"           THEN 'duplicate'"
-	"         WHEN i.at > now() + make_interval(secs => $2::int) THEN 'future'"
-	"         WHEN o.t IS NOT NULL AND coalesce(i.at, now()) < o.t THEN 'stale'"
-	"         WHEN o.v = i.opt_out THEN 'unchanged' ELSE 'applied' END AS outcome"
-	"  FROM input i JOIN old o USING (user_id)"
-	"), upd AS ("
-	"  UPDATE engagement.user_preferences p SET reengagement_opt_out = d.opt_out,"
-	"    reengagement_opt_out_updated_at = d.eff, reengagement_opt_out_source = d.source"
-	"  FROM d WHERE p.user_id = d.user_id AND d.outcome IN ('applied', 'unchanged')"
-	"  RETURNING p.user_id"
-	"), audit AS ("
-	"  INSERT INTO engagement.audit_log (user_id, message_id, event, source, details, run_id)"
-	"  SELECT d.user_id, d.message_id,"
-	"    CASE WHEN d.outcome = 'unchanged' THEN 'reengagement_reaffirmed'"
-	"         WHEN d.opt_out THEN 'reengagement_opted_out' ELSE 'reengagement_opted_in' END,"
-	"    d.source,"
-	"    jsonb_strip_nulls(jsonb_build_object('old_value', d.old_v, 'new_value', d.opt_out,"
-	"      'at', d.eff, 'previous_at', d.old_t, 'previous_source', d.old_src,"
-	"      'reason', d.reason)),"
-	"    d.run_id"
-	"  FROM d WHERE d.outcome IN ('applied', 'unchanged')"
-	"), ob AS ("
-	"  INSERT INTO engagement.outbox_events"
-	"    (aggregate_type, aggregate_id, event_type, payload, correlation_id, user_id)"
-	"  SELECT 'user', d.user_id::text, 'preferences.reengagement_changed',"
-	"    jsonb_build_object('user_id', d.user_id, 'opt_out', d.opt_out,"
-	"      'source', d.source, 'at', d.eff),"
-	"    d.run_id, d.user_id"
-	"  FROM d WHERE d.outcome = 'applied'"
-	/* An opt-out stops the person's messages in the same transaction:
-	 * queued ones become blocked at once (the queue tells the truth), and
-	 * those a sender has claimed are locked, so that its pre-send fence
-	 * (engagement.send_fence) either sees this commit or has its requests
-	 * on the wire before this commits. */
-	"), stopped AS ("
-	"  UPDATE engagement.message_queue q SET"
-	"    status = CASE WHEN q.status = 'queued' THEN 'blocked' ELSE q.status END,"
-	"    last_error_code = CASE WHEN q.status = 'queued' THEN 'opted_out'"
-	"                           ELSE q.last_error_code END,"
-	"    last_error = CASE WHEN q.status = 'queued'"
-	"                      THEN 'the user opted out of re-engagement messages'"
-	"                      ELSE q.last_error END"
-	"  FROM d WHERE d.outcome = 'applied' AND d.opt_out AND q.user_id = d.user_id"
-	"    AND q.status IN ('queued', 'sending')"
-	"  RETURNING q.id, q.user_id, q.status, q.attempts, d.source, d.run_id"
-	"), stopped_audit AS ("
-	"  INSERT INTO engagement.audit_log (user_id, message_id, event, source, details, run_id)"
-	"  SELECT s.user_id, s.id, 'message_blocked', s.source,"
-	"    jsonb_build_object('attempts', s.attempts, 'reason', 'opted_out'), s.run_id"
-	"  FROM stopped s WHERE s.status = 'blocked'"
-	"), seen AS ("
-	"  INSERT INTO engagement.inbound_events (event_id, kind, user_id, outcome, detail, run_id)"
-	"  SELECT d.event_id, 'preference', d.user_id, d.outcome,"
-	"    jsonb_build_object('opt_out', d.opt_out, 'source', d.source, 'at', d.eff), d.run_id"
-	"  FROM d WHERE d.event_id IS NOT NULL AND d.outcome IN ('applied', 'unchanged', 'stale')"
-	"), counted AS ("
-	"  INSERT INTO engagement.message_counts (minute, kind, code, n)"
-	"  SELECT date_trunc('minute', clock_timestamp()),"
-	"    CASE WHEN d.opt_out THEN 'opt_out' ELSE 'opt_in' END AS kind, d.source, count(*)"
-	"  FROM d WHERE d.outcome = 'applied' GROUP BY 2, 3 ORDER BY 2, 3"
-	"  ON CONFLICT (minute, kind, code) DO UPDATE SET n = engagement.message_counts.n + excluded.n"
-	")"
-	"SELECT d.ord - 1, d.outcome, d.old_v, (extract(epoch FROM d.eff) * 1000000)::bigint,"
-	"  CASE WHEN d.outcome = 'applied' THEN pg_notify('engagement_preferences',"
-	"    json_build_object('user_id', d.user_id, 'opt_out', d.opt_out,"
-	"      'source', d.source, 'at', d.eff)::text) END"
-	"  FROM d";
+ * message_id, run_id, event_id}, $2 how far ahead of the database clock a
+ * change may be dated. One row back per change whose user exists: its
+ * position, outcome, old value and instant (the functions of migration
+ * 0012 say the rest). */
+static const char *const apply_sql[] = {
+	[ENG_VIA_CHANGE] = "SELECT ord - 1, outcome, old_value, at_us"
+			   " FROM engagement.apply_preference_changes($1::jsonb, $2::int)",
+	[ENG_VIA_PROVIDER_STOP] = "SELECT ord - 1, outcome, old_value, at_us"
+				  " FROM engagement.record_provider_stops($1::jsonb, $2::int)",
+};
 
-enum eng_status eng_optout_apply_many(struct eng_db *db,
+enum eng_status eng_optout_apply_many(struct eng_db *db, enum eng_optout_via via,
 				      const struct eng_optout_change *c,
 				      size_t n, struct eng_optout_result *res,
 				      struct eng_err *err)
 {
 	json_t *arr = json_array();
-	json_t *ids = json_array();
 	for (size_t i = 0; i < n; i++) {
 		char at[32];
 		json_t *o = json_object();
@@ -144,38 +67,17 @@ enum eng_status eng_optout_apply_many(struct eng_db *db,
 		if (c[i].event_id && *c[i].event_id)
 			json_object_set_new(o, "event_id", json_string(c[i].event_id));
 		json_array_append_new(arr, o);
-		json_array_append_new(ids, json_string(c[i].user_id));
 		memset(&res[i], 0, sizeof(res[i]));
 	}
 	char *changes = eng_json_dump(arr);
-	char *idlist = eng_json_dump(ids);
 	json_decref(arr);
-	json_decref(ids);
-
-	/* A preference row for every user who exists, none for those who do
-	 * not (rows inserted here are not visible to a CTE of the same
-	 * statement, hence two statements). */
-	const char *pe[] = {idlist};
-	enum eng_status st = eng_db_exec(
-		db,
-		"INSERT INTO engagement.user_preferences (user_id) "
-		"SELECT u.id FROM engagement.users u "
-		"WHERE u.id IN (SELECT x::uuid FROM jsonb_array_elements_text($1::jsonb) x) "
-		"ON CONFLICT (user_id) DO NOTHING",
-		1, pe, err);
-	PGresult *r = NULL;
-	if (st == ENG_OK) {
-		char skew[16];
-		snprintf(skew, sizeof(skew), "%d", ENG_FUTURE_SKEW_S);
-		const char *p[] = {changes, skew};
-		r = eng_db_query(db, apply_sql, 2, p, err);
-		if (!r)
-			st = err->status;
-	}
+	char skew[16];
+	snprintf(skew, sizeof(skew), "%d", ENG_FUTURE_SKEW_S);
+	const char *p[] = {changes, skew};
+	PGresult *r = eng_db_query(db, apply_sql[via], 2, p, err);
 	free(changes);
-	free(idlist);
-	if (st)
-		return st;
+	if (!r)
+		return err->status;
 	for (int k = 0; k < PQntuples(r); k++) {
 		size_t i = (size_t)atoll(PQgetvalue(r, k, 0));
 		if (i >= n)
@@ -218,7 +120,7 @@ enum eng_status eng_optout_apply(struct eng_db *db,
 				 struct eng_optout_result *res,
 				 struct eng_err *err)
 {
-	if (eng_optout_apply_many(db, c, 1, res, err))
+	if (eng_optout_apply_many(db, ENG_VIA_CHANGE, c, 1, res, err))
 		return err->status;
 	return check_result(c, res, err);
 }
@@ -301,6 +203,7 @@ void eng_optout_item_release(struct eng_optout_item *it)
 struct items_ctx {
 	struct eng_optout_item *it;
 	const char *run_id;
+	enum eng_optout_via via;
 };
 
 static struct eng_user_ref *it_who(void *ctx, size_t i)
@@ -331,7 +234,7 @@ static enum eng_status it_apply(void *ctx, struct eng_db *db, const size_t *idx,
 		c[i] = (struct eng_optout_change){it->who.user_id, it->opt_out, it->source,
 						  it->at, it->reason, x->run_id, NULL, it->id};
 	}
-	enum eng_status st = eng_optout_apply_many(db, c, k, res, err);
+	enum eng_status st = eng_optout_apply_many(db, x->via, c, k, res, err);
 	for (size_t i = 0; st == ENG_OK && i < k; i++) {
 		struct eng_err e = ENG_ERR_INIT;
 		x->it[idx[i]].res = res[i];
@@ -343,12 +246,12 @@ static enum eng_status it_apply(void *ctx, struct eng_db *db, const size_t *idx,
 	return st;
 }
 
-enum eng_status eng_optout_apply_items(struct eng_db *db,
+enum eng_status eng_optout_apply_items(struct eng_db *db, enum eng_optout_via via,
 				       struct eng_optout_item *it, size_t n,
 				       const char *run_id, bool dry_run,
 				       size_t *done, struct eng_err *err)
 {
-	struct items_ctx x = {it, run_id};
+	struct items_ctx x = {it, run_id, via};
 	struct eng_items items = {n, &x, it_who, it_failed, it_fail, it_apply};
 	return eng_items_apply(db, &items, dry_run, done, err);
 }
@@ -518,7 +421,7 @@ static enum eng_status apply_block(void *ctx, const struct eng_job *job, size_t 
 	struct batch *b = ctx;
 	struct eng_optout_item *it = b->it;
 	size_t done;
-	enum eng_status st = eng_optout_apply_items(job->db, it, n, job->run_id,
+	enum eng_status st = eng_optout_apply_items(job->db, ENG_VIA_CHANGE, it, n, job->run_id,
 						    job->dry_run, &done, err);
 	for (size_t i = 0; i < done; i++) {
 		if (it[i].failed) {

@@ -45,7 +45,10 @@ struct eng_optout_change {
 };
 
 const char *eng_optout_outcome_name(enum eng_optout_outcome o);
-/* true when s is whatsapp, web, cli or api */
+/* The channels a change comes from: whatsapp, web, cli, api. */
+#define ENG_OPTOUT_NSOURCES 4
+extern const char *const eng_optout_sources[ENG_OPTOUT_NSOURCES];
+/* true when s is one of them */
 bool eng_optout_source_valid(const char *s);
 
 struct eng_optout_result {
@@ -57,9 +60,16 @@ struct eng_optout_result {
 	eng_time at;            /* the instant the change carries */
 };
 
-/* Apply n changes for n distinct users in two statements (run inside a
+/* Which SQL function applies changes (migration 0012): any change
+ * (engagement.apply_preference_changes: optout-set, a person's message), or
+ * a stop the provider reported (engagement.record_provider_stops: opt-outs
+ * from whatsapp only, whatever the changes say; the sender's role may call
+ * nothing else). */
+enum eng_optout_via { ENG_VIA_CHANGE, ENG_VIA_PROVIDER_STOP };
+
+/* Apply n changes for n distinct users in one statement (run inside a
  * transaction); res[i] for c[i]. */
-enum eng_status eng_optout_apply_many(struct eng_db *db,
+enum eng_status eng_optout_apply_many(struct eng_db *db, enum eng_optout_via via,
 				      const struct eng_optout_change *c,
 				      size_t n, struct eng_optout_result *res,
 				      struct eng_err *err);
@@ -78,7 +88,7 @@ struct eng_optout_item {
 	char source[16];
 	eng_time at;          /* ENG_TIME_NONE: the database's now() */
 	char *reason;         /* owned, may be NULL */
-	char id[129];         /* its "id", or "" */
+	char id[ENG_EVENT_ID_MAX + 1]; /* its "id", or "" */
 	bool failed;
 	struct eng_err err;
 	struct eng_optout_result res;
@@ -93,7 +103,7 @@ void eng_optout_item_release(struct eng_optout_item *it);
 
 /* Apply n items in order (see eng_items_apply). Items [0, *done) each got
  * res or failed; the rest were not applied (a fatal error). */
-enum eng_status eng_optout_apply_items(struct eng_db *db,
+enum eng_status eng_optout_apply_items(struct eng_db *db, enum eng_optout_via via,
 				       struct eng_optout_item *it, size_t n,
 				       const char *run_id, bool dry_run,
 				       size_t *done, struct eng_err *err);

@@ -87,12 +87,22 @@ void eng_trigger_sources(enum eng_trigger t, char *out, size_t outsz)
 /*
  * A transition is one statement: a head that yields the locked candidate
  * rows (cand: user_id, from_state, prev_activity, prev_changed, at, ord,
- * k), the shared
- * body below (state update, transition rows, outbox events, goodbye
- * messages), and a tail that reports what moved. Side effects are chosen
- * with CASE on the trigger, $2. The body's parameters, in every variant:
+ * k), the shared body below (state update, transition rows, outbox events,
+ * goodbye messages), and a tail that reports what moved. Side effects are
+ * chosen with CASE on the trigger, $2. The body's parameters, in every
+ * variant:
  *   $2 trigger   $4 to-state   $6 run id   $10 goodbye hours   $11 remind days
+ * Outbox events go through the functions of migration 0012, called in
+ * CTEs that only read: such a CTE runs only when referenced, so every tail
+ * reads PUBLISHED (and TR_CANCEL's tails PUBLISHED_CANCELLED).
  */
+/* Unless the flag parameter says otherwise, leave out who opted out (the
+ * view of migration 0012, the one home of that test). */
+#define NOT_OPTED_OUT(flag)                                                    \
+	"    AND (NOT " flag "::bool OR NOT EXISTS ("                          \
+	"         SELECT 1 FROM engagement.opted_out_users o"                  \
+	"         WHERE o.user_id = s.user_id))"
+
 #define TR_BODY                                                                \
 	"upd AS ("                                                             \
 	"  UPDATE engagement.engagement_states s SET"                          \
@@ -141,14 +151,8 @@ void eng_trigger_sources(enum eng_trigger t, char *out, size_t outsz)
 	"  FROM upd u"                                                         \
 	"  RETURNING id, user_id, from_state, metadata, created_at"            \
 	"), tr_out AS ("                                                       \
-	"  INSERT INTO engagement.outbox_events"                               \
-	"    (aggregate_type, aggregate_id, event_type, payload, correlation_id, user_id)" \
-	"  SELECT 'user', t.user_id::text, 'engagement.state_changed',"        \
-	"    jsonb_build_object('user_id', t.user_id, 'transition_id', t.id,"  \
-	"      'from_state', t.from_state, 'to_state', $4, 'trigger', $2,"     \
-	"      'occurred_at', t.created_at, 'metadata', t.metadata),"          \
-	"    $6::uuid, t.user_id"                                              \
-	"  FROM tr t"                                                          \
+	"  SELECT engagement.publish_transition_events("                       \
+	"    array_agg(t.id ORDER BY t.id)) AS n FROM tr t"                    \
 	"), mq AS ("                                                           \
 	"  INSERT INTO engagement.message_queue (user_id, message_type, template_key," \
 	"    params, idempotency_key, scheduled_for, next_attempt_at, expires_at, run_id)" \
@@ -160,30 +164,8 @@ void eng_trigger_sources(enum eng_trigger t, char *out, size_t outsz)
 	"  ON CONFLICT (idempotency_key) DO NOTHING"                           \
 	"  RETURNING id, user_id"                                              \
 	"), mq_out AS ("                                                       \
-	"  INSERT INTO engagement.outbox_events"                               \
-	"    (aggregate_type, aggregate_id, event_type, payload, correlation_id, user_id)" \
-	"  SELECT 'message', m.id::text, 'message.queued',"                    \
-	"    jsonb_build_object('message_id', m.id, 'user_id', m.user_id,"     \
-	"      'message_type', 'goodbye'),"                                    \
-	"    $6::uuid, m.user_id"                                              \
-	"  FROM mq m"                                                          \
-	"), cancelled AS ("                                                    \
-	"  UPDATE engagement.message_queue q"                                  \
-	"  SET status = 'cancelled', last_error_code = 'user_returned',"       \
-	"      last_error = 'the user wrote again before it was sent'"         \
-	"  FROM upd u"                                                         \
-	"  WHERE $2 = 'user_message' AND u.from_state = 'goodbye_sent'"        \
-	"    AND q.user_id = u.user_id AND q.message_type = 'goodbye'"         \
-	"    AND q.status = 'queued'"                                          \
-	"  RETURNING q.id, q.user_id"                                          \
-	"), cancelled_out AS ("                                                \
-	"  INSERT INTO engagement.outbox_events"                               \
-	"    (aggregate_type, aggregate_id, event_type, payload, correlation_id, user_id)" \
-	"  SELECT 'message', q.id::text, 'message.cancelled',"                 \
-	"    jsonb_build_object('message_id', q.id, 'user_id', q.user_id,"     \
-	"      'reason', 'user_returned'),"                                    \
-	"    $6::uuid, q.user_id"                                              \
-	"  FROM cancelled q"                                                   \
+	"  SELECT engagement.publish_message_events('message.queued',"         \
+	"    array_agg(m.id ORDER BY m.id), $6::uuid) AS n FROM mq m"          \
 	/* Leaving goodbye_sent locks the goodbye a sender has claimed (a      \
 	 * no-op update), so that its pre-send fence either sees this commit   \
 	 * or has the request on the wire before this commits. */             \
@@ -193,37 +175,69 @@ void eng_trigger_sources(enum eng_trigger t, char *out, size_t outsz)
 	"  WHERE u.from_state = 'goodbye_sent' AND q.user_id = u.user_id"      \
 	"    AND q.message_type = 'goodbye' AND q.status = 'sending'"          \
 	")"
+#define PUBLISHED "(SELECT n FROM tr_out) + (SELECT n FROM mq_out)"
+/* A user_message out of goodbye_sent also cancels the goodbye not yet sent
+ * (the only move that does: the daily checks go without it, and without
+ * the right to cancel messages). */
+#define TR_CANCEL                                                              \
+	", cancelled AS ("                                                     \
+	"  UPDATE engagement.message_queue q"                                  \
+	"  SET status = 'cancelled', last_error_code = 'user_returned',"       \
+	"      last_error = 'the user wrote again before it was sent'"         \
+	"  FROM upd u"                                                         \
+	"  WHERE $2 = 'user_message' AND u.from_state = 'goodbye_sent'"        \
+	"    AND q.user_id = u.user_id AND q.message_type = 'goodbye'"         \
+	"    AND q.status = 'queued'"                                          \
+	"  RETURNING q.id, q.user_id"                                          \
+	"), cancelled_out AS ("                                                \
+	"  SELECT engagement.publish_message_events('message.cancelled',"      \
+	"    array_agg(q.id ORDER BY q.id), $6::uuid) AS n FROM cancelled q"   \
+	")"
+#define PUBLISHED_CANCELLED "(SELECT n FROM cancelled_out)"
 
 /* Explicit users. More parameters:
  *  $1 user ids uuid[]   $3 valid from-states text[]
  *  $5 instants timestamptz[] (parallel to $1)   $7 activity_before
  *  $8 due_before   $9 skip opted out
  *  $12 an activity: not older than a state the user chose by a reply */
-static const char transition_sql[] =
-	"WITH input AS ("
-	"  SELECT i.user_id, i.at, i.ord"
-	"  FROM unnest($1::uuid[], $5::timestamptz[]) WITH ORDINALITY"
-	"       AS i(user_id, at, ord)"
-	"), cand AS ("
-	"  SELECT s.user_id, s.state AS from_state,"
-	"         s.last_activity_at AS prev_activity,"
-	"         s.state_changed_at AS prev_changed, i.at, i.ord, NULL::text AS k"
-	"  FROM engagement.engagement_states s JOIN input i USING (user_id)"
-	"  WHERE s.state = ANY ($3::text[])"
-	"    AND ($7::timestamptz IS NULL OR s.last_activity_at < $7)"
-	"    AND ($8::timestamptz IS NULL OR"
-	"         CASE $2 WHEN 'goodbye_timeout' THEN s.goodbye_expires_at"
-	"                 WHEN 'reminder_due' THEN s.remind_at END < $8)"
-	"    AND (NOT $12::bool OR s.state_changed_at <= i.at"
-	"         OR coalesce(s.state_trigger, '') NOT LIKE 'goodbye_response_%')"
-	"    AND (NOT $9::bool OR NOT EXISTS ("
-	"         SELECT 1 FROM engagement.user_preferences p"
-	"         WHERE p.user_id = s.user_id AND p.reengagement_opt_out))"
-	"  ORDER BY s.user_id"
-	"  FOR UPDATE OF s"
+#define TR_EXPLICIT                                                            \
+	"WITH input AS ("                                                      \
+	"  SELECT i.user_id, i.at, i.ord"                                      \
+	"  FROM unnest($1::uuid[], $5::timestamptz[]) WITH ORDINALITY"         \
+	"       AS i(user_id, at, ord)"                                        \
+	"), cand AS ("                                                         \
+	"  SELECT s.user_id, s.state AS from_state,"                           \
+	"         s.last_activity_at AS prev_activity,"                        \
+	"         s.state_changed_at AS prev_changed, i.at, i.ord, NULL::text AS k" \
+	"  FROM engagement.engagement_states s JOIN input i USING (user_id)"   \
+	"  WHERE s.state = ANY ($3::text[])"                                   \
+	"    AND ($7::timestamptz IS NULL OR s.last_activity_at < $7)"         \
+	"    AND ($8::timestamptz IS NULL OR"                                  \
+	"         CASE $2 WHEN 'goodbye_timeout' THEN s.goodbye_expires_at"    \
+	"                 WHEN 'reminder_due' THEN s.remind_at END < $8)"      \
+	"    AND (NOT $12::bool OR s.state_changed_at <= i.at"                 \
+	"         OR coalesce(s.state_trigger, '') NOT LIKE 'goodbye_response_%')" \
+	NOT_OPTED_OUT("$9")                                                    \
+	"  ORDER BY s.user_id"                                                 \
+	"  FOR UPDATE OF s"                                                    \
 	"), " TR_BODY
-	"SELECT u.ord - 1, u.from_state, m.id IS NOT NULL"
-	"  FROM upd u LEFT JOIN mq m USING (user_id)";
+#define TR_EXPLICIT_TAIL "  FROM upd u LEFT JOIN mq m USING (user_id)"
+
+/* Explicit users, for every trigger but user_message and for user_message.
+ * More parameters:
+ *  $1 user ids uuid[]   $3 valid from-states text[]
+ *  $5 instants timestamptz[] (parallel to $1)   $7 activity_before
+ *  $8 due_before   $9 skip opted out
+ *  $12 an activity: not older than a state the user chose by a reply */
+static const char transition_sql[] =
+	TR_EXPLICIT
+	"SELECT u.ord - 1, u.from_state, m.id IS NOT NULL, " PUBLISHED
+	TR_EXPLICIT_TAIL;
+static const char transition_cancel_sql[] =
+	TR_EXPLICIT TR_CANCEL
+	"SELECT u.ord - 1, u.from_state, m.id IS NOT NULL,"
+	"  " PUBLISHED " + " PUBLISHED_CANCELLED
+	TR_EXPLICIT_TAIL;
 
 /* The next batch of a daily check as one statement: picked by its own
  * index in (time, user_id) order after a keyset, then locked in user_id
@@ -233,10 +247,6 @@ static const char transition_sql[] =
  * row changed meanwhile is dropped, not a reason to stop). More
  * parameters: $1 cutoff (col < $1)   $3 keyset time   $5 now
  *             $7 keyset user_id   $8 batch size   $9 skip opted out */
-#define DUE_OPTED_OUT                                                          \
-	"    AND (NOT $9::bool OR NOT EXISTS ("                                \
-	"         SELECT 1 FROM engagement.user_preferences p"                 \
-	"         WHERE p.user_id = s.user_id AND p.reengagement_opt_out))"
 #define DUE_KEY(expr) "to_char(" expr " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 #define DUE_CAND(col, state)                                                   \
 	"WITH pick AS MATERIALIZED ("                                          \
@@ -244,7 +254,7 @@ static const char transition_sql[] =
 	"  FROM engagement.engagement_states s"                                \
 	"  WHERE s.state = '" state "' AND s." col " < $1::timestamptz"        \
 	"    AND ($3::timestamptz IS NULL OR (s." col ", s.user_id) > ($3, $7::uuid))" \
-	DUE_OPTED_OUT                                                          \
+	NOT_OPTED_OUT("$9")                                                    \
 	"  ORDER BY s." col ", s.user_id LIMIT $8::int"                        \
 	"), cand AS ("                                                         \
 	"  SELECT s.user_id, s.state AS from_state,"                           \
@@ -254,12 +264,12 @@ static const char transition_sql[] =
 	"  FROM engagement.engagement_states s"                                \
 	"  WHERE s.user_id IN (SELECT user_id FROM pick)"                      \
 	"    AND s.state = '" state "' AND s." col " < $1::timestamptz"        \
-	DUE_OPTED_OUT                                                          \
+	NOT_OPTED_OUT("$9")                                                    \
 	"  ORDER BY s.user_id"                                                 \
 	"  FOR UPDATE OF s"                                                    \
 	"), " TR_BODY                                                          \
 	"SELECT (SELECT count(*) FROM pick), (SELECT count(*) FROM upd),"      \
-	"  (SELECT count(*) FROM mq), l.k, l.user_id"                          \
+	"  (SELECT count(*) FROM mq), l.k, l.user_id, " PUBLISHED              \
 	"  FROM (SELECT 1) one LEFT JOIN (SELECT " DUE_KEY("key") " AS k, user_id" \
 	"    FROM pick ORDER BY key DESC, user_id DESC LIMIT 1) l ON true"
 
@@ -270,9 +280,7 @@ static const char transition_sql[] =
 	"  FROM engagement.engagement_states s"                                \
 	"  WHERE s.state = '" state "' AND s." col " < $1::timestamptz"        \
 	"    AND ($2::timestamptz IS NULL OR (s." col ", s.user_id) > ($2, $3::uuid))" \
-	"    AND (NOT $5::bool OR NOT EXISTS ("                                \
-	"         SELECT 1 FROM engagement.user_preferences p"                 \
-	"         WHERE p.user_id = s.user_id AND p.reengagement_opt_out))"    \
+	NOT_OPTED_OUT("$5")                                                    \
 	"  ORDER BY s." col ", s.user_id LIMIT $4::int"
 
 static const struct {
@@ -413,7 +421,10 @@ enum eng_status eng_transition_batch(struct eng_db *db,
 		rd,
 		b->after_state_change ? "true" : "false",
 	};
-	PGresult *r = eng_db_query(db, transition_sql, 12, p, err);
+	PGresult *r = eng_db_query(db,
+				   b->trigger == ENG_TR_USER_MESSAGE ? transition_cancel_sql
+								     : transition_sql,
+				   12, p, err);
 	free(ids);
 	free(ats);
 	free(froms);

@@ -46,6 +46,10 @@ json_t *eng_line_object(const char *text, size_t len, struct eng_err *err);
 int eng_line_field(const char *key, const json_t *v, struct eng_user_ref *who,
 		   int *seen, eng_time *at, struct eng_err *err);
 
+/* An inbound event's identity (a WhatsApp message's wamid, a batch line's
+ * "id", --id): at most this long. */
+#define ENG_EVENT_ID_MAX 128
+
 /* An inbound event's "id" (a non-empty string of at most max bytes, no
  * control characters) into out (max + 1 bytes); ENG_EDATA otherwise. */
 enum eng_status eng_event_id_parse(const json_t *v, char *out, struct eng_err *err);

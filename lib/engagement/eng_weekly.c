@@ -21,8 +21,8 @@ void eng_weekly_key(eng_time t, char out[16])
  * occurred_at) index, so a batch reads only its own users' events; the
  * opt-out is a per-user lookup (a join here would hash the whole table). */
 static const char candidates_sql[] =
-	"SELECT a.user_id, a.n, coalesce((SELECT p.reengagement_opt_out "
-	"    FROM engagement.user_preferences p WHERE p.user_id = a.user_id), false) "
+	"SELECT a.user_id, a.n, EXISTS (SELECT 1 FROM engagement.opted_out_users o "
+	"    WHERE o.user_id = a.user_id) "
 	"FROM (SELECT e.user_id, count(*) AS n "
 	"      FROM engagement.activity_events e "
 	"      WHERE e.occurred_at >= $1::timestamptz AND e.occurred_at < $2::timestamptz "
@@ -36,8 +36,8 @@ static const char queue_sql[] =
 	"WITH input AS ("
 	"  SELECT i.user_id, i.n, i.ord"
 	"  FROM unnest($1::uuid[], $2::int[]) WITH ORDINALITY AS i(user_id, n, ord)"
-	"  WHERE NOT EXISTS (SELECT 1 FROM engagement.user_preferences p"
-	"                    WHERE p.user_id = i.user_id AND p.reengagement_opt_out)"
+	"  WHERE NOT EXISTS (SELECT 1 FROM engagement.opted_out_users o"
+	"                    WHERE o.user_id = i.user_id)"
 	"), ins AS ("
 	"  INSERT INTO engagement.message_queue (user_id, message_type, template_key,"
 	"    params, idempotency_key, scheduled_for, next_attempt_at, expires_at, run_id)"
@@ -49,15 +49,11 @@ static const char queue_sql[] =
 	"  ON CONFLICT (idempotency_key) DO NOTHING"
 	"  RETURNING id, user_id"
 	"), ob AS ("
-	"  INSERT INTO engagement.outbox_events"
-	"    (aggregate_type, aggregate_id, event_type, payload, correlation_id, user_id)"
-	"  SELECT 'message', id::text, 'message.queued',"
-	"    jsonb_build_object('message_id', id, 'user_id', user_id,"
-	"                       'message_type', 'weekly_review'),"
-	"    $6::uuid, user_id"
-	"  FROM ins"
+	"  SELECT engagement.publish_message_events('message.queued',"
+	"    array_agg(id ORDER BY id), $6::uuid) AS n FROM ins"
 	")"
-	"SELECT i.ord - 1 FROM ins JOIN input i USING (user_id)";
+	/* (ob only reads: it runs because it is read here) */
+	"SELECT i.ord - 1, (SELECT n FROM ob) FROM ins JOIN input i USING (user_id)";
 
 /* The week being reviewed: its key and window, and when reviews expire. */
 struct window {

@@ -1,5 +1,6 @@
 #include "eng_opt.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +107,20 @@ static const char *option_name(const struct option *all, int opt)
 	return "?";
 }
 
+/* ms in the largest unit that says it exactly: 500ms, 30s, 5min, 365d. */
+static void duration_text(double ms, char out[32])
+{
+	static const struct { double ms; const char *unit; } units[] = {
+		{86400000, "d"}, {3600000, "h"}, {60000, "min"}, {1000, "s"},
+	};
+	for (size_t i = 0; i < sizeof(units) / sizeof(*units); i++)
+		if (ms >= units[i].ms && fmod(ms, units[i].ms) == 0) {
+			snprintf(out, 32, "%.0f%s", ms / units[i].ms, units[i].unit);
+			return;
+		}
+	snprintf(out, 32, "%.0fms", ms);
+}
+
 enum eng_status eng_opt_store(const struct eng_opt_num *num, const char *name,
 			      const char *arg, void *ctx, struct eng_err *err)
 {
@@ -127,11 +142,15 @@ enum eng_status eng_opt_store(const struct eng_opt_num *num, const char *name,
 		if (num->meaning)
 			return eng_err_set(err, ENG_EUSAGE, "invalid --%s \"%s\": %s", name,
 					   arg, num->meaning);
-		if (num->kind == ENG_NUM_MS)
+		if (num->kind == ENG_NUM_MS) {
+			char lo[32], hi[32];
+			duration_text(num->lo, lo);
+			duration_text(num->hi, hi);
 			return eng_err_set(err, ENG_EUSAGE,
-					   "invalid --%s \"%s\": a duration from %gms to "
-					   "%gs, such as 10s or 500ms",
-					   name, arg, num->lo, num->hi / 1000);
+					   "invalid --%s \"%s\": a duration from %s to %s, "
+					   "such as 10s or 500ms",
+					   name, arg, lo, hi);
+		}
 		return eng_err_set(err, ENG_EUSAGE, "invalid --%s \"%s\": expected %g to %g",
 				   name, arg, num->lo, num->hi);
 	}

@@ -164,6 +164,25 @@ static enum eng_status take_lease(struct eng_run *run, struct eng_err *err)
 
 /* ---- start and end ------------------------------------------------------------ */
 
+static enum eng_status mark_dead(struct eng_run *run, bool all_others, struct eng_err *err)
+{
+	char stale[16];
+	snprintf(stale, sizeof(stale), "%d", all_others ? 0 : ENG_RUN_DEAD_AFTER_S);
+	const char *p[] = {run->program, run->run_id, stale};
+	long long n = 0;
+	if (eng_db_exec_count(&run->db,
+			      "UPDATE engagement.job_runs"
+			      " SET status = 'died', finished_at = coalesce(heartbeat_at, started_at)"
+			      " WHERE program = $1 AND status = 'running' AND run_id <> $2::uuid"
+			      "   AND coalesce(heartbeat_at, started_at)"
+			      "       <= clock_timestamp() - make_interval(secs => $3::int)",
+			      3, p, &n, err))
+		return eng_err_prefix(err, "could not mark dead runs");
+	if (n)
+		eng_log(ENG_WARN, "dead_runs_marked", ENG_I("runs", n));
+	return ENG_OK;
+}
+
 enum eng_status eng_run_start(struct eng_run *run, unsigned what,
 			      struct eng_err *err)
 {
@@ -195,13 +214,18 @@ enum eng_status eng_run_start(struct eng_run *run, unsigned what,
 		const char *p[] = {run->run_id, run->program};
 		if (eng_db_exec(&run->db,
 				"INSERT INTO engagement.job_runs "
-				"(run_id, program, started_at, status) "
-				"VALUES ($1, $2, clock_timestamp(), 'running')",
+				"(run_id, program, started_at, status, heartbeat_at) "
+				"VALUES ($1, $2, clock_timestamp(), 'running', clock_timestamp())",
 				2, p, err))
 			return eng_err_prefix(err, "could not record the run");
 		run->job_row = true;
 	}
 	if ((what & ENG_START_GUARD) && take_lease(run, err))
+		return err->status;
+	/* Runs of this program that died: with the lease, every other one
+	 * still "running" (the lease says none is alive); without one (many
+	 * queue-sends at once), those whose heartbeat stopped. */
+	if (run->job_row && mark_dead(run, run->guard_held, err))
 		return err->status;
 	if (what & ENG_START_RECORD)
 		eng_log(ENG_INFO, "job_started", ENG_B("dry_run", run->opt.dry_run));
@@ -310,6 +334,13 @@ int eng_run_finish(struct eng_run *run, int exit_code)
 	json_object_set_new(run->summary, "duration_ms", json_integer(ms));
 	char *text = eng_json_dump(run->summary);
 
+	/* A run that lost its database says how it ended and frees its
+	 * lease all the same, if the database is back within a moment. */
+	if ((run->job_row || run->guard_held) && !eng_db_alive(&run->db) && run->db.conn) {
+		struct eng_err e = ENG_ERR_INIT;
+		if (eng_db_reconnect(&run->db, &e) == ENG_OK)
+			eng_log(ENG_INFO, "reconnected", ENG_S("reason", "to record the run's end"));
+	}
 	if (eng_db_alive(&run->db)) {
 		eng_db_rollback(&run->db); /* whatever an error left open */
 		if (run->job_row)

@@ -898,3 +898,118 @@ check_transition() {
 	[ "$status" -eq 75 ]
 	[ "$(sj .status)" = failed ]
 }
+
+# ---- inbound events have an identity (--id, "id") ------------------------------
+
+@test "--id: applied once; the same id again is a duplicate, changes nothing and exits 0" {
+	mkuser 1 dormant
+	mkuser 2 goodbye_sent
+	eng engagement-event --db "$CONN" --user "$(uid 1)" --activity --at "$T0" --id wamid.E1
+	[ "$status" -eq 0 ]
+	jqe "$output" '.outcome == "transitioned" and .id == "wamid.E1" and .to_state == "active"'
+	eng engagement-event --db "$CONN" --user "$(uid 2)" --goodbye-reply 2 --at "$T0" --id wamid.E2
+	[ "$status" -eq 0 ]
+	jqe "$output" '.outcome == "transitioned" and .to_state == "remind_later"'
+	local before
+	before=$(snap)
+	# again, as sent; and again later, or by phone: the same event
+	for args in "--user $(uid 1) --activity --at $T0 --id wamid.E1" \
+		"--user $(uid 1) --activity --at 2026-11-22T07:00:00Z --id wamid.E1" \
+		"--phone $(phone 1) --activity --at $T0 --id wamid.E1" \
+		"--user $(uid 2) --goodbye-reply 2 --at $T0 --id wamid.E2"; do
+		# shellcheck disable=SC2086
+		eng engagement-event --db "$CONN" $args
+		[ "$status" -eq 0 ] || { echo "$args: exit $status: $output" >&2; return 1; }
+		jqe "$output" '.status == "ok" and .outcome == "duplicate"'
+		[ "$(snap)" = "$before" ] || { echo "$args changed something" >&2; return 1; }
+	done
+	[ "$(log_events event_duplicate | jq -r .id)" = wamid.E2 ]
+	[ "$(q "SELECT count(*) FROM engagement.activity_events")" -eq 1 ]
+	[ "$(q "SELECT count(*) FROM engagement.state_transitions")" -eq 2 ]
+	# --dry-run of a duplicate reports it too
+	eng engagement-event --db "$CONN" --user "$(uid 1)" --activity --at "$T0" --id wamid.E1 --dry-run
+	[ "$status" -eq 0 ]
+	[ "$(sj .outcome)" = duplicate ]
+	# without an id, or with another, it is a new event
+	eng engagement-event --db "$CONN" --user "$(uid 1)" --activity --at "$T0" --id wamid.E3
+	[ "$status" -eq 0 ]
+	[ "$(sj .outcome)" = recorded ]
+	[ "$(q "SELECT count(*) FROM engagement.activity_events")" -eq 2 ]
+}
+
+@test "--batch lines with \"id\": applied once; re-running the whole batch reports duplicates and changes nothing" {
+	mkuser 1 goodbye_sent
+	mkuser 2 dormant
+	mkuser 3 remind_later
+	mkuser 4 active
+	local f=$TMP/ids.jsonl
+	{
+		printf '{"user_id":"%s","goodbye_reply":2,"at":"%s","id":"wamid.B1"}\n' "$(uid 1)" "$T0"
+		printf '{"phone":"%s","activity":true,"at":"%s","id":"wamid.B2"}\n' "$(phone 2)" "$T0"
+		printf '{"user_id":"%s","trigger":"reminder_due","at":"%s","id":"batch-3"}\n' "$(uid 3)" "$T0"
+		printf '{"id":"wamid.B4","user_id":"%s","activity":true,"at":"%s"}\n' "$(uid 4)" "$T0"
+	} >"$f"
+	eng engagement-event --db "$CONN" --batch "$f"
+	[ "$status" -eq 0 ]
+	jqe "$output" '.status == "ok" and .lines == 4 and .applied == 4 and .failed == 0
+		and .duplicates == 0 and .transitions == 3 and .activities == 2'
+	jqe "$(state_json "$(uid 1)")" '.state == "remind_later"'
+	jqe "$(state_json "$(uid 2)")" '.state == "active"'
+	jqe "$(state_json "$(uid 3)")" '.state == "dormant"'
+	local before
+	before=$(snap)
+	[ "$(q "SELECT count(*) FROM engagement.state_transitions")" -eq 3 ]
+	[ "$(q "SELECT count(*) FROM engagement.activity_events")" -eq 2 ]
+	# after a crash the whole batch is run again: a no-op
+	for run in 2 3; do
+		eng engagement-event --db "$CONN" --batch "$f"
+		[ "$status" -eq 0 ] || { echo "run $run: exit $status: $output" >&2; return 1; }
+		jqe "$output" '.status == "ok" and .lines == 4 and .duplicates == 4 and .failed == 0
+			and .transitions == 0 and .activities == 0'
+		[ "$(snap)" = "$before" ]
+	done
+}
+
+@test "--batch: the same id twice in one batch is applied once" {
+	mkuser 1 dormant
+	local f=$TMP/twice.jsonl
+	{
+		printf '{"user_id":"%s","activity":true,"at":"%s","id":"wamid.T1"}\n' "$(uid 1)" "$T0"
+		printf '{"user_id":"%s","activity":true,"at":"2026-11-22T07:00:00Z","id":"wamid.T1"}\n' "$(uid 1)"
+	} >"$f"
+	eng engagement-event --db "$CONN" --batch "$f"
+	[ "$status" -eq 0 ] || { echo "exit $status: $output $stderr" >&2; return 1; }
+	jqe "$output" '.applied == 1 and .duplicates == 1 and .failed == 0'
+	jqe "$(state_json "$(uid 1)")" '.state == "active" and .last_activity_at == $t' --arg t "$T0"
+	[ "$(q "SELECT count(*) FROM engagement.activity_events")" -eq 1 ]
+	[ "$(q "SELECT count(*) FROM engagement.state_transitions")" -eq 1 ]
+}
+
+@test "a bad id (empty, over 128 bytes, not a string) is a failed line; --id exits 65" {
+	mkuser 1 active
+	local f=$TMP/badids.jsonl long128 long129
+	long128=$(printf 'x%.0s' $(seq 128))
+	long129=${long128}x
+	{
+		printf '{"user_id":"%s","activity":true,"at":"%s","id":""}\n' "$(uid 1)" "$T0"
+		printf '{"user_id":"%s","activity":true,"at":"%s","id":"%s"}\n' "$(uid 1)" "$T0" "$long129"
+		printf '{"user_id":"%s","activity":true,"at":"%s","id":42}\n' "$(uid 1)" "$T0"
+		printf '{"user_id":"%s","activity":true,"at":"%s","id":null}\n' "$(uid 1)" "$T0"
+		printf '{"user_id":"%s","activity":true,"at":"%s","id":["a"]}\n' "$(uid 1)" "$T0"
+		printf '{"user_id":"%s","activity":true,"at":"%s","id":"%s"}\n' "$(uid 1)" "$T0" "$long128"
+	} >"$f"
+	eng engagement-event --db "$CONN" --batch "$f"
+	[ "$status" -eq 1 ]
+	jqe "$output" '.status == "partial" and .lines == 6 and .applied == 1 and .failed == 5 and .malformed == 5'
+	[ "$(log_events line_failed | jq -s -c 'map(.line)')" = "[1,2,3,4,5]" ]
+	[ "$(q "SELECT count(*) FROM engagement.activity_events")" -eq 1 ]
+	for id in "" "$long129"; do
+		eng engagement-event --db "$CONN" --user "$(uid 1)" --activity --at "$T0" --id "$id"
+		[ "$status" -eq 65 ] || { echo "--id [$id]: exit $status" >&2; return 1; }
+		[[ "$(sj .error)" == *id* ]]
+	done
+	eng engagement-event --db "$CONN" --user "$(uid 1)" --activity --at "$T0" --id "$long128"
+	[ "$status" -eq 0 ]
+	[ "$(sj .outcome)" = duplicate ]
+	[ "$(q "SELECT count(*) FROM engagement.activity_events")" -eq 1 ]
+}

@@ -11,6 +11,12 @@ bats_require_minimum_version 1.5.0
 . "${ENG_PGSTATE:?run through ctest, or set ENG_PGSTATE}/env"
 ENG_BIN=${ENG_BIN:?}
 ENG_SRC=${ENG_SRC:?}
+# Every program runs as a login granted its own role and nothing else
+# (DESIGN.md §5; tests/pg/cluster.sh made the wrappers): a missing grant
+# fails a test. ENG_BUILD is the build itself, for the rare test that must
+# run a program as the schema owner.
+ENG_BUILD=$ENG_BIN
+ENG_BIN=${ENG_AS_ROLES:?the test cluster has no per-program logins}
 
 # Secret files must be readable by their owner only (DESIGN.md §5): every
 # file a test writes is, unless it says otherwise.

@@ -138,7 +138,7 @@ tables() {
 	[ "$status" -eq 0 ]
 	[ "$(sj .current)" -eq "$LATEST" ]
 	[ "$(sj '.applied | length')" -eq "$LATEST" ]
-	[ "$(tables)" = "activity_events,audit_log,engagement_states,inbound_events,job_locks,job_runs,message_counts,message_queue,message_templates,outbox_events,schema_migrations,send_rate,state_transitions,time_zones,user_preferences,users,webhook_inbox" ]
+	[ "$(tables)" = "activity_events,audit_log,engagement_states,inbound_events,job_locks,job_runs,message_counts,message_queue,message_templates,outbox_events,program_grants,schema_migrations,send_rate,state_transitions,time_zones,user_preferences,users,webhook_inbox" ]
 	[ "$(q "SELECT count(*) FROM engagement.schema_migrations")" -eq "$LATEST" ]
 	[ "$(q "SELECT count(*) FROM engagement.schema_migrations WHERE checksum ~ '^[0-9a-f]{64}$'")" -eq "$LATEST" ]
 	# one migration_applied line per migration
@@ -361,6 +361,45 @@ CREATE INDEX CONCURRENTLY t_x_idx ON engagement.t (x);"
 	eng migrate --db "$CONN" --dir "$TMP/m" up
 	[ "$status" -eq 0 ]
 	[ "$(q "SELECT indisvalid FROM pg_index WHERE indexrelid = 'engagement.t_x_idx'::regclass")" = t ]
+}
+
+@test "a CREATE INDEX CONCURRENTLY that failed leaves no invalid index behind: not recorded, rebuilt by the next up" {
+	mig 0001 t "CREATE TABLE engagement.t (x int); INSERT INTO engagement.t VALUES (1), (1);" \
+		"DROP TABLE engagement.t;"
+	mig 0002 idx "-- migrate:no-transaction
+CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS t_x_idx ON engagement.t (x);"
+	new_db empty
+	eng migrate --db "$CONN" --dir "$TMP/m" up
+	[ "$status" -eq 65 ]
+	# PostgreSQL left the half-built index, invalid; the version is not recorded
+	[ "$(q "SELECT indisvalid FROM pg_index WHERE indexrelid = 'engagement.t_x_idx'::regclass")" = f ]
+	[ "$(q "SELECT coalesce(max(version), 0) FROM engagement.schema_migrations")" -eq 1 ]
+	eng migrate --db "$CONN" --dir "$TMP/m" status
+	[ "$(sj '.invalid_indexes | join(",")')" = engagement.t_x_idx ]
+	eng migrate --db "$CONN" --dir "$TMP/m" verify
+	[ "$status" -eq 65 ]
+	# the data fixed, up drops the invalid index and builds it again
+	q "DELETE FROM engagement.t WHERE ctid = (SELECT max(ctid) FROM engagement.t)" >/dev/null
+	eng migrate --db "$CONN" --dir "$TMP/m" up
+	[ "$status" -eq 0 ]
+	[ "$(log_events invalid_index_dropped | jq -r .index)" = engagement.t_x_idx ]
+	[ "$(q "SELECT indisvalid FROM pg_index WHERE indexrelid = 'engagement.t_x_idx'::regclass")" = t ]
+	eng migrate --db "$CONN" --dir "$TMP/m" verify
+	[ "$status" -eq 0 ]
+	[ "$(sj '.invalid_indexes | length')" -eq 0 ]
+}
+
+@test "status and verify report an invalid index in a fully applied schema (65)" {
+	new_db
+	q "UPDATE pg_index SET indisvalid = false
+	   WHERE indexrelid = 'engagement.message_queue_provider_id_idx'::regclass" >/dev/null
+	eng migrate --db "$CONN" status
+	[ "$status" -eq 0 ]
+	[ "$(sj '.invalid_indexes | join(",")')" = engagement.message_queue_provider_id_idx ]
+	[ "$(log_events invalid_index | jq -r .index)" = engagement.message_queue_provider_id_idx ]
+	eng migrate --db "$CONN" verify
+	[ "$status" -eq 65 ]
+	[[ "$(sj .error)" == *"message_queue_provider_id_idx is invalid"* ]]
 }
 
 @test "the lock held longer than --lock-wait exits 75" {

@@ -326,3 +326,36 @@ EOF
 	[ "$(q "SELECT count(*) FROM engagement.user_preferences WHERE reengagement_opt_out")" -eq 1000 ]
 	[ "$(q "SELECT count(*) FROM engagement.outbox_events")" -eq 3000 ]
 }
+
+@test "--batch lines with the same \"id\" twice: the second is a duplicate and writes no audit row" {
+	cat >"$BATS_TEST_TMPDIR/ids" <<EOF2
+{"user_id": "$U", "opt_out": true, "source": "whatsapp", "at": "2026-11-22T10:00:00Z", "id": "wamid.OPT1"}
+{"user_id": "$U", "opt_out": true, "source": "whatsapp", "at": "2026-11-22T10:05:00Z", "id": "wamid.OPT1"}
+{"phone": "+5511900000002", "opt_out": true, "source": "whatsapp", "at": "2026-11-22T10:00:00Z", "id": "wamid.OPT2"}
+EOF2
+	eng optout-set --db "$CONN" --batch "$BATS_TEST_TMPDIR/ids"
+	[ "$status" -eq 0 ] || { echo "exit $status: $output $stderr" >&2; return 1; }
+	[ "$(sj .applied)" -eq 2 ]
+	[ "$(sj .duplicates)" -eq 1 ]
+	[ "$(sj .failed)" -eq 0 ]
+	[ "$(log_events line_result | jq -s -c 'map(.outcome)')" = '["applied","duplicate","applied"]' ]
+	[ "$(pref)" = "t|whatsapp|2026-11-22T10:00:00Z" ]
+	[ "$(counts)" = "2/2" ]
+	# the whole batch again: all three duplicates, nothing written
+	eng optout-set --db "$CONN" --batch "$BATS_TEST_TMPDIR/ids"
+	[ "$status" -eq 0 ]
+	[ "$(sj .duplicates)" -eq 3 ]
+	[ "$(sj .applied)" -eq 0 ]
+	[ "$(counts)" = "2/2" ]
+	[ "$(pref)" = "t|whatsapp|2026-11-22T10:00:00Z" ]
+	# a newer opt-in under another id applies; the old id still changes nothing
+	printf '{"user_id": "%s", "opt_out": false, "source": "web", "at": "2026-11-22T11:00:00Z", "id": "web-1"}\n' "$U" >"$BATS_TEST_TMPDIR/in"
+	eng optout-set --db "$CONN" --batch "$BATS_TEST_TMPDIR/in"
+	[ "$(sj .applied)" -eq 1 ]
+	printf '{"user_id": "%s", "opt_out": true, "source": "whatsapp", "at": "2026-11-22T12:00:00Z", "id": "wamid.OPT1"}\n' "$U" >"$BATS_TEST_TMPDIR/again"
+	eng optout-set --db "$CONN" --batch "$BATS_TEST_TMPDIR/again"
+	[ "$status" -eq 0 ]
+	[ "$(sj .duplicates)" -eq 1 ]
+	[ "$(pref | cut -d'|' -f1,2)" = "f|web" ]
+	[ "$(counts)" = "3/3" ]
+}

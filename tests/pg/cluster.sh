@@ -8,7 +8,12 @@
 # as root, so as root they run as the "postgres" user. The server listens on
 # a Unix socket in that folder (trust) and on 127.0.0.1 (SCRAM passwords,
 # for the credential tests). With MIGRATE_BIN, a database "engagement_tmpl"
-# is created and migrated, for tests to clone with CREATE DATABASE ... TEMPLATE.
+# is created and migrated, for tests to clone with CREATE DATABASE ... TEMPLATE,
+# and every program gets a login of its own (DESIGN.md §5): eng_daily is
+# granted engagement_daily, and so on. STATE_DIR/as-roles holds a wrapper per
+# program that runs it as its login (migrate runs as the owner, postgres),
+# next to a link to the build's tests/: point ENG_BIN there ($ENG_AS_ROLES)
+# and every program runs as its role.
 set -euo pipefail
 
 cmd=${1:?usage: cluster.sh start|stop STATE_DIR [MIGRATE_BIN]}
@@ -139,8 +144,40 @@ INI
       exit 1
     fi
     psql -X -q -d postgres -c "ALTER DATABASE engagement_tmpl WITH IS_TEMPLATE true"
+    logins "$(cd "$(dirname "$migrate")" && pwd)"
   fi
   echo "cluster up: $root (port $port)"
+}
+
+# The program each role is for (program:login:role).
+ROLES="engagement-daily:eng_daily:engagement_daily
+engagement-weekly:eng_weekly:engagement_weekly
+engagement-event:eng_event:engagement_event
+queue-send:eng_sender:engagement_sender
+optout-set:eng_optout:engagement_optout
+outbox-relay:eng_relay:engagement_relay
+engagement-status:eng_status:engagement_status
+engagement-webhook:eng_webhook:engagement_webhook"
+
+# logins BUILD_DIR: a login per program role, the wrappers in as-roles/.
+logins() {
+  local build=$1 prog login role dir="$state/as-roles"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  ln -s "$build/tests" "$dir/tests"
+  ln -s "$build/migrate" "$dir/migrate"
+  while IFS=: read -r prog login role; do
+    psql -X -q -v ON_ERROR_STOP=1 -d postgres \
+      -c "CREATE ROLE $login LOGIN IN ROLE $role" >/dev/null
+    [ -f "$ENG_PG_ROOT/bouncer/users.txt" ] && echo "\"$login\" \"\"" >>"$ENG_PG_ROOT/bouncer/users.txt"
+    printf '#!/bin/sh\n# %s as %s, granted %s only\nPGUSER=%s exec %s "$@"\n' \
+      "$prog" "$login" "$role" "$login" "$build/$prog" >"$dir/$prog"
+    chmod 755 "$dir/$prog"
+  done <<<"$ROLES"
+  if [ -f "$ENG_PG_ROOT/bouncer/pgbouncer.pid" ]; then
+    kill -HUP "$(cat "$ENG_PG_ROOT/bouncer/pgbouncer.pid")" 2>/dev/null || true
+  fi
+  echo "export ENG_AS_ROLES='$dir'" >>"$state/env"
 }
 
 case "$cmd" in

@@ -7,7 +7,7 @@ SELECT tables_are('engagement', ARRAY[
     'users', 'user_preferences', 'engagement_states', 'state_transitions',
     'activity_events', 'message_templates', 'message_queue', 'audit_log',
     'outbox_events', 'job_runs', 'job_locks', 'schema_migrations', 'time_zones', 'send_rate',
-    'webhook_inbox', 'inbound_events', 'message_counts']);
+    'webhook_inbox', 'inbound_events', 'message_counts', 'program_grants']);
 SELECT col_is_pk('engagement', 'users', 'id', 'users keyed by id');
 SELECT col_is_pk('engagement', 'user_preferences', 'user_id', 'preferences 1:1');
 SELECT col_is_pk('engagement', 'engagement_states', 'user_id', 'state 1:1');

@@ -184,6 +184,13 @@ static void test_parse_calendar(void **state)
 	check_rejected("2026-01-00T00:00:00Z");
 	check_rejected("2026-01-32T00:00:00Z");
 	check_rejected("0000-01-01T00:00:00Z");
+	/* years 1 to 9999, in UTC as written */
+	assert_int_equal(parse_ok("0001-01-01T00:00:00Z"), utc(1, 1, 1, 0, 0, 0));
+	assert_int_equal(parse_ok("9999-12-31T23:59:59.999999Z"),
+			 utc(9999, 12, 31, 23, 59, 59) + 999999);
+	check_rejected("0001-01-01T00:30:00+01:00");
+	check_rejected("9999-12-31T23:30:00-01:00");
+	check_rejected("10000-01-01T00:00:00Z");
 	assert_int_equal(parse_ok("2026-04-30T00:00:00Z"),
 			 utc(2026, 4, 30, 0, 0, 0));
 }

@@ -2,6 +2,7 @@
 # Run the programs under valgrind memcheck against a real database: any
 # memory error or definite leak fails. programs.sh BIN_DIR
 set -euo pipefail
+umask 077 # secret files are readable by their owner only
 bin=$1
 db="vg_$$_$RANDOM"
 createdb "$db"
