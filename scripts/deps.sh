@@ -12,6 +12,8 @@ pkgs=(
   bats jq scdoc valgrind procps psmisc curl python3 openssl
   prometheus
   nginx wrk systemd
+  # tests/package: cpack's DEB generator (dpkg-shlibdeps, file)
+  dpkg-dev file
   # scripts/fuzz: clang, its libFuzzer runtime, llvm-symbolizer (stacks)
   clang libclang-rt-dev llvm
 )

@@ -139,9 +139,7 @@ char *eng_relay_sign(const struct eng_relay_keys *k, const char *id, long long t
 		     const char *body, size_t len)
 {
 	struct eng_buf signed_text = ENG_BUF_INIT(SIZE_MAX / 2), out = ENG_BUF_INIT(SIZE_MAX / 2);
-	char head[160];
-	int hl = snprintf(head, sizeof(head), "%s.%lld.", id, timestamp);
-	eng_buf_add(&signed_text, head, (size_t)hl);
+	eng_buf_addf(&signed_text, "%s.%lld.", id, timestamp);
 	eng_buf_add(&signed_text, body, len);
 	for (size_t i = 0; i < k->n; i++) {
 		unsigned char mac[EVP_MAX_MD_SIZE];

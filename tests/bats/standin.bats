@@ -425,7 +425,7 @@ stats() {
 }
 
 @test "908: slow answers after --slow-ms and do not hold up others" {
-	start_standin --slow-ms 300
+	start_standin --slow-ms 3000
 	local slow_out="$BATS_TEST_TMPDIR/slow"
 	curl -sS -o "$slow_out.body" -w '%{http_code} %{time_total}' \
 		-H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
@@ -438,9 +438,11 @@ stats() {
 	t1=$(date +%s%N)
 	expect_success
 	fast=$(((t1 - t0) / 1000000))
-	# The slow one is still waiting when the fast one is answered.
+	# The slow one is still waiting when the fast one is answered: the
+	# normal answer did not wait for it (a loaded machine may be slow, but
+	# not 3 s slow).
 	kill -0 "$slow_pid"
-	[ "$fast" -lt 200 ] || {
+	[ "$fast" -lt 2500 ] || {
 		echo "a normal answer took $fast ms next to a slow one" >&2
 		return 1
 	}
@@ -448,7 +450,7 @@ stats() {
 	local code secs
 	read -r code secs <"$slow_out" || true
 	[ "$code" = 200 ]
-	awk -v s="$secs" 'BEGIN { exit !(s >= 0.29 && s < 3) }' || {
+	awk -v s="$secs" 'BEGIN { exit !(s >= 2.99 && s < 10) }' || {
 		echo "slow answer after $secs s" >&2
 		return 1
 	}

@@ -1,0 +1,2 @@
+-- migrate:no-transaction
+CREATE INDEX CONCURRENTLY i ON t (a);

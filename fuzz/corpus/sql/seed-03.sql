@@ -1,0 +1,1 @@
+SELECT 'it''s; fine'; SELECT E'a\'; b' ; SELECT "we""ird;" FROM t;

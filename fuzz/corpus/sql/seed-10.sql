@@ -1,0 +1,1 @@
+SELECT a$b$c, $1 FROM t; SELECT $tag_1$ x $tag_1$;

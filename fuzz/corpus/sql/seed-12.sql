@@ -1,0 +1,1 @@
+SELECT e'\\'; SELECT xe'1'; SELECT 'é;ü'; SELECT $é$ x $é$;
