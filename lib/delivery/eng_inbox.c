@@ -286,7 +286,14 @@ static void to_events(struct eng_meta_message **msgs, const struct eng_user_ref 
 		e->who = refs[i];
 		e->at = m->at;
 		event_id_of(m->wamid, e->id);
-		int reply = in_goodbye_sent(states, refs[i].user_id) ? eng_meta_goodbye_reply(m) : 0;
+		/* a reply to the goodbye only as the person's first message here:
+		 * any message moves them out of goodbye_sent, so the next one is
+		 * activity, whatever it says */
+		bool first = true;
+		for (size_t j = 0; j < i && first; j++)
+			first = !refs[j].found || strcmp(refs[j].user_id, refs[i].user_id) != 0;
+		int reply = first && in_goodbye_sent(states, refs[i].user_id)
+				    ? eng_meta_goodbye_reply(m) : 0;
 		e->activity = reply == 0;
 		e->trigger = reply ? (enum eng_trigger)(ENG_TR_GOODBYE_RESPONSE_1 + reply - 1)
 				   : ENG_TR_USER_MESSAGE;

@@ -135,8 +135,10 @@ static enum MHD_Result verify(struct hook *h, struct MHD_Connection *c)
 	else
 		h->k.verify_refused++;
 	unlock(h);
-	eng_log(ok ? ENG_INFO : ENG_WARN, ok ? "subscription_verified" : "verification_refused",
-		ENG_S("mode", mode));
+	/* a GET without hub.mode is a probe (a health check, a scanner), not
+	 * a failed subscription: not worth a warning */
+	eng_log(ok ? ENG_INFO : mode ? ENG_WARN : ENG_DEBUG,
+		ok ? "subscription_verified" : "verification_refused", ENG_S("mode", mode));
 	return ok ? answer(c, 200, challenge) : answer(c, 403, status_body(403));
 }
 
