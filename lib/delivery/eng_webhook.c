@@ -549,8 +549,15 @@ enum eng_status eng_webhook_run(const struct eng_job *job, const struct eng_webh
 		eng_log(ENG_INFO, "stopping", ENG_S("reason", "signal"),
 			ENG_I("signal", eng_interrupted));
 	stop(&h);
-	if (st == ENG_OK) /* what the writer committed last, and --drain */
-		st = apply_pending(&h, &applied, err);
+	if (st == ENG_OK) { /* what the writer committed last, and --drain */
+		enum eng_status last = apply_pending(&h, &applied, err);
+		/* --drain exists to apply: failing that is its failure. A service
+		 * told to stop has answered and stored what it took; what it could
+		 * not apply (logged) stays in the inbox for its next start, and the
+		 * stop is still the clean one its supervisor asked for. */
+		if (o->drain)
+			st = last;
+	}
 	summarize(&h, &applied, purged);
 	eng_log(ENG_INFO, "webhook_finished", ENG_I("received", h.k.received),
 		ENG_I("applied", applied.deliveries));
