@@ -94,6 +94,7 @@ row "engagement-webhook|kill -9 after 200s, restarted" "$par" fd_trial_webhook k
 row "engagement-webhook|kill -9 after 200s, --drain, restarted" "$par" fd_trial_webhook kill9-drain
 row "engagement-webhook|db restart mid-stream (down 0-3 s)" 1 fd_trial_webhook restart
 row "engagement-webhook|sessions terminated mid-stream" "$par" fd_trial_webhook cut
+row "engagement-webhook|server sessions cut through PgBouncer" "$par" fd_trial_webhook bouncer-cut
 row "engagement-webhook|SIGTERM while the db is down (exit 0 expected)" 1 fd_trial_webhook term-db-down
 row "queue-send|API drops connections (909)" "$par" fd_trial_send drop
 row "queue-send|API stalls past --timeout (908)" "$par" fd_trial_send stall

@@ -37,6 +37,7 @@ for n in $names; do
 	field() { sed -n "s/.* $1: \([0-9]*\).*/\1/p" <<<"$2"; }
 	corp=$(sed -n 's/.* corp: \([0-9]*\)\/.*/\1/p' <<<"$last")
 	seeds=$(find "fuzz/corpus/$n" -type f | wc -l)
+	[ "$n" != sql ] || seeds=$((seeds + $(find sql -name '*.sql' | wc -l)))
 	found=$(find "$work/artifacts" -type f \( -name 'crash-*' -o -name 'leak-*' \
 		-o -name 'timeout-*' -o -name 'oom-*' \) | wc -l)
 	what=$found

@@ -3,7 +3,7 @@
 #   run.sh BINARY FUZZDIR NAME WORKDIR SECONDS
 # Replays every input in FUZZDIR/regressions/NAME (each once: a fixed bug
 # stays fixed), then fuzzes a fresh copy of the seed corpus FUZZDIR/corpus/NAME
-# in WORKDIR for SECONDS (the repository's corpus is never written to).
+# (for sql, with the repository's migrations) in WORKDIR for SECONDS (the repository's corpus is never written to).
 # Fails when either found a crash, leak, UBSan report, timeout or
 # out-of-memory; what libFuzzer saved is left in WORKDIR/artifacts, its
 # output in WORKDIR/log (bench/fuzz.sh reads the figures from there).
@@ -13,6 +13,9 @@ bin=$1 dir=$2 name=$3 work=$4 secs=$5
 rm -rf "$work"
 mkdir -p "$work/corpus" "$work/artifacts"
 cp -- "$dir/corpus/$name"/* "$work/corpus/"
+# the migration splitter's best seeds are the migrations themselves: taken
+# from sql/ as they are now, not kept as copies
+[ "$name" != sql ] || cp -- "$dir"/../sql/*.sql "$work/corpus/"
 opts=(-timeout=10 -rss_limit_mb=2048 -artifact_prefix="$work/artifacts/")
 case $name in
 event | optout | meta | wa) opts+=(-dict="$dir/dict/json.dict") ;;

@@ -158,11 +158,11 @@ sum() { jq -s "map(.$2 // 0) | add // 0" "$1"; }
 # -- engagement-webhook -----------------------------------------------------------------
 
 @test "engagement-webhook killed with SIGKILL after answering 200s (restarted, or --drain first): every 200 was committed and is applied once" {
-	fd_trials 3 "$T/whk" "$SEED0" "fd_trial_webhook kill9" "fd_trial_webhook kill9-drain" \
-		"fd_trial_webhook kill9" "fd_trial_webhook kill9-drain" "fd_trial_webhook kill9" \
-		"fd_trial_webhook kill9-drain" >"$T/results"
+	local specs=() i
+	for i in 1 2 3 4 5; do specs+=("fd_trial_webhook kill9" "fd_trial_webhook kill9-drain"); done
+	fd_trials 3 "$T/whk" "$SEED0" "${specs[@]}" >"$T/results"
 	all_held "$T/results"
-	[ "$(grep -c . "$T/results")" -eq 6 ]
+	[ "$(grep -c . "$T/results")" -eq 10 ]
 	[ "$(sum "$T/results" lost_at_kill)" -eq 0 ]
 	[ "$(sum "$T/results" unapplied)" -eq 0 ]
 	[ "$(sum "$T/results" unapplied_after_drain)" -eq 0 ]
@@ -170,11 +170,12 @@ sum() { jq -s "map(.$2 // 0) | add // 0" "$1"; }
 	show "answered 200 before the kills: $(sum "$T/results" answered_at_kill); deliveries stored twice (posted again after a kill cut their answer): $(sum "$T/results" stored_twice)"
 }
 
-@test "engagement-webhook with PostgreSQL restarted or its sessions terminated mid-stream: 503 while down, Meta's retries land, nothing lost or applied twice" {
+@test "engagement-webhook with PostgreSQL restarted or its sessions terminated mid-stream (directly, and through PgBouncer): 503 while down, Meta's retries land, nothing lost or applied twice" {
 	fd_trials 1 "$T/whr" "$SEED0" "fd_trial_webhook restart" "fd_trial_webhook restart" >"$T/results"
-	fd_trials 2 "$T/whc" $((SEED0 + 10)) "fd_trial_webhook cut" "fd_trial_webhook cut" >>"$T/results"
+	fd_trials 2 "$T/whc" $((SEED0 + 10)) "fd_trial_webhook cut" "fd_trial_webhook cut" \
+		"fd_trial_webhook bouncer-cut" "fd_trial_webhook bouncer-cut" >>"$T/results"
 	all_held "$T/results"
-	[ "$(grep -c . "$T/results")" -eq 4 ]
+	[ "$(grep -c . "$T/results")" -eq 6 ]
 	[ "$(sum "$T/results" lost)" -eq 0 ]
 	[ "$(sum "$T/results" unapplied)" -eq 0 ]
 	show "answered 503 while the database was away: $(sum "$T/results" answers_503), no answer: $(sum "$T/results" no_answer)"

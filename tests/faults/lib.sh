@@ -1860,7 +1860,7 @@ fd_wh_bodies() {
 # DIR/url; sets FD_HOOK_PID and FD_HOOK_PORT
 fd_wh_start() {
 	local dir=$1 name=$2 db=$3 port=${4:-0} i
-	"$ENG_BIN/engagement-webhook" --db "dbname=$db" --listen "127.0.0.1:$port" \
+	"$ENG_BIN/engagement-webhook" --db "${FD_WH_CONN:-dbname=$db}" --listen "127.0.0.1:$port" \
 		--app-secret-file "$dir/app_secret" --verify-token-file "$dir/verify_token" \
 		>"$dir/$name.json" 2>"$dir/$name.log" &
 	FD_HOOK_PID=$!
@@ -1926,6 +1926,8 @@ fd_wh_facts() {
 #   restart      the server restarted under it (pg_ctl restart -m fast, or
 #                stopped for 1-3 s), deliveries answered 503 meanwhile
 #   cut          its database sessions terminated 3 times
+#   bouncer-cut  it works through PgBouncer (transaction pooling); the
+#                pool's server sessions terminated 3 times
 #   term-db-down the server stopped, then SIGTERM: the receiver must exit 0
 #                (DESIGN.md 2.3); the server back, the receiver restarted
 #                (alone!)
@@ -1944,6 +1946,10 @@ fd_trial_webhook() {
 	fs_db_new "$db"
 	T=$(fs_q "$db" "SELECT extract(epoch FROM date_trunc('second', now()))::bigint - 600")
 	fd_wh_seed "$db" "$people" "$T"
+	# bouncer-cut: the receiver works through PgBouncer (transaction
+	# pooling), and the pool's server sessions are cut
+	local FD_WH_CONN=
+	[ "$fault" = bouncer-cut ] && FD_WH_CONN="host=127.0.0.1 port=${ENG_PGBOUNCER_PORT:?no PgBouncer} dbname=$db"
 	fd_wh_bodies "$people" "$T" "$dir/bodies.jsonl"
 	(umask 077 && printf 'app-secret-%s%s\n' "$RANDOM" "$RANDOM" >"$dir/app_secret" &&
 		printf 'verify-%s\n' "$RANDOM" >"$dir/verify_token")
@@ -2018,11 +2024,15 @@ fd_trial_webhook() {
 		fi
 		restarted=1
 		;;
-	cut)
+	cut | bouncer-cut)
 		fd_rand 300; at=$((50 + FD_R))
 		fd_sleep_ms "$at"
 		for i in 1 2 3; do
-			cuts=$((cuts + $(fd_cut "$db" engagement-webhook)))
+			if [ "$fault" = cut ]; then
+				cuts=$((cuts + $(fd_cut "$db" engagement-webhook)))
+			else
+				cuts=$((cuts + $(fd_cut "$db" "" eng_webhook)))
+			fi
 			fd_rand 300; fd_sleep_ms $((100 + FD_R))
 		done
 		;;
