@@ -21,10 +21,11 @@ import argparse
 import hashlib
 import hmac
 import json
-import os
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from loopback import answer_json, serve
 
 
 def main():
@@ -83,23 +84,9 @@ def main():
             if answer is None:
                 while True:  # never answer; the process is killed
                     time.sleep(3600)
-            payload = json.dumps({"received": k}).encode()
-            self.send_response(answer)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            answer_json(self, answer, {"received": k})
 
-    srv = ThreadingHTTPServer((args.listen, 0), Handler)
-    srv.daemon_threads = True
-    tmp = args.port_file + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("%d\n" % srv.server_address[1])
-    os.rename(tmp, args.port_file)
-    try:
-        srv.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    serve(args.listen, args.port_file, Handler)
 
 
 if __name__ == "__main__":

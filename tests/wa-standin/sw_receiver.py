@@ -29,10 +29,11 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from loopback import answer_json, serve
 
 
 def load_keys(path):
@@ -116,23 +117,9 @@ def main():
                     "verdict": verdict, "answered": answer, "events": events,
                 }, separators=(",", ":")) + "\n")
                 out.flush()
-            payload = json.dumps({"duplicate": verdict == "duplicate"}).encode()
-            self.send_response(answer)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            answer_json(self, answer, {"duplicate": verdict == "duplicate"})
 
-    srv = ThreadingHTTPServer((args.listen, 0), Handler)
-    srv.daemon_threads = True
-    tmp = args.port_file + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("%d\n" % srv.server_address[1])
-    os.rename(tmp, args.port_file)
-    try:
-        srv.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    serve(args.listen, args.port_file, Handler)
 
 
 if __name__ == "__main__":
