@@ -555,7 +555,11 @@ fs_trials_parallel() {
 	mkdir -p "$dir"
 	for ((i = 0; i < count; i++)); do
 		seed=$((seed0 + i))
-		( "$fn" "$dir/$seed" "$seed" "$@" >"$dir/$seed.result" 2>"$dir/$seed.err" ) &
+		# a trial that stops on a failing command (errexit, as under bats or
+		# set -e) says which one
+		( set -E
+		  trap 'echo "stopped at ${BASH_SOURCE[0]##*/}:$LINENO: $BASH_COMMAND (exit $?)" >&2' ERR
+		  "$fn" "$dir/$seed" "$seed" "$@" >"$dir/$seed.result" 2>"$dir/$seed.err" ) &
 		pids+=($!)
 		if [ ${#pids[@]} -ge "$p" ]; then
 			wait "${pids[0]}" || true
@@ -1193,7 +1197,7 @@ fj_trial() {
 		fj_summary_ok "$dir/run.json" "$rc" ||
 			problems+=("interrupted run: not one summary with exit_code $rc on stdout") ;;
 	esac
-	rid=$(jq -r 'select(.run_id != null) | .run_id' "$dir/run.log" 2>/dev/null | head -n 1)
+	rid=$(jq -rn 'first(inputs | select(.run_id != null) | .run_id)' "$dir/run.log" 2>/dev/null || true)
 	progress=$(fj_progress "$db" "$sc")
 	[ "$FJ_KIND" = migrate ] && invalid_before=$(fj_invalid_indexes "$db")
 	if [ "$fin" -gt "$base" ]; then
@@ -1339,7 +1343,7 @@ fj_table() {
 	    if length == 0 then "-" else "\(length), \(maxof(.backend_wait_ms)) ms" end;
 	  "| program | fault | trials | hit mid-run | interrupted run exited | lost | duplicated | invariant violations | next run, median / max (ms) | server process still there after the kill (trials, longest wait) |",
 	  "|---|---|---:|---:|---|---:|---:|---:|---:|---:|",
-	  (group_by([.scenario, .fault]) | sort_by(.[0] | order)
+	  (map(select(.scenario != null)) | group_by([.scenario, .fault]) | sort_by(.[0] | order)
 	   | .[] | . as $g
 	   | "| \($g[0].scenario | name) | \($g[0].fault | fname) | \($g | length) | \($g | map(select(.mid_run == true)) | length) | \($g | exits) | \($g | sum(.lost)) | \($g | sum(.duplicated))\(if $g[0].scenario == "event_noid" then " (+\($g | sum(.replayed)) activities replayed: no ids)" else "" end) | \($g | sum(.violations)) | \($g | med(.rerun_ms)) / \($g | maxof(.rerun_ms)) | \(if $g[0].fault == "kill9" then ($g | lingered) else "-" end) |")
 	' "$1"
@@ -1793,7 +1797,7 @@ fd_trial_relay() {
 	[ "$locks" = 0 ] || problems+=("the run lease is still held: $(fs_q "$db" "SELECT run_id, holder, expires_at FROM engagement.job_locks")")
 	[ "$running" = 0 ] || problems+=("$running job_runs rows left running")
 	if $killed; then
-		rid=$(jq -r 'select(.event == "job_started") | .run_id' "$dir/r1.log" 2>/dev/null | head -n 1)
+		rid=$(jq -rn 'first(inputs | select(.event == "job_started") | .run_id)' "$dir/r1.log" 2>/dev/null || true)
 		if [ -n "$rid" ]; then
 			[ "$(fs_q "$db" "SELECT status FROM engagement.job_runs WHERE run_id = '$rid'")" = died ] ||
 				problems+=("the killed run $rid is not marked died: $(fs_q "$db" "SELECT status FROM engagement.job_runs WHERE run_id = '$rid'")")
@@ -1867,7 +1871,7 @@ fd_wh_start() {
 	echo "$FD_HOOK_PID" >"$dir/$name.pid"
 	FD_HOOK_PORT=
 	for i in $(seq 200); do
-		FD_HOOK_PORT=$(jq -r 'select(.event == "listening") | .port' "$dir/$name.log" 2>/dev/null | head -n 1)
+		FD_HOOK_PORT=$(jq -rn 'first(inputs | select(.event == "listening") | .port)' "$dir/$name.log" 2>/dev/null || true)
 		[ -n "$FD_HOOK_PORT" ] && break
 		kill -0 "$FD_HOOK_PID" 2>/dev/null || break
 		sleep 0.025
