@@ -63,7 +63,7 @@ struct msg {
 	char *to, *body;
 	size_t body_len;
 	eng_time claimed_at;   /* the decision instant of its claim */
-	int64_t claimed_mono;
+	int64_t claimed_mono;  /* when its claim's answer was taken in */
 	int64_t lease_until;   /* monotonic: its lease as last taken or renewed */
 	int64_t gate_until;    /* monotonic: it may go on the wire before this */
 	int busy;              /* fences that found its row held by a writer */
@@ -424,6 +424,7 @@ static void for_each_held(struct sender *s, void (*fn)(struct sender *, struct m
 struct renewal {
 	const long long *ids;
 	size_t n;
+	int64_t sent;  /* monotonic: when the renewal was sent */
 	int64_t until;
 };
 
@@ -437,6 +438,12 @@ static void renewed_one(struct sender *s, struct msg *m, void *arg)
 {
 	(void)s;
 	const struct renewal *rn = arg;
+	/* A claim taken in after the renewal was sent may have committed
+	 * after the renewal's snapshot (the renewal can wait that long on a
+	 * fence's row locks): its absence proves nothing, and its lease is
+	 * as fresh as the renewal's. */
+	if (m->claimed_mono >= rn->sent)
+		return;
 	if (bsearch(&m->id, rn->ids, rn->n, sizeof(*rn->ids), cmp_ll))
 		m->lease_until = rn->until;
 	else
@@ -493,7 +500,8 @@ static void take_renewal(struct sender *s, const PGresult *r)
 {
 	long long *ids;
 	size_t n = eng_queue_ids(r, &ids);
-	struct renewal rn = {ids, n, s->renewed_at + (int64_t)s->o->lease_seconds * ENG_USEC_PER_SEC};
+	struct renewal rn = {ids, n, s->renewed_at,
+			     s->renewed_at + (int64_t)s->o->lease_seconds * ENG_USEC_PER_SEC};
 	for_each_held(s, renewed_one, &rn);
 	release_orphans(s, ids, n);
 	free(ids);

@@ -368,6 +368,27 @@ send() { eng queue-send --db "$CONN" --now "$NOW" "$@"; }
 	[ "$(jq -r .biz_opaque_callback_data "$STANDIN_RECORD" | sort | uniq -d | wc -l)" -eq 0 ]
 }
 
+@test "one worker, a long run: none of its own claims taken for lost (renewals racing claims and fences)" {
+	# A renewal whose snapshot predates a claim, answered after that claim
+	# was taken in, must not call the claim's messages lost; nor may a
+	# renewal hand back claims it merely has not heard of yet. Each such
+	# mistake shows as claim_lost or claim_released, and as messages left
+	# queued when the run says it drained.
+	q "INSERT INTO engagement.users (id, phone_e164)
+	   SELECT ('00000000-0000-4000-8000-' || lpad(i::text, 12, '0'))::uuid, '+55119' || lpad(i::text, 5, '0') || '000'
+	   FROM generate_series(1, 20000) i;
+	   INSERT INTO engagement.message_queue (user_id, message_type, template_key, idempotency_key, next_attempt_at)
+	   SELECT id, 'goodbye', 'goodbye', id::text, '2026-11-22T14:00:00Z' FROM engagement.users;
+	   ANALYZE engagement.message_queue" >/dev/null
+	send --rate 0 --concurrency 64 --lease-seconds 6
+	echo "$output" | jq -c '{status, sent, claimed, handed_back, leases_lost}'
+	[ "$status" -eq 0 ]
+	[ "$(echo "$stderr" | grep -c '"claim_lost"\|"claim_released"')" -eq 0 ]
+	[ "$(echo "$output" | jq .leases_lost)" -eq 0 ]
+	[ "$(echo "$output" | jq .sent)" -eq 20000 ]
+	[ "$(q "SELECT count(*) FROM engagement.message_queue WHERE status <> 'sent'")" -eq 0 ]
+}
+
 @test "kill -9 mid-run: the next run finishes the job, nothing is lost" {
 	q "INSERT INTO engagement.users (id, phone_e164)
 	   SELECT ('00000000-0000-4000-8000-' || lpad(i::text, 12, '0'))::uuid, '+55119' || lpad(i::text, 5, '0') || '000'
