@@ -58,7 +58,7 @@ from http.server import BaseHTTPRequestHandler
 # the signature check of the independent receiver the relay's tests use
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "wa-standin"))
 from loopback import serve  # noqa: E402
-from sw_receiver import load_keys, verify  # noqa: E402
+from sw_receiver import load_keys, read_delivery, verify  # noqa: E402
 
 
 def parse_plan(text):
@@ -116,17 +116,8 @@ def webhook(a):
             self.wfile.flush()
 
         def do_POST(self):
-            n = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(n)
+            raw, msg_id, ts, header, events = read_delivery(self)
             t_recv = time.time()
-            msg_id = self.headers.get("webhook-id")
-            ts = self.headers.get("webhook-timestamp")
-            header = self.headers.get("webhook-signature")
-            events = None
-            try:
-                events = [e["event_id"] for e in json.loads(raw)["events"]]
-            except (ValueError, KeyError, TypeError):
-                pass
             with lock:
                 state["n"] += 1
                 k = state["n"]

@@ -62,6 +62,21 @@ def verify(keys, msg_id, ts, raw, header):
     return False
 
 
+def read_delivery(handler):
+    """A POST's raw body, its Standard Webhooks headers (id, timestamp,
+    signature: None when missing) and the event ids of its body (None when
+    it is not {"events": [{"event_id": ...}, ...]})."""
+    n = int(handler.headers.get("Content-Length") or 0)
+    raw = handler.rfile.read(n)
+    events = None
+    try:
+        events = [e["event_id"] for e in json.loads(raw)["events"]]
+    except (ValueError, KeyError, TypeError):
+        pass
+    return (raw, handler.headers.get("webhook-id"), handler.headers.get("webhook-timestamp"),
+            handler.headers.get("webhook-signature"), events)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--secret-file", required=True)
@@ -85,16 +100,7 @@ def main():
             pass
 
         def do_POST(self):
-            n = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(n)
-            msg_id = self.headers.get("webhook-id")
-            ts = self.headers.get("webhook-timestamp")
-            header = self.headers.get("webhook-signature")
-            events = None
-            try:
-                events = [e["event_id"] for e in json.loads(raw)["events"]]
-            except (ValueError, KeyError, TypeError):
-                pass
+            raw, msg_id, ts, header, events = read_delivery(self)
             with lock:
                 state["n"] += 1
                 if not (msg_id and ts and header):
