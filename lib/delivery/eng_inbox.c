@@ -1,7 +1,5 @@
 #include "eng_inbox.h"
 
-#include "eng_crypto.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +13,6 @@
 #include "eng_optout.h"
 #include "eng_phrase.h"
 #include "eng_users.h"
-
 
 enum eng_status eng_inbox_store(struct eng_db *db, const char *const *bodies, size_t n,
 				struct eng_err *err)

@@ -26,7 +26,6 @@ static const char *const outcomes[] = {"sent",      "failed",      "retried",
 				       "handed_back", "delivered", "read",
 				       "undelivered"};
 
-
 /* ---- metric families, as JSON ---------------------------------------------- */
 
 struct figures {
@@ -336,17 +335,17 @@ static enum eng_status runs(const struct eng_job *job, struct figures *f, json_t
 		job,
 		"SELECT j.program, extract(epoch FROM l.started_at) AS started,"
 		"  extract(epoch FROM l.finished_at) AS finished, l.exit_code,"
-		/* a run whose heartbeat stopped died (its next run marks it) */
-		"  CASE WHEN l.status = 'running' AND coalesce(l.heartbeat_at, l.started_at)"
-		"    < now() - make_interval(secs => $2::int) THEN 'died' ELSE l.status END AS status,"
-		"  extract(epoch FROM CASE WHEN l.status = 'running' AND coalesce(l.heartbeat_at,"
-		"      l.started_at) < now() - make_interval(secs => $2::int)"
-		"    THEN coalesce(l.heartbeat_at, l.started_at)"
+		"  CASE WHEN d.died THEN 'died' ELSE l.status END AS status,"
+		"  extract(epoch FROM CASE WHEN d.died THEN h.seen"
 		"    ELSE coalesce(l.finished_at, now()) END - l.started_at) AS duration,"
 		"  extract(epoch FROM s.finished_at) AS success, extract(epoch FROM now()) AS now"
 		" FROM unnest($1::text[]) WITH ORDINALITY AS j(program, ord)"
 		" LEFT JOIN LATERAL (SELECT * FROM engagement.job_runs r WHERE r.program = j.program"
 		"   ORDER BY r.started_at DESC LIMIT 1) l ON true"
+		/* a run whose heartbeat stopped died (its next run marks it) */
+		" CROSS JOIN LATERAL (SELECT coalesce(l.heartbeat_at, l.started_at) AS seen) h"
+		" CROSS JOIN LATERAL (SELECT l.status = 'running'"
+		"   AND h.seen < now() - make_interval(secs => $2::int) AS died) d"
 		" LEFT JOIN LATERAL (SELECT r.finished_at FROM engagement.job_runs r"
 		"   WHERE r.program = j.program AND r.status = 'ok'"
 		"   ORDER BY r.started_at DESC LIMIT 1) s ON true"

@@ -87,7 +87,7 @@ sum() { jq -s "map(.$2 // 0) | add // 0" "$1"; }
 	for combo in "webhook oneshot" "stdout oneshot" "webhook follow" "stdout follow"; do
 		specs+=("fd_trial_relay $combo kill9" "fd_trial_relay $combo kill9" "fd_trial_relay $combo kill9")
 	done
-	fd_trials 4 "$T/k9" "$SEED0" "${specs[@]}" >"$T/results"
+	fs_trials 4 "$T/k9" "$SEED0" "${specs[@]}" >"$T/results"
 	all_held "$T/results"
 	[ "$(grep -c . "$T/results")" -eq 12 ]
 	show "totals: $(sum "$T/results" events) events, lost $(sum "$T/results" lost), duplicated $(sum "$T/results" duplicated) (documented at-least-once: the batch accepted before the kill, unmarked), $(jq -s 'map(select(.killed == true)) | length' "$T/results") runs killed mid-run"
@@ -103,7 +103,7 @@ sum() { jq -s "map(.$2 // 0) | add // 0" "$1"; }
 
 @test "outbox-relay with PostgreSQL restarted under it (pg_ctl restart -m fast): one-shot exits 0 or 75, --follow reconnects; nothing lost" {
 	# one at a time: the whole cluster restarts
-	fd_trials 1 "$T/rs" "$SEED0" "fd_trial_relay webhook oneshot restart" \
+	fs_trials 1 "$T/rs" "$SEED0" "fd_trial_relay webhook oneshot restart" \
 		"fd_trial_relay stdout oneshot restart" "fd_trial_relay webhook follow restart" \
 		"fd_trial_relay stdout follow restart" >"$T/results"
 	all_held "$T/results"
@@ -114,7 +114,7 @@ sum() { jq -s "map(.$2 // 0) | add // 0" "$1"; }
 
 @test "outbox-relay with its sessions terminated (directly, and through PgBouncer for one-shot): nothing lost, nothing marked before accepted" {
 	[ -n "${ENG_PGBOUNCER_PORT:-}" ] || skip "no PgBouncer in the test cluster"
-	fd_trials 3 "$T/cut" "$SEED0" "fd_trial_relay webhook oneshot cut" "fd_trial_relay stdout oneshot cut" \
+	fs_trials 3 "$T/cut" "$SEED0" "fd_trial_relay webhook oneshot cut" "fd_trial_relay stdout oneshot cut" \
 		"fd_trial_relay webhook follow cut" "fd_trial_relay stdout follow cut" \
 		"fd_trial_relay webhook oneshot bouncer-cut" "fd_trial_relay stdout oneshot bouncer-cut" >"$T/results"
 	all_held "$T/results"
@@ -133,7 +133,7 @@ sum() { jq -s "map(.$2 // 0) | add // 0" "$1"; }
 	done
 	# --follow retries past --max-attempts, whatever the receiver does
 	specs+=("fd_trial_relay webhook follow recv-mix")
-	fd_trials 4 "$T/recv" "$SEED0" "${specs[@]}" >"$T/results"
+	fs_trials 4 "$T/recv" "$SEED0" "${specs[@]}" >"$T/results"
 	all_held "$T/results"
 	[ "$(grep -c . "$T/results")" -eq 8 ]
 	[ "$(sum "$T/results" lost)" -eq 0 ]
@@ -160,7 +160,7 @@ sum() { jq -s "map(.$2 // 0) | add // 0" "$1"; }
 @test "engagement-webhook killed with SIGKILL after answering 200s (restarted, or --drain first): every 200 was committed and is applied once" {
 	local specs=() i
 	for i in 1 2 3 4 5; do specs+=("fd_trial_webhook kill9" "fd_trial_webhook kill9-drain"); done
-	fd_trials 3 "$T/whk" "$SEED0" "${specs[@]}" >"$T/results"
+	fs_trials 3 "$T/whk" "$SEED0" "${specs[@]}" >"$T/results"
 	all_held "$T/results"
 	[ "$(grep -c . "$T/results")" -eq 10 ]
 	[ "$(sum "$T/results" lost_at_kill)" -eq 0 ]
@@ -171,8 +171,8 @@ sum() { jq -s "map(.$2 // 0) | add // 0" "$1"; }
 }
 
 @test "engagement-webhook with PostgreSQL restarted or its sessions terminated mid-stream (directly, and through PgBouncer): 503 while down, Meta's retries land, nothing lost or applied twice" {
-	fd_trials 1 "$T/whr" "$SEED0" "fd_trial_webhook restart" "fd_trial_webhook restart" >"$T/results"
-	fd_trials 2 "$T/whc" $((SEED0 + 10)) "fd_trial_webhook cut" "fd_trial_webhook cut" \
+	fs_trials 1 "$T/whr" "$SEED0" "fd_trial_webhook restart" "fd_trial_webhook restart" >"$T/results"
+	fs_trials 2 "$T/whc" $((SEED0 + 10)) "fd_trial_webhook cut" "fd_trial_webhook cut" \
 		"fd_trial_webhook bouncer-cut" "fd_trial_webhook bouncer-cut" >>"$T/results"
 	all_held "$T/results"
 	[ "$(grep -c . "$T/results")" -eq 6 ]
@@ -185,7 +185,7 @@ sum() { jq -s "map(.$2 // 0) | add // 0" "$1"; }
 	# DESIGN.md 2.3 and engagement-webhook(1): "SIGTERM: stop accepting,
 	# finish the requests in hand, exit 0"; 75 is documented only for a
 	# database unreachable at the start or lost by --drain
-	fd_trials 1 "$T/wht" "$SEED0" "fd_trial_webhook term-db-down" >"$T/results"
+	fs_trials 1 "$T/wht" "$SEED0" "fd_trial_webhook term-db-down" >"$T/results"
 	all_held "$T/results"
 	[ "$(jq .term_rc_db_down "$T/results")" -eq 0 ]
 	[ "$(sum "$T/results" lost)" -eq 0 ]
@@ -194,7 +194,7 @@ sum() { jq -s "map(.$2 // 0) | add // 0" "$1"; }
 # -- queue-send against a misbehaving API --------------------------------------------------
 
 @test "queue-send against an API that drops connections (909) or stalls past --timeout (908), and killed among them: nothing lost, repeats only from timeouts or the kill" {
-	fd_trials 4 "$T/qs" "$SEED0" "fd_trial_send drop" "fd_trial_send drop" "fd_trial_send stall" \
+	fs_trials 4 "$T/qs" "$SEED0" "fd_trial_send drop" "fd_trial_send drop" "fd_trial_send stall" \
 		"fd_trial_send stall" "fd_trial_send mix-kill9" "fd_trial_send mix-kill9" \
 		"fd_trial_send mix-kill9" "fd_trial_send mix-kill9" >"$T/results"
 	all_held "$T/results"

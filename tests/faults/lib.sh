@@ -547,34 +547,52 @@ fs_trial_stall() {
 	[ -n "${FS_KEEP_DB:-}" ] || fs_db_drop "$db"
 }
 
-# fs_trials_parallel P FUNC DIR SEED0 COUNT [ARGS...]: COUNT trials of FUNC,
-# P at a time, in DIR/SEED; their result lines on stdout in seed order.
-fs_trials_parallel() {
-	local p=$1 fn=$2 dir=$3 seed0=$4 count=$5 i pids=() seed
-	shift 5
+# fs_trials P DIR SEED0 SPEC...: one trial per SPEC ("FUNC ARGS...", split
+# into words), run as FUNC DIR/SEED SEED ARGS... with SEED = SEED0, SEED0+1,
+# ...; P at a time; their result lines on stdout in SPEC order. A trial
+# that printed nothing gets a failed line, with what stopped it.
+fs_trials() {
+	local p=$1 dir=$2 seed0=$3 i=0 pids=() spec pid fn
+	shift 3
 	mkdir -p "$dir"
-	for ((i = 0; i < count; i++)); do
-		seed=$((seed0 + i))
+	for spec in "$@"; do
 		# a trial that stops on a failing command (errexit, as under bats or
 		# set -e) says which one
+		# shellcheck disable=SC2086
 		( set -E
 		  trap 'echo "stopped at ${BASH_SOURCE[0]##*/}:$LINENO: $BASH_COMMAND (exit $?)" >&2' ERR
-		  "$fn" "$dir/$seed" "$seed" "$@" >"$dir/$seed.result" 2>"$dir/$seed.err" ) &
+		  set -- $spec
+		  fn=$1
+		  shift
+		  "$fn" "$dir/$((seed0 + i))" $((seed0 + i)) "$@" \
+			>"$dir/$((seed0 + i)).result" 2>"$dir/$((seed0 + i)).err" ) &
 		pids+=($!)
+		i=$((i + 1))
 		if [ ${#pids[@]} -ge "$p" ]; then
 			wait "${pids[0]}" || true
 			pids=("${pids[@]:1}")
 		fi
 	done
-	for i in "${pids[@]}"; do wait "$i" || true; done
-	for ((i = 0; i < count; i++)); do
-		seed=$((seed0 + i))
-		if [ -s "$dir/$seed.result" ]; then
-			cat "$dir/$seed.result"
+	for pid in "${pids[@]}"; do wait "$pid" || true; done
+	i=0
+	for spec in "$@"; do
+		if [ -s "$dir/$((seed0 + i)).result" ]; then
+			cat "$dir/$((seed0 + i)).result"
 		else
-			fs_json seed "$seed" ok false problems "no result: $(tail -n 3 "$dir/$seed.err" | tr '\n' ' ')"
+			fs_json spec "$spec" seed $((seed0 + i)) ok false violations 1 \
+				problems "no result: $(tail -n 3 "$dir/$((seed0 + i)).err" | tr '\n' ' ')"
 		fi
+		i=$((i + 1))
 	done
+}
+
+# fs_trials_parallel P FUNC DIR SEED0 COUNT [ARGS...]: COUNT trials of
+# "FUNC ARGS...", as fs_trials runs them.
+fs_trials_parallel() {
+	local p=$1 fn=$2 dir=$3 seed0=$4 count=$5 i specs=()
+	shift 5
+	for ((i = 0; i < count; i++)); do specs+=("$fn $*"); done
+	fs_trials "$p" "$dir" "$seed0" "${specs[@]}"
 }
 
 # ==== fj_: the jobs, the batch tools and migrate (issue 15) =====================
@@ -1458,37 +1476,6 @@ fd_sink_stop() {
 		wait "$FD_SINK_PID" 2>/dev/null || true
 		FD_SINK_PID=
 	fi
-}
-
-# fd_trials P DIR SEED0 SPEC...: one trial per SPEC ("FUNC ARGS...", run as
-# FUNC DIR/i SEED0+i ARGS...), P at a time; their result lines on stdout in
-# SPEC order (a trial that printed nothing gets a failed line)
-fd_trials() {
-	local p=$1 dir=$2 seed0=$3 i=0 pids=() spec fn
-	shift 3
-	mkdir -p "$dir"
-	for spec in "$@"; do
-		# shellcheck disable=SC2086
-		( set -- $spec; fn=$1; shift; "$fn" "$dir/$i" $((seed0 + i)) "$@" \
-			>"$dir/$i.result" 2>"$dir/$i.err" ) &
-		pids+=($!)
-		i=$((i + 1))
-		if [ ${#pids[@]} -ge "$p" ]; then
-			wait "${pids[0]}" || true
-			pids=("${pids[@]:1}")
-		fi
-	done
-	for spec in "${pids[@]}"; do wait "$spec" || true; done
-	i=0
-	for spec in "$@"; do
-		if [ -s "$dir/$i.result" ]; then
-			cat "$dir/$i.result"
-		else
-			fs_json spec "$spec" seed $((seed0 + i)) ok false violations 1 \
-				problems "no result: $(tail -n 3 "$dir/$i.err" | tr '\n' ' ')"
-		fi
-		i=$((i + 1))
-	done
 }
 
 # ---- outbox-relay --------------------------------------------------------------------
