@@ -57,7 +57,7 @@ results=$work/results.jsonl
 
 t0=$(fs_now_ms)
 echo "kill -9: $trials trials, $par at a time, seeds $seed0.." >&2
-fs_trials_parallel "$par" fs_trial_kill9 "$work/k9" "$seed0" "$trials" 40 4 50 5 600 |
+fs_trials_parallel "$par" fs_trial_kill9 "$work/k9" "$seed0" "$trials" 40 4 50 5 |
   jq -c '. + {kind: "kill9"}' >>"$results"
 
 echo "opt-out: $optouts trials" >&2

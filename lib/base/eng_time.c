@@ -203,3 +203,17 @@ int64_t eng_mono_us(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
+
+bool eng_every_due(struct eng_every *e, int64_t now)
+{
+	if (e->done && now - e->last < e->every_us)
+		return false;
+	e->done = true;
+	e->last = now;
+	return true;
+}
+
+void eng_every_soon(struct eng_every *e)
+{
+	e->done = false;
+}

@@ -6,6 +6,7 @@
 #ifndef ENG_TIME_H
 #define ENG_TIME_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef int64_t eng_time;
@@ -42,7 +43,23 @@ void eng_time_format_date(eng_time t, char out[16]);
 void eng_iso_week(eng_time t, int *iso_year, int *iso_week);
 
 eng_time eng_time_now(void);
-/* Monotonic clock in microseconds, for durations. */
+/* Monotonic clock in microseconds, for durations. It counts from boot, so
+ * 0 is not "long ago": nothing may be dated from it (struct eng_every). */
 int64_t eng_mono_us(void);
+
+/* Something done every every_us on the monotonic clock: due at the first
+ * call, then every_us after the last time it was done. */
+struct eng_every {
+	int64_t every_us;
+	int64_t last;  /* when it was last done (monotonic) */
+	bool done;     /* it was done once */
+};
+
+#define ENG_EVERY(us) {(us), 0, false}
+
+/* Whether it is due at now (eng_mono_us()); if so, it counts as done now. */
+bool eng_every_due(struct eng_every *e, int64_t now);
+/* Make it due at the next call (e.g. after a reconnect). */
+void eng_every_soon(struct eng_every *e);
 
 #endif

@@ -486,7 +486,7 @@ enum eng_status eng_db_purge(struct eng_db *db, const char *sql, int nparams,
 			     long long *n, struct eng_err *err)
 {
 	int64_t t0 = eng_mono_us();
-	long long k;
+	long long k = 0;
 	*n = 0;
 	do {
 		if (eng_db_exec_count(db, sql, nparams, params, &k, err))

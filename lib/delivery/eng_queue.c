@@ -52,6 +52,9 @@ static const char recover_sql[] =
 	"  WHERE m.id = ANY (ARRAY("
 	"    SELECT q.id FROM engagement.message_queue q"
 	"    WHERE q.status = 'sending' AND q.locked_until < clock_timestamp()"
+	/* never this run's own: it still holds them (renews or hands them
+	 * back), and may hold their outcome */
+	"      AND q.locked_by <> $3"
 	"    ORDER BY q.locked_until LIMIT 1000 FOR UPDATE SKIP LOCKED))"
 	"  RETURNING m.id, m.user_id, m.status, m.message_type, m.attempts"
 	"), audit AS ("
@@ -70,13 +73,13 @@ static const char recover_sql[] =
 	" FROM r";
 
 enum eng_status eng_queue_recover(struct eng_db *db, eng_time now,
-				  const char *run_id, PGresult **res,
-				  struct eng_err *err)
+				  const char *owner, const char *run_id,
+				  PGresult **res, struct eng_err *err)
 {
 	char ts[32];
 	eng_time_format(now, ts);
-	const char *p[] = {ts, run_id};
-	return run(db, recover_sql, 2, p, res, err);
+	const char *p[] = {ts, run_id, owner};
+	return run(db, recover_sql, 3, p, res, err);
 }
 
 long long eng_queue_recovered(const PGresult *r)
@@ -266,21 +269,39 @@ size_t eng_queue_ids(const PGresult *r, long long **ids)
 
 /* ---- write-back ---------------------------------------------------------------- */
 
+/* An outcome is written while the claim is still ours. The outcome of a
+ * request (the API was asked) is also written when the claim is not ours
+ * any more: a message another worker recovered after our lease ran out
+ * (back to queued) gets what really happened to it, and a message we know
+ * we sent is recorded sent whoever holds it now (its new holder's fence
+ * then finds it gone: it is never sent twice for want of a record). Rows
+ * already as an outcome would leave them (a write-back that committed but
+ * whose answer was lost with the connection) count as written, unchanged. */
 static const char writeback_sql[] =
 	"WITH x AS ("
 	"  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, status text,"
-	"    charge int, next_attempt_at timestamptz, code text, error text,"
-	"    wamid text, sent_at timestamptz, event text, details jsonb)"
+	"    charge int, before int, requested bool, next_attempt_at timestamptz,"
+	"    code text, error text, wamid text, sent_at timestamptz, event text,"
+	"    details jsonb)"
+	"), done AS ("
+	"  SELECT x.id FROM x JOIN engagement.message_queue m ON m.id = x.id"
+	"  WHERE m.status = x.status AND m.status <> 'sending' AND m.locked_by IS NULL"
+	"    AND m.attempts = x.before + x.charge"
+	"    AND m.provider_message_id IS NOT DISTINCT FROM coalesce(x.wamid, m.provider_message_id)"
+	"    AND m.last_error_code IS NOT DISTINCT FROM coalesce(x.code, m.last_error_code)"
 	"), upd AS ("
 	"  UPDATE engagement.message_queue m SET"
-	"    status = x.status, attempts = m.attempts + x.charge,"
+	"    status = x.status, attempts = greatest(m.attempts, x.before + x.charge),"
 	"    next_attempt_at = coalesce(x.next_attempt_at, m.next_attempt_at),"
 	"    last_error_code = coalesce(x.code, m.last_error_code),"
 	"    last_error = coalesce(x.error, m.last_error),"
 	"    provider_message_id = coalesce(x.wamid, m.provider_message_id),"
 	"    sent_at = coalesce(x.sent_at, m.sent_at),"
 	"    locked_by = NULL, locked_until = NULL"
-	"  FROM x WHERE m.id = x.id AND m.status = 'sending' AND m.locked_by = $2"
+	"  FROM x WHERE m.id = x.id AND x.id NOT IN (SELECT id FROM done)"
+	"    AND (m.status = 'sending' AND m.locked_by = $2"
+	"         OR x.requested AND m.status = 'queued'"
+	"         OR x.status = 'sent' AND m.status <> 'sent')"
 	"  RETURNING m.id, m.user_id, m.message_type, x.status, x.event, x.details,"
 	"            x.code, x.wamid"
 	"), audit AS ("
@@ -306,7 +327,8 @@ static const char writeback_sql[] =
 	"  ON CONFLICT (minute, kind, code) DO UPDATE SET n = engagement.message_counts.n + excluded.n"
 	")"
 	/* (audit and ob only read: they run because they are read here) */
-	"SELECT id, (SELECT n FROM audit) + (SELECT n FROM ob) AS written FROM upd";
+	"SELECT id, (SELECT n FROM audit) + (SELECT n FROM ob) AS written FROM upd"
+	" UNION ALL SELECT id, 0 FROM done";
 
 static json_t *ts_or_null(eng_time t)
 {
@@ -344,6 +366,8 @@ void eng_queue_row(json_t *rows, long long id, int attempts_before,
 	json_object_set_new(row, "id", json_integer(id));
 	json_object_set_new(row, "status", json_string(o->status));
 	json_object_set_new(row, "charge", json_integer(o->charge));
+	json_object_set_new(row, "before", json_integer(attempts_before));
+	json_object_set_new(row, "requested", json_boolean(o->attempt > 0));
 	json_object_set_new(row, "next_attempt_at", ts_or_null(o->next));
 	json_object_set_new(row, "code", str_or_null(o->code));
 	json_object_set_new(row, "error", str_or_null(o->error));

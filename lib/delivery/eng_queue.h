@@ -19,12 +19,13 @@
 #include "eng_err.h"
 #include "eng_time.h"
 
-/* Claims whose lease ran out (their sender died): back to the queue with
- * an attempt charged, failed when the attempts are used up; an audit row
- * each. now: their next_attempt_at. Result: one row, "recovered". */
+/* Claims whose lease ran out (their sender died or stalled), other than
+ * owner's own: back to the queue with an attempt charged, failed when the
+ * attempts are used up; an audit row each. now: their next_attempt_at.
+ * Result: one row, "recovered". */
 enum eng_status eng_queue_recover(struct eng_db *db, eng_time now,
-				  const char *run_id, PGresult **res,
-				  struct eng_err *err);
+				  const char *owner, const char *run_id,
+				  PGresult **res, struct eng_err *err);
 long long eng_queue_recovered(const PGresult *r);
 
 struct eng_claim_args {
@@ -71,8 +72,10 @@ enum eng_status eng_queue_renew(struct eng_db *db, const char *owner, const char
 void eng_queue_row(json_t *rows, long long id, int attempts_before,
 		   const struct eng_outcome *o);
 /* Write back rows for owner, run run_id: each message (while owner still
- * holds its claim), its audit row, and an outbox event for sent and
- * failed ones. The result lists the ids written. */
+ * holds its claim; the outcome of a request also when another worker
+ * recovered it, and a send whoever holds it now), its audit row, and an
+ * outbox event for sent and failed ones. The result lists the ids written
+ * (or found already written). */
 enum eng_status eng_queue_write_back(struct eng_db *db, const char *rows,
 				     const char *owner, const char *run_id,
 				     PGresult **res, struct eng_err *err);

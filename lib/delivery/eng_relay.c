@@ -50,7 +50,7 @@ struct relay {
 	struct eng_buf answer;
 	long long published, batches, retries, purged, reconnects, last_id;
 	struct eng_sample lag;  /* publication lags, ms */
-	int64_t last_purge;
+	struct eng_every purge_every; /* at start, then hourly with --follow */
 	struct eng_rng rng;
 };
 
@@ -405,7 +405,6 @@ static enum eng_status purge(struct relay *r, struct eng_err *err)
 	if (eng_db_purge(r->job->db, purge_sql, 1, p, 1000, &n, err))
 		return eng_err_prefix(err, "could not purge published events");
 	r->purged += n;
-	r->last_purge = eng_mono_us();
 	return ENG_OK;
 }
 
@@ -534,7 +533,7 @@ static enum eng_status relay_loop(struct relay *r, struct eng_err *err)
 		if (st == ENG_OK && n == 0) {
 			if (!r->o->follow)
 				return ENG_OK;
-			if (eng_mono_us() - r->last_purge > 3600LL * 1000000)
+			if (eng_every_due(&r->purge_every, eng_mono_us()))
 				st = purge(r, err);
 			if (st == ENG_OK)
 				st = wait_notify(r, err);
@@ -566,7 +565,8 @@ enum eng_status eng_relay_run(const struct eng_job *job, const struct eng_relay_
 	json_object_set_new(job->summary, "follow", json_boolean(o->follow));
 
 	enum eng_status st = o->sink ? ENG_OK : setup_webhook(&r, err);
-	if (st == ENG_OK)
+	r.purge_every = (struct eng_every)ENG_EVERY(3600 * ENG_USEC_PER_SEC);
+	if (st == ENG_OK && eng_every_due(&r.purge_every, eng_mono_us()))
 		st = purge(&r, err);
 	if (st == ENG_OK && o->follow)
 		st = listen_(&r, err);

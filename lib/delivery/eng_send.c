@@ -146,6 +146,7 @@ struct sender {
 	const char *stop_reason;    /* why unsent claims are handed back */
 	char owner[192];            /* locked_by: worker id and run */
 	int64_t renewed_at;         /* monotonic: the last renewal was sent */
+	bool renew_due;             /* renew at the next chance (after an outage) */
 	bool must_renew;            /* after an outage: fence nothing before */
 	int transport_streak;       /* transport failures since the last answer */
 };
@@ -319,10 +320,13 @@ static void hand_back(struct sender *s, struct msg *m, const char *reason)
 	record(s, m, &o);
 }
 
-/* A claim that is not ours any more: neither sent nor written back. */
+/* A claim that is not ours any more: neither sent nor written back.
+ * Another worker recovered it after our lease ran out: it may be in the
+ * queue again, to be claimed anew. */
 static void drop_lost(struct sender *s, struct msg *m)
 {
 	s->k.lease_lost++;
+	s->drained = false;
 	unreserve(s, m);
 	eng_log(ENG_WARN, "claim_lost", ENG_I("message_id", m->id),
 		ENG_S("hint", "its lease ran out and another worker took it over"));
@@ -361,15 +365,38 @@ static void show_request(struct sender *s, const struct msg *m, bool group)
 			      b ? b : json_null());
 }
 
+/* This run's messages by id (sorted), to recognise one it claims again. */
+struct held {
+	struct msg **v;
+	size_t n;
+};
+static void held_collect(struct sender *s, struct held *h);
+static struct msg *held_find(const struct held *h, long long id);
+
 static void take_claim(struct sender *s, const PGresult *r, int64_t claim_sent)
 {
 	struct eng_claim_reader rd;
 	eng_claim_reader_init(&rd, r);
 	int rows = PQntuples(r);
 	s->k.claimed += rows;
+	struct held h;
+	held_collect(s, &h);
 	for (int i = 0; i < rows; i++) {
 		struct eng_claim_row row;
 		eng_claim_read(&rd, i, &row);
+		/* Claimed again after another worker recovered it (our lease ran
+		 * out): this run still has it, waiting, on the wire, or with its
+		 * outcome to write. It goes on as it was, under the new claim; a
+		 * request already made is never made again. */
+		struct msg *old = held_find(&h, row.id);
+		if (old) {
+			old->lease_until = claim_sent + (int64_t)s->o->lease_seconds * ENG_USEC_PER_SEC;
+			old->lost = false;
+			s->k.claimed--;
+			eng_log(ENG_INFO, "claimed_again", ENG_I("message_id", row.id),
+				ENG_S("hint", "this run still holds it: nothing is sent twice"));
+			continue;
+		}
 		struct msg *m = msg_new(s, &row, claim_sent);
 		struct user_sends *u = user_of(s, m->user_id);
 		struct eng_outcome o;
@@ -390,6 +417,7 @@ static void take_claim(struct sender *s, const PGresult *r, int64_t claim_sent)
 		}
 		q_push(&s->pending, m);
 	}
+	free(h.v);
 	if (rows)
 		eng_log(ENG_DEBUG, "claimed", ENG_I("messages", rows));
 }
@@ -450,23 +478,41 @@ static void renewed_one(struct sender *s, struct msg *m, void *arg)
 		m->lost = true;
 }
 
-struct held_ids {
-	long long *v;
-	size_t n;
-};
-
-static void collect_held(struct sender *s, struct msg *m, void *arg)
-{
-	(void)s;
-	struct held_ids *h = arg;
-	h->v[h->n++] = m->id;
-}
-
 static void count_held(struct sender *s, struct msg *m, void *arg)
 {
 	(void)s;
 	(void)m;
 	(*(size_t *)arg)++;
+}
+
+static void add_held(struct sender *s, struct msg *m, void *arg)
+{
+	(void)s;
+	struct held *h = arg;
+	h->v[h->n++] = m;
+}
+
+static int cmp_msg_id(const void *a, const void *b)
+{
+	long long x = (*(struct msg *const *)a)->id, y = (*(struct msg *const *)b)->id;
+	return (x > y) - (x < y);
+}
+
+static void held_collect(struct sender *s, struct held *h)
+{
+	size_t n = 0;
+	for_each_held(s, count_held, &n);
+	h->v = eng_xcalloc(n + 1, sizeof(*h->v));
+	h->n = 0;
+	for_each_held(s, add_held, h);
+	qsort(h->v, h->n, sizeof(*h->v), cmp_msg_id);
+}
+
+static struct msg *held_find(const struct held *h, long long id)
+{
+	struct msg key = {.id = id}, *k = &key;
+	struct msg **hit = bsearch(&k, h->v, h->n, sizeof(*h->v), cmp_msg_id);
+	return hit ? *hit : NULL;
 }
 
 /* Claims of this run it knows nothing about: their claim committed but its
@@ -477,13 +523,10 @@ static void release_orphans(struct sender *s, const long long *renewed, size_t n
 {
 	if (s->cop == C_CLAIM || n == 0)
 		return;
-	size_t nheld = 0;
-	for_each_held(s, count_held, &nheld);
-	struct held_ids h = {eng_xcalloc(nheld + 1, sizeof(long long)), 0};
-	for_each_held(s, collect_held, &h);
-	qsort(h.v, h.n, sizeof(*h.v), cmp_ll);
+	struct held h;
+	held_collect(s, &h);
 	for (size_t i = 0; i < n; i++) {
-		if (bsearch(&renewed[i], h.v, h.n, sizeof(*h.v), cmp_ll))
+		if (held_find(&h, renewed[i]))
 			continue;
 		struct msg *m = eng_xcalloc(1, sizeof(*m));
 		m->id = renewed[i];
@@ -523,20 +566,29 @@ static void take_write_back(struct sender *s, const PGresult *r)
 	long long *ids;
 	size_t n = eng_queue_ids(r, &ids);
 	if (n < s->writing.n) {
-		/* Someone recovered these claims after our lease ran out. */
+		/* Another worker took these claims over after our lease ran out
+		 * and finished them (or holds them now, and we made no request). */
 		for (size_t i = 0; i < s->writing.n; i++) {
 			struct msg *m = s->writing.msgs[i];
 			if (bsearch(&m->id, ids, n, sizeof(*ids), cmp_ll))
 				continue;
 			json_t *row = json_array_get(s->writing.rows, i);
-			eng_log(ENG_WARN, "outcome_not_recorded", ENG_I("message_id", m->id),
-				ENG_S("status", json_string_value(json_object_get(row, "status"))),
-				ENG_S("provider_message_id",
-				      json_string_value(json_object_get(row, "wamid"))),
-				ENG_S("reason", "lease_lost"),
-				ENG_S("hint", "raise --lease-seconds or lower --batch"));
+			const char *status = json_string_value(json_object_get(row, "status"));
+			if (json_is_true(json_object_get(row, "requested")))
+				eng_log(ENG_WARN, "outcome_not_recorded", ENG_I("message_id", m->id),
+					ENG_S("status", status),
+					ENG_S("provider_message_id",
+					      json_string_value(json_object_get(row, "wamid"))),
+					ENG_S("reason", "lease_lost"),
+					ENG_S("hint", "another worker finished it after this "
+						      "run's lease ran out: raise --lease-seconds"));
+			else
+				eng_log(ENG_WARN, "claim_lost", ENG_I("message_id", m->id),
+					ENG_S("status", status),
+					ENG_S("hint", "its lease ran out and another worker took it over"));
 		}
 		s->k.lease_lost += (long long)(s->writing.n - n);
+		s->drained = false; /* they may be in the queue again */
 	}
 	free(ids);
 	batch_clear(&s->writing);
@@ -568,7 +620,7 @@ static void outage(struct sender *s, const struct eng_err *cause)
 	}
 	if (!s->back->busy) {
 		if (s->bop == B_RENEW)
-			s->renewed_at = 0;
+			s->renew_due = true;
 		s->bop = B_IDLE; /* a write-back not known to be written is kept */
 	}
 	if (!s->feed.busy)
@@ -627,7 +679,7 @@ static enum eng_status reconnect(struct sender *s, struct eng_err *err)
 			ENG_I("attempts", s->reconnect_attempt + 1));
 		s->db_down = false;
 		s->k.reconnects++;
-		s->renewed_at = 0; /* renew first: what is still ours? */
+		s->renew_due = true; /* renew first: what is still ours? */
 		s->must_renew = true;
 		s->drained = false; /* what was claimed and lost may be queued again */
 		return ENG_OK;
@@ -640,6 +692,8 @@ static enum eng_status reconnect(struct sender *s, struct eng_err *err)
 	s->reconnect_attempt++;
 	double wait = fmin(2.0, 0.1 * pow(2.0, s->reconnect_attempt));
 	s->reconnect_at = now + (int64_t)(wait * (0.5 + 0.5 * eng_rng01(&s->rng)) * 1e6);
+	if (deadline && s->reconnect_at > deadline) /* the last try when the leases end */
+		s->reconnect_at = deadline;
 	eng_log(ENG_DEBUG, "reconnect_failed", ENG_I("attempt", s->reconnect_attempt),
 		ENG_S("error", e.msg));
 	return ENG_OK;
@@ -756,7 +810,8 @@ static enum eng_status drive_back(struct sender *s, struct eng_err *err)
 	if (s->bop != B_IDLE)
 		return ENG_OK;
 	int64_t now = eng_mono_us();
-	if (now - s->renewed_at >= renew_every(s)) {
+	if (s->renew_due || now - s->renewed_at >= renew_every(s)) {
+		s->renew_due = false;
 		s->renewed_at = now;
 		s->bop = B_RENEW;
 		return eng_queue_renew(s->back, s->owner, s->job->run_id, s->o->lease_seconds, NULL,
@@ -780,7 +835,7 @@ static enum eng_status drive_feed(struct sender *s, struct eng_err *err)
 		s->recovered_at = now;
 		eng_time at = s->job->fixed_now ? s->job->now : s->job->now;
 		s->cop = C_RECOVER;
-		return eng_queue_recover(&s->feed, at, s->job->run_id, NULL, err);
+		return eng_queue_recover(&s->feed, at, s->owner, s->job->run_id, NULL, err);
 	}
 	if (may_claim(s)) {
 		s->claim_want = claim_size(s);
@@ -1270,7 +1325,7 @@ static enum eng_status setup(struct sender *s, struct eng_err *err)
 	/* dead workers' claims first, then the retention purge */
 	eng_time now = s->job->fixed_now ? s->job->now : s->job->now;
 	PGresult *r = NULL;
-	if (eng_queue_recover(s->back, now, s->job->run_id, &r, err))
+	if (eng_queue_recover(s->back, now, s->owner, s->job->run_id, &r, err))
 		return eng_err_prefix(err, "could not recover expired leases");
 	s->k.recovered += eng_queue_recovered(r);
 	if (eng_queue_recovered(r))

@@ -532,16 +532,15 @@ enum eng_status eng_webhook_run(const struct eng_job *job, const struct eng_webh
 	long long purged = 0;
 
 	enum eng_status st = o->drain ? ENG_OK : start(&h, err);
-	int64_t last_purge = 0;
+	struct eng_every purge = ENG_EVERY(PURGE_EVERY_US); /* at start, then hourly */
 	while (st == ENG_OK && !o->drain && !eng_interrupted) {
 		struct eng_err e = ENG_ERR_INIT;
 		apply_pending(&h, &applied, &e);
-		if (eng_mono_us() - last_purge > PURGE_EVERY_US) {
+		if (eng_every_due(&purge, eng_mono_us())) {
 			long long n = 0;
 			if (eng_inbox_purge(job->db, o->retain_days, &n, &e))
 				eng_log(ENG_WARN, "inbox_not_purged", ENG_S("error", e.msg));
 			purged += n;
-			last_purge = eng_mono_us();
 		}
 		wait_for_deliveries(&h);
 	}

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "eng_guard.h"
@@ -13,9 +14,16 @@
 #include "eng_parse.h"
 #include "eng_version.h"
 
+/* How long a run that lost its database keeps trying, once it is over, to
+ * record its end and free its lease (a restart is back in seconds). */
+#define END_RETRY_S 30
+
+static volatile sig_atomic_t signals_seen;
+
 static void on_signal(int sig)
 {
 	eng_interrupted = sig;
+	signals_seen++;
 }
 
 void eng_run_init(struct eng_run *run, const char *program)
@@ -284,6 +292,37 @@ static const char *status_for(struct eng_run *run, int exit_code)
 	return "failed";
 }
 
+/* A run that lost its database says how it ended and frees its lease all
+ * the same: it reconnects, with growing pauses, for up to END_RETRY_S (a
+ * second signal cuts that short). */
+static void reach_db(struct eng_run *run)
+{
+	if (!run->db.conn || eng_db_alive(&run->db))
+		return;
+	int64_t t0 = eng_mono_us(), deadline = t0 + END_RETRY_S * ENG_USEC_PER_SEC;
+	sig_atomic_t signals0 = signals_seen;
+	struct eng_err e = ENG_ERR_INIT;
+	for (int attempt = 0;; attempt++) {
+		if (eng_db_reconnect(&run->db, &e) == ENG_OK) {
+			eng_log(ENG_INFO, "reconnected", ENG_S("reason", "to record the run's end"),
+				ENG_I("attempts", attempt + 1),
+				ENG_I("waited_ms", (eng_mono_us() - t0) / 1000));
+			return;
+		}
+		int64_t now = eng_mono_us();
+		if (e.status != ENG_ETEMP || now >= deadline || signals_seen != signals0)
+			break;
+		int64_t wait = (int64_t)100000 << (attempt < 4 ? attempt : 4); /* to 1.6 s */
+		if (now + wait > deadline)
+			wait = deadline - now;
+		struct timespec ts = {wait / 1000000, (wait % 1000000) * 1000};
+		nanosleep(&ts, NULL);
+	}
+	eng_log(ENG_WARN, "job_run_not_recorded", ENG_S("error", e.msg),
+		ENG_I("waited_ms", (eng_mono_us() - t0) / 1000),
+		ENG_S("hint", "the next run marks it died"));
+}
+
 /* The job_runs row gets how the run ended. */
 static void record_end(struct eng_run *run, const char *status, int exit_code,
 		       const char *summary)
@@ -334,13 +373,8 @@ int eng_run_finish(struct eng_run *run, int exit_code)
 	json_object_set_new(run->summary, "duration_ms", json_integer(ms));
 	char *text = eng_json_dump(run->summary);
 
-	/* A run that lost its database says how it ended and frees its
-	 * lease all the same, if the database is back within a moment. */
-	if ((run->job_row || run->guard_held) && !eng_db_alive(&run->db) && run->db.conn) {
-		struct eng_err e = ENG_ERR_INIT;
-		if (eng_db_reconnect(&run->db, &e) == ENG_OK)
-			eng_log(ENG_INFO, "reconnected", ENG_S("reason", "to record the run's end"));
-	}
+	if (run->job_row || run->guard_held)
+		reach_db(run);
 	if (eng_db_alive(&run->db)) {
 		eng_db_rollback(&run->db); /* whatever an error left open */
 		if (run->job_row)

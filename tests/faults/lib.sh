@@ -27,6 +27,16 @@ fs_now_ms() {
 
 fs_log() { [ -n "${FS_VERBOSE:-}" ] && echo "# $*" >&2; return 0; }
 
+# Two tiers: the full fault trials (scripts/test --all), and a few per
+# program (FAULTS_QUICK=1: the quick tier of scripts/test).
+fs_quick() { [ -n "${FAULTS_QUICK:-}" ]; }
+# fs_tier FULL QUICK: FULL, or QUICK in the quick tier
+fs_tier() { if fs_quick; then echo "$2"; else echo "$1"; fi; }
+# fs_full_only: (in a bats test) skipped in the quick tier
+fs_full_only() {
+	if fs_quick; then skip "full fault trials only (scripts/test --all)"; fi
+}
+
 # fs_wait_pid PID TIMEOUT_S: wait for a child; past the timeout it is
 # killed (SIGCONT first, in case it was stopped) and 124 returned.
 fs_wait_pid() {
@@ -101,6 +111,28 @@ fs_q() {
 }
 
 fs_uid() { printf '00000000-0000-4000-8000-%012d' "$1"; }
+
+# fs_poll_start DB / fs_poll SQL / fs_poll_stop: one query (one line, one
+# value) asked again and again on one open connection (a psql coprocess):
+# a fraction of a millisecond each instead of a new psql every time, so
+# that a fault placed by progress follows the commit it waits for at once.
+fs_poll_start() {
+	fs_poll_stop
+	coproc FS_POLL { psql -X -q -At -v ON_ERROR_STOP=0 -d "$1" 2>&1; }
+}
+fs_poll() { # (sets FS_POLL_V: a coprocess is not reachable from $(...))
+	FS_POLL_V=
+	[ -n "${FS_POLL_PID:-}" ] || return 1
+	echo "$1;" >&"${FS_POLL[1]}" || return 1
+	IFS= read -r -t 10 FS_POLL_V <&"${FS_POLL[0]}" || return 1
+}
+fs_poll_stop() {
+	if [ -n "${FS_POLL_PID:-}" ]; then
+		exec {FS_POLL[1]}>&- 2>/dev/null || true
+		wait "$FS_POLL_PID" 2>/dev/null || true
+	fi
+	FS_POLL_PID=
+}
 
 # fs_seed DB USERS PER_USER [TYPE] [TEMPLATE] [PARAMS_JSON]: USERS users with
 # preferences (en, UTC, no quiet hours), PER_USER due messages each.
@@ -195,15 +227,39 @@ fs_wait_requests() {
 	done
 }
 
-# fs_wait_quiet RECORD MS: until the record has not grown for MS ms.
-fs_wait_quiet() {
-	local n m
-	n=$(wc -l <"$1")
-	while :; do
-		sleep "0.$(printf '%03d' "$2")"
-		m=$(wc -l <"$1")
-		[ "$m" = "$n" ] && return 0
-		n=$m
+# fs_wait_requests_of RECORD N PID TIMEOUT_S: until the record holds N
+# requests, or the program PID ended (it may finish first).
+fs_wait_requests_of() {
+	local end=$(( $(fs_now_ms) + $4 * 1000 ))
+	while [ "$(fs_requests "$1")" -lt "$2" ]; do
+		kill -0 "$3" 2>/dev/null || return 1
+		[ "$(fs_now_ms)" -lt "$end" ] || return 1
+		sleep 0.005
+	done
+}
+
+# fs_standin_in_progress: requests the stand-in has begun and not yet
+# answered and recorded (a slow answer; one a killed client left)
+fs_standin_in_progress() {
+	curl -s --max-time 5 "$WHATSAPP_API_URL/_standin/stats" | jq -r '.in_progress // 1'
+}
+
+# fs_wait_standin_busy N TIMEOUT_S: until N requests are open at once
+fs_wait_standin_busy() {
+	local end=$(( $(fs_now_ms) + $2 * 1000 ))
+	while [ "$(fs_standin_in_progress)" -lt "$1" ]; do
+		[ "$(fs_now_ms)" -lt "$end" ] || return 1
+		sleep 0.01
+	done
+}
+
+# fs_wait_standin_idle TIMEOUT_S: until every request the stand-in has
+# begun is answered and in its record; 1 past the timeout
+fs_wait_standin_idle() {
+	local end=$(( $(fs_now_ms) + $1 * 1000 ))
+	while [ "$(fs_standin_in_progress)" != 0 ]; do
+		[ "$(fs_now_ms)" -lt "$end" ] || { echo "fs_wait_standin_idle: requests still open after $1 s" >&2; return 1; }
+		sleep 0.01
 	done
 }
 
@@ -245,33 +301,37 @@ fs_json() {
 	jq -cn "${args[@]}" '$ARGS.named'
 }
 
-# fs_trial_kill9 DIR SEED [MESSAGES] [CONCURRENCY] [LATENCY_MS] [LEASE_S] [MAX_DELAY_MS]
+# fs_trial_kill9 DIR SEED [MESSAGES] [CONCURRENCY] [LATENCY_MS] [LEASE_S]
 #
-# queue-send is killed with SIGKILL after a random delay (from SEED); then
+# queue-send is killed with SIGKILL once the stand-in has recorded a
+# random number of its requests (from SEED: 0 to three quarters of them,
+# 0 being at once, while it starts), whatever the machine's speed; then
 # queue-send runs again, each time once every lease ran out, until nothing
 # is queued. Held: every message ends sent; each message the stand-in saw
 # twice had a request recorded by the killed run whose outcome the database
 # did not have (the request was in flight at the kill).
 fs_trial_kill9() {
-	local dir=$1 seed=$2 n=${3:-40} conc=${4:-4} lat=${5:-50} lease=${6:-5} maxd=${7:-700}
+	local dir=$1 seed=$2 n=${3:-40} conc=${4:-4} lat=${5:-50} lease=${6:-5}
 	local db="faults_k9_${seed}_$$_$RANDOM" delay pid rc killed=false inflight problems=()
-	local rounds=0 rc2 twice dups bad sent lost requests mism
+	local rounds=0 rc2 twice dups bad sent lost requests mism after t0
 	mkdir -p "$dir"
 	RANDOM=$seed
-	delay=$(( (RANDOM * 32768 + RANDOM) % maxd ))
+	after=$(( (RANDOM * 32768 + RANDOM) % (n * 3 / 4) ))
 	fs_db_new "$db"
 	fs_seed "$db" "$n" 1
 	fs_standin_start "$dir" --latency-ms "$lat" || return 1
+	t0=$(fs_now_ms)
 	fs_bg "$dir" killed "$ENG_BIN/queue-send" --db "dbname=$db" --rate 0 \
 		--concurrency "$conc" --lease-seconds "$lease" --worker-id "k9-$seed"
 	pid=$FS_PID
-	sleep "$(printf '%d.%03d' $((delay / 1000)) $((delay % 1000)))"
+	fs_wait_requests_of "$FS_RECORD" "$after" "$pid" 60
+	delay=$(( $(fs_now_ms) - t0 ))
 	if kill -0 "$pid" 2>/dev/null; then
 		kill -9 "$pid" 2>/dev/null && killed=true
 	fi
 	wait "$pid" && rc=0 || rc=$?
 	# the killed run's last requests: their lines come with their answers
-	fs_wait_quiet "$FS_RECORD" $((lat * 3 > 150 ? lat * 3 : 150))
+	fs_wait_standin_idle 30 || true
 	cp "$FS_RECORD" "$dir/killed.jsonl"
 	# in flight at the kill: recorded, and the database has no outcome
 	fs_record_ids "$dir/killed.jsonl" | sort -nu >"$dir/killed.ids"
@@ -307,7 +367,7 @@ fs_trial_kill9() {
 	[ "$twice" -le "$inflight" ] || problems+=("$twice sent twice, but $inflight were in flight at the kill")
 	[ "$bad" -eq 0 ] || problems+=("$bad sent twice without being in flight at the kill")
 	[ "$mism" -eq 0 ] || problems+=("$mism sent rows whose provider_message_id the stand-in never answered for them")
-	fs_json seed "$seed" delay_ms "$delay" killed "$killed" killed_rc "$rc" messages "$n" \
+	fs_json seed "$seed" after_requests "$after" delay_ms "$delay" killed "$killed" killed_rc "$rc" messages "$n" \
 		requests "$requests" in_flight "$inflight" sent_twice "$twice" dup_ids "$dups" \
 		lost "$lost" reruns "$rounds" ok "$([ ${#problems[@]} -eq 0 ] && echo true || echo false)" \
 		problems "${problems[*]:-}" db "$db"
@@ -364,26 +424,32 @@ fs_trial_optout() {
 	[ -n "${FS_KEEP_DB:-}" ] || fs_db_drop "$db"
 }
 
-# fs_trial_restart DIR DOWN_S [MESSAGES] [CONCURRENCY] [LATENCY_MS] [LEASE_S] [STOP_AT_MS]
+# fs_trial_restart DIR DOWN_S [MESSAGES] [CONCURRENCY] [LATENCY_MS] [LEASE_S] [AFTER]
 #
 # The server is stopped (-m fast) while requests are in flight, kept down
 # DOWN_S seconds and started again (the same port); DOWN_S 0 is one
 # "pg_ctl restart -m fast". The stop comes once the stand-in has recorded
-# CONCURRENCY requests and half a latency more (the next requests are then
-# on the wire, their fence long committed) or, with STOP_AT_MS, that long
-# after queue-send started. Held (DESIGN.md: an outage shorter than --lease-seconds causes
-# no duplicate send and no lost outcome): every message reached the
-# stand-in exactly once and ends sent with the provider id it was answered;
-# nothing left sending; exit 0; reconnects >= 1, outcomes_unrecorded 0.
-# Should the run fail anyway, queue-send runs again once the leases ran out,
-# as cron would, so that what it costs shows (messages sent twice).
-# Also checked: outcomes_unrecorded equals the messages the log names in
-# outcome_not_recorded lines (reason database_unreachable).
+# AFTER requests (default CONCURRENCY) and half a latency more (the next
+# requests are then on the wire, their fence long committed). The outage
+# is measured as it happened (outage_ms: from the stop to the server
+# accepting connections again; sender_down_ms: what queue-send saw, from
+# its log) and set against the lease (lease_ms). Held (DESIGN.md: an
+# outage shorter than --lease-seconds causes no duplicate send and no lost
+# outcome; and a sender never sends again what it knows it sent, so an
+# outage longer than the lease that it survives costs nothing either):
+# every message reached the stand-in exactly once and ends sent with the
+# provider id it was answered; nothing left sending; exit 0; reconnects
+# >= 1, outcomes_unrecorded 0. Should the run fail anyway, queue-send runs
+# again once the leases ran out, as cron would, so that what it costs
+# shows (messages sent twice). Also checked: outcomes_unrecorded equals the
+# messages the log names in outcome_not_recorded lines (reason
+# database_unreachable).
 # Stops the whole cluster: nothing else may use it meanwhile.
 fs_trial_restart() {
-	local dir=$1 down=$2 n=${3:-30} conc=${4:-4} lat=${5:-500} lease=${6:-15} stop_at=${7:-}
-	local db="faults_rs_${down}_$$_$RANDOM" pid rc problems=() at_stop t0 t_stop t_up
+	local dir=$1 down=$2 n=${3:-30} conc=${4:-4} lat=${5:-500} lease=${6:-15} after=${7:-}
+	local db="faults_rs_${down}_$$_$RANDOM" pid rc problems=() at_stop t0 t_stop t_up t_down
 	local requests distinct sent withid sending reconnects unrec s logged twice rounds=0 rc2 unexplained
+	local seen_down
 	mkdir -p "$dir"
 	fs_db_new "$db"
 	fs_seed "$db" "$n" 1
@@ -392,14 +458,11 @@ fs_trial_restart() {
 	fs_bg "$dir" send "$ENG_BIN/queue-send" --db "dbname=$db" --rate 0 \
 		--concurrency "$conc" --lease-seconds "$lease"
 	pid=$FS_PID
-	if [ -n "$stop_at" ]; then
-		sleep "$(printf '%d.%03d' $((stop_at / 1000)) $((stop_at % 1000)))"
-	else
-		fs_wait_requests "$FS_RECORD" "$conc" 30 || problems+=("no requests before the restart")
-		sleep "0.$(printf '%03d' $((lat / 2 > 999 ? 999 : lat / 2)))"
-	fi
+	fs_wait_requests "$FS_RECORD" "${after:-$conc}" 60 || problems+=("no requests before the restart")
+	sleep "0.$(printf '%03d' $((lat / 2 > 999 ? 999 : lat / 2)))"
 	at_stop=$(fs_requests "$FS_RECORD")
-	t_stop=$(( $(fs_now_ms) - t0 ))
+	t_down=$(fs_now_ms)
+	t_stop=$((t_down - t0))
 	if [ "$down" = 0 ]; then
 		fs_as_owner "$ENG_PG_BIN/pg_ctl" -D "$ENG_PG_ROOT/data" -o "-p $PGPORT" \
 			-l "$ENG_PG_ROOT/server.log" -w -t 60 restart -m fast >/dev/null
@@ -411,6 +474,8 @@ fs_trial_restart() {
 	t_up=$(( $(fs_now_ms) - t0 ))
 	fs_wait_pid "$pid" 120 && rc=0 || rc=$?
 	s=$(cat "$dir/send.json")
+	seen_down=$(jq -rn 'first(inputs | select(.event == "database_reachable") | .down_ms) // "null"' \
+		"$dir/send.log" 2>/dev/null || echo null)
 	reconnects=$(jq -r '.reconnects // "null"' <<<"$s" 2>/dev/null || echo null)
 	unrec=$(jq -r '.outcomes_unrecorded // "null"' <<<"$s" 2>/dev/null || echo null)
 	jq -r 'select(.event == "outcome_not_recorded" and .reason == "database_unreachable")
@@ -450,7 +515,8 @@ fs_trial_restart() {
 	[ "$unrec" = "$logged" ] || problems+=("outcomes_unrecorded $unrec but the log names $logged messages")
 	[ "$(fs_check_db_vs_record "$db" "$FS_RECORD" | grep -c . || true)" -eq 0 ] ||
 		problems+=("a provider_message_id the stand-in did not answer for that message")
-	fs_json down_s "$down" messages "$n" lease_s "$lease" stop_at_ms "$t_stop" up_at_ms "$t_up" \
+	fs_json down_s "$down" messages "$n" lease_ms "$((lease * 1000))" outage_ms "$((t0 + t_up - t_down))" \
+		sender_down_ms "$seen_down" stop_at_ms "$t_stop" up_at_ms "$t_up" \
 		requests_at_stop "$at_stop" requests "$requests" distinct "$distinct" \
 		sent_twice "$twice" sent_twice_unexplained "$unexplained" \
 		dup_ids "$(sort -n "$dir/dups.ids" | tr '\n' ' ')" sent "$sent" sending "$sending" rc "$rc" \
@@ -489,7 +555,7 @@ fs_trial_stall() {
 	t_stop=$(fs_now_ms)
 	# A's requests still on the wire are answered (and recorded) meanwhile;
 	# then: which requests A made have no outcome in the database?
-	fs_wait_quiet "$FS_RECORD" $((lat + 100 > 999 ? 999 : lat + 100))
+	fs_wait_standin_idle 30 || true
 	fs_record_ids "$FS_RECORD" | sort -u >"$dir/a.ids"
 	fs_q "$db" "SELECT id FROM engagement.message_queue WHERE status = 'sending'" | sort -u >"$dir/sending.ids"
 	comm -12 "$dir/a.ids" "$dir/sending.ids" | sort -n >"$dir/inflight.ids"
@@ -542,6 +608,81 @@ fs_trial_stall() {
 		a_leases_lost "$(jq -r '.leases_lost // "null"' "$dir/a.json" 2>/dev/null)" \
 		b_sent "$(jq -r '.sent // "null"' "$dir/b.json" 2>/dev/null)" \
 		b_recovered "$(jq -r '.leases_recovered // "null"' "$dir/b.json" 2>/dev/null)" \
+		ok "$([ ${#problems[@]} -eq 0 ] && echo true || echo false)" \
+		problems "${problems[*]:-}" db "$db"
+	[ -n "${FS_KEEP_DB:-}" ] || fs_db_drop "$db"
+}
+
+# fs_trial_stall_recovered DIR [MESSAGES] [LATENCY_MS] [LEASE_S]
+#
+# Worker A (--concurrency 2, a slow API) is stopped with SIGSTOP once it
+# has requests going; the stand-in answers them meanwhile. Once A's leases
+# ran out, worker B recovers them (queue-send --max-seconds 0.001 recovers
+# expired claims as it starts, then stops before claiming anything): A's
+# messages are back in the queue, those whose answer A holds among them.
+# Then A gets SIGCONT and finishes: it records the outcomes it holds though
+# the claims are not its own any more, and claims the rest again. With a
+# latency longer than the lease, A's requests are still on the wire when B
+# recovers their claims: A claims them again before their answers come
+# (claimed_again) and must not send them a second time. Held: no message
+# reached the stand-in twice (a sender never sends again what it knows it
+# sent, whatever became of its claim); every message ends sent with the
+# wamid it was answered; nothing left sending; A and B exit 0; B recovered
+# A's claims.
+fs_trial_stall_recovered() {
+	local dir=$1 n=${2:-20} lat=${3:-300} lease=${4:-5}
+	local db="faults_sr_$$_$RANDOM" a rca rcb problems=() conc=2
+	local requests twice sent sending mism held wire=0 recovered again
+	mkdir -p "$dir"
+	fs_db_new "$db"
+	fs_seed "$db" "$n" 1
+	fs_standin_start "$dir" --latency-ms "$lat" || return 1
+	fs_bg "$dir" a "$ENG_BIN/queue-send" --db "dbname=$db" --rate 0 \
+		--concurrency "$conc" --lease-seconds "$lease" --timeout "$((lat / 1000 + 10))s" \
+		--worker-id A
+	a=$FS_PID
+	if [ "$lat" -gt $((lease * 1000)) ]; then
+		# its requests still on the wire when the claims are recovered
+		fs_wait_standin_busy "$conc" 30 || problems+=("A made no requests")
+		kill -STOP "$a"
+	else
+		fs_wait_requests "$FS_RECORD" 2 30 || problems+=("A made no requests")
+		kill -STOP "$a"
+		# A's requests on the wire are answered meanwhile: A holds their outcome
+		fs_wait_standin_idle 30 || true
+	fi
+	fs_wait_leases_out "$db" $((lease + 10)) || problems+=("A's leases did not run out")
+	wire=$(fs_standin_in_progress)
+	held=$(comm -12 <(fs_record_ids "$FS_RECORD" | sort -u) \
+		<(fs_q "$db" "SELECT id FROM engagement.message_queue WHERE status = 'sending'" | sort -u) |
+		grep -c . || true)
+	fs_bg "$dir" b "$ENG_BIN/queue-send" --db "dbname=$db" --rate 0 --max-seconds 0.001 --worker-id B
+	fs_wait_pid "$FS_PID" 60 && rcb=0 || rcb=$?
+	recovered=$(jq -r '.leases_recovered // 0' "$dir/b.json" 2>/dev/null || echo 0)
+	kill -CONT "$a"
+	fs_wait_pid "$a" 120 && rca=0 || rca=$?
+	fs_standin_stop
+	requests=$(fs_requests "$FS_RECORD")
+	twice=$(fs_dups "$FS_RECORD" | grep -c . || true)
+	sent=$(fs_q "$db" "SELECT count(*) FROM engagement.message_queue WHERE status = 'sent'")
+	sending=$(fs_q "$db" "SELECT count(*) FROM engagement.message_queue WHERE status = 'sending'")
+	mism=$(fs_check_db_vs_record "$db" "$FS_RECORD" | grep -c . || true)
+	[ "$rca" -eq 0 ] || problems+=("A exited $rca")
+	[ "$rcb" -eq 0 ] || problems+=("B exited $rcb")
+	again=$(grep -c '"event":"claimed_again"' "$dir/a.log" || true)
+	[ "$recovered" -ge 1 ] || problems+=("B recovered no claim of A")
+	[ $((held + wire)) -ge 1 ] || problems+=("A had no answer and no request on the wire when its claims were recovered")
+	[ "$wire" -eq 0 ] || [ "$again" -ge 1 ] || problems+=("A did not claim again the messages it had on the wire")
+	[ "$twice" -eq 0 ] || problems+=("$twice messages sent twice: $(fs_dups "$FS_RECORD" | tr '\n' ' ')")
+	[ "$requests" -eq "$n" ] || problems+=("$requests requests for $n messages")
+	[ "$sent" -eq "$n" ] || problems+=("$sent sent of $n: $(fs_status_counts "$db")")
+	[ "$sending" -eq 0 ] || problems+=("$sending left sending")
+	[ "$mism" -eq 0 ] || problems+=("$mism sent rows whose provider_message_id the stand-in never answered for them")
+	fs_json messages "$n" lease_s "$lease" latency_ms "$lat" held_at_recovery "$held" \
+		on_wire_at_recovery "$wire" b_recovered "$recovered" \
+		requests "$requests" sent_twice "$twice" sent "$sent" sending "$sending" rc_a "$rca" rc_b "$rcb" \
+		a_claimed_again "$again" \
+		a_leases_lost "$(jq -r '.leases_lost // "null"' "$dir/a.json" 2>/dev/null)" \
 		ok "$([ ${#problems[@]} -eq 0 ] && echo true || echo false)" \
 		problems "${problems[*]:-}" db "$db"
 	[ -n "${FS_KEEP_DB:-}" ] || fs_db_drop "$db"
@@ -629,19 +770,18 @@ fs_trials_parallel() {
 # rows; for migrate the schema as pg_dump -s prints it and the recorded
 # versions), its duration, its summary.
 #
-# Faults (fj_trial DIR SEED SCENARIO FAULT):
-#   kill9    SIGKILL after a random delay in [1/10, 3/4) x the reference's
-#            duration, direct connection; then a bounded wait until the dead
+# Faults (fj_trial DIR SEED SCENARIO FAULT), each placed by the run's
+# progress, not by time: once the run has committed a random share of its
+# work (fj_progress between the reference's start and end: in its first
+# three quarters, two thirds for a restart), whatever the machine's speed:
+#   kill9    SIGKILL, direct connection; then a bounded wait until the dead
 #            client's server process has left pg_stat_activity (reported:
 #            backend_at_kill, backend_wait_ms)
-#   restart  pg_ctl restart -m fast after a random delay in [1/10, 2/3) x
-#            the reference's duration (stops the whole cluster: nothing
-#            else may use it meanwhile)
+#   restart  pg_ctl restart -m fast (stops the whole cluster: nothing else
+#            may use it meanwhile)
 #   bouncer  the program works through PgBouncer (transaction pooling); its
-#            server connections are terminated (pg_terminate_backend) after
-#            a random delay in [1/10, 1) x the duration of the same run
-#            through PgBouncer. Not for migrate (it needs a direct
-#            connection).
+#            server connections are terminated (pg_terminate_backend). Not
+#            for migrate (it needs a direct connection).
 # Then the same command runs again, as cron would, and the database is
 # compared with the reference and checked (fj_invariants). One JSON line per
 # trial: figures, "violations" (how many checks failed) and "problems".
@@ -884,21 +1024,42 @@ fj_fp_sorted() {
 # versions recorded x 1000 + the schema's relations and functions, so that
 # an index built by a killed run's server process counts too).
 fj_progress() {
-	case $2 in
-	daily) fs_q "$1" "SELECT count(*) FROM engagement.state_transitions" ;;
-	weekly) fs_q "$1" "SELECT count(*) FROM engagement.message_queue" ;;
-	event_ids | optout) fs_q "$1" "SELECT count(*) FROM engagement.inbound_events" ;;
-	event_noid) fs_q "$1" "SELECT count(*) FROM engagement.activity_events" ;;
+	fs_q "$1" "$(fj_progress_sql "$2")"
+}
+
+# fj_progress_sql SCENARIO: the query of fj_progress (one line)
+fj_progress_sql() {
+	case $1 in
+	daily) echo "SELECT count(*) FROM engagement.state_transitions" ;;
+	weekly) echo "SELECT count(*) FROM engagement.message_queue" ;;
+	event_ids | optout) echo "SELECT count(*) FROM engagement.inbound_events" ;;
+	event_noid) echo "SELECT count(*) FROM engagement.activity_events" ;;
 	migrate_*)
-		fs_q "$1" "SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		                   WHERE n.nspname = 'engagement')
-		                + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-		                   WHERE n.nspname = 'engagement')
-		                + CASE WHEN to_regclass('engagement.schema_migrations') IS NULL THEN 0
-		                  ELSE (xpath('//n/text()', query_to_xml(
-		                    'SELECT count(*) AS n FROM engagement.schema_migrations', false, false, '')
-		                  ))[1]::text::int * 1000 END" ;;
+		echo "SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace" \
+		     " WHERE n.nspname = 'engagement')" \
+		     " + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace" \
+		     " WHERE n.nspname = 'engagement')" \
+		     " + CASE WHEN to_regclass('engagement.schema_migrations') IS NULL THEN 0" \
+		     " ELSE (xpath('//n/text()', query_to_xml(" \
+		     " 'SELECT count(*) AS n FROM engagement.schema_migrations', false, false, '')" \
+		     " ))[1]::text::int * 1000 END" ;;
 	esac
+}
+
+# fj_wait_progress DB SCENARIO TARGET PID: until the run (PID) has
+# committed up to TARGET (fj_progress's query, asked again and again on one
+# connection: a fraction of a millisecond each, so the fault follows the
+# commit it waits for at once), or ended; 120 s at most. The poller stays
+# open (fs_poll on DB) until fs_poll_stop.
+fj_wait_progress() {
+	local end=$(( $(fs_now_ms) + 120000 )) sql
+	sql=$(fj_progress_sql "$2")
+	fs_poll_start "$1" || return 1
+	while kill -0 "$4" 2>/dev/null && [ "$(fs_now_ms)" -lt "$end" ]; do
+		fs_poll "$sql" || break
+		[ "${FS_POLL_V:-0}" -ge "$3" ] 2>/dev/null && return 0
+	done
+	return 1
 }
 
 # fj_invalid_indexes DB: indexes not valid (an interrupted CREATE INDEX
@@ -1116,12 +1277,15 @@ fj_summary_ok() {
 # fj_trial DIR SEED SCENARIO FAULT
 #
 # A clone of the scenario's base; the scenario's command, interrupted by
-# FAULT at a random instant (from SEED); the same command again (as cron
+# FAULT once it committed a random share of its work (from SEED); the same
+# command again (as cron
 # would), to the end; for a batch with ids, once more (every line must be
 # a duplicate, and nothing change). Held:
 #  - the interrupted run exits 137 (killed), or 0/75 (restart, bouncer)
-#    with one summary on stdout; the next run exits 0 at once (no lease or
-#    lock left to wait out on a direct connection);
+#    with one summary on stdout, and (a job) its job_runs row says so: a
+#    run that lost its database records its end once it is back; the next
+#    run exits 0 at once (no lease or lock left to wait out on a direct
+#    connection);
 #  - the database ends as the reference (the same command run once,
 #    uninterrupted, on a clone of the same base): nothing lost (rows of the
 #    reference missing), nothing duplicated (rows it lacks), the same final
@@ -1136,7 +1300,7 @@ fj_summary_ok() {
 #    (pg_dump -s), versions and seed rows as the reference.
 fj_trial() {
 	local dir=$1 seed=$2 sc=$3 fault=$4
-	local d=$FJ_DIR/ref db mode=direct ref_ms maxd delay pid rc killed=false problems=()
+	local d=$FJ_DIR/ref db mode=direct ref_ms span share target delay pid rc killed=false problems=()
 	local found=false t0 run_ms wait_ms=0 restart_ms=0 cut=0 at_fault='' progress base fin pct mid
 	local rerun_rc rerun_ms rid rstatus=none dups='' noop_rc='' noop_dups='' noop_applied=''
 	local lost=0 duplicated=0 replayed=0 mismatch=0 inv invalid_before=0 verify_rc=
@@ -1153,24 +1317,28 @@ fj_trial() {
 	ref_ms=$(cat "$d/$sc.ms")
 	[ "$mode" = bouncer ] && ref_ms=$(cat "$d/$sc.bouncer_ms")
 	RANDOM=$seed
-	# a random instant in [ref/10, 3/4 ref): the first tenth is mostly the
-	# process starting and connecting, and on a loaded machine the last
-	# quarter often falls after the run has ended; a restart takes a
-	# moment to bite, so [ref/10, 2/3 ref) for it
-	maxd=$((ref_ms * 3 / 4 - ref_ms / 10 + 10))
-	[ "$fault" = restart ] && maxd=$((ref_ms * 2 / 3 - ref_ms / 10 + 10))
-	delay=$(( ref_ms / 10 + (RANDOM * 32768 + RANDOM) % maxd ))
+	# The fault lands when the run has committed a random share of its
+	# work (fj_progress, from the reference: base to fin), whatever the
+	# machine's speed: somewhere in its first three quarters (two thirds
+	# for a restart, which takes a moment to bite).
+	span=$((fin - base))
+	share=$((span * 3 / 4))
+	[ "$fault" = restart ] && share=$((span * 2 / 3))
+	[ "$share" -ge 1 ] || share=1
+	target=$((base + 1 + (RANDOM * 32768 + RANDOM) % share))
 
 	# the run, and the fault
 	t0=$(fs_now_ms)
 	fj_run "$dir" run "$db" "$mode"
 	pid=$FS_PID
-	fj_ms_sleep "$delay"
-	# what the program's server process was doing (a transaction open?)
-	if [ "$fault" = kill9 ]; then
-		at_fault=$(fs_q postgres "SELECT coalesce(string_agg(coalesce(state, '-'), ','), '')
-		                          FROM pg_stat_activity
-		                          WHERE datname = '$db' AND backend_type = 'client backend'")
+	fj_wait_progress "$db" "$sc" "$target" "$pid"
+	delay=$(( $(fs_now_ms) - t0 ))
+	# what the program's server process was doing (a transaction open?),
+	# asked on the poller's connection: no time lost before the fault
+	if [ "$fault" = kill9 ] && fs_poll "SELECT coalesce(string_agg(coalesce(state, '-'), ','), '')
+	        FROM pg_stat_activity WHERE datname = '$db' AND backend_type = 'client backend'
+	        AND pid <> pg_backend_pid()"; then
+		at_fault=$FS_POLL_V
 	fi
 	case $fault in
 	kill9)
@@ -1187,13 +1355,15 @@ fj_trial() {
 		restart_ms=$(( $(fs_now_ms) - r0 )) ;;
 	bouncer)
 		kill -0 "$pid" 2>/dev/null && killed=true
-		line=$(fs_q postgres "SELECT count(*), coalesce(string_agg(coalesce(state, '-'), ','), '')
-		                      FROM (SELECT state, pg_terminate_backend(pid)
-		                            FROM pg_stat_activity
-		                            WHERE datname = '$db' AND usename = '$FJ_LOGIN') x")
+		fs_poll "SELECT count(*) || '|' || coalesce(string_agg(coalesce(state, '-'), ','), '')
+		         FROM (SELECT state, pg_terminate_backend(pid) FROM pg_stat_activity
+		               WHERE datname = '$db' AND usename = '$FJ_LOGIN') x" ||
+			problems+=("could not cut the connections")
+		line=$FS_POLL_V
 		cut=${line%%|*}
 		at_fault=${line#*|} ;;
 	esac
+	fs_poll_stop
 	fs_wait_pid "$pid" 120 && rc=0 || rc=$?
 	run_ms=$(( $(fs_now_ms) - t0 ))
 	if [ "$mode" = bouncer ] && [ "$(cat "$d/$sc.bouncer_same" 2>/dev/null)" != 1 ]; then
@@ -1216,6 +1386,16 @@ fj_trial() {
 			problems+=("interrupted run: not one summary with exit_code $rc on stdout") ;;
 	esac
 	rid=$(jq -rn 'first(inputs | select(.run_id != null) | .run_id)' "$dir/run.log" 2>/dev/null || true)
+	# a run that lost its database records its end once the database is
+	# back (before the next run could mark it died)
+	if [ "$FJ_KIND" = job ] && [ "$fault" != kill9 ] && [ -n "$rid" ]; then
+		line=$(fs_q "$db" "SELECT status || '/' || coalesce(exit_code::text, '-')
+		                   FROM engagement.job_runs WHERE run_id = '$rid'")
+		case $line in
+		"" | "failed/$rc" | "ok/$rc" | "partial/$rc") ;;
+		*) problems+=("the interrupted run's job_runs row is $line after it exited $rc") ;;
+		esac
+	fi
 	progress=$(fj_progress "$db" "$sc")
 	[ "$FJ_KIND" = migrate ] && invalid_before=$(fj_invalid_indexes "$db")
 	if [ "$fin" -gt "$base" ]; then
@@ -1315,7 +1495,7 @@ fj_trial() {
 	fi
 
 	fj_json program "$FJ_PROG" scenario "$sc" fault "$fault" seed "$seed" trials 1 \
-		delay_ms "$delay" ref_ms "$ref_ms" hit "$killed" rc "$rc" run_ms "$run_ms" \
+		delay_ms "$delay" ref_ms "$ref_ms" progress_target "$((target - base))" hit "$killed" rc "$rc" run_ms "$run_ms" \
 		mid_run "$mid" progress_pct "$pct" committed "$committed" \
 		invalid_indexes_left "$invalid_before" backend_at_kill "$found" backend_wait_ms "$wait_ms" restart_ms "$restart_ms" \
 		connections_cut "$cut" server_state_at_fault "$at_fault" killed_run "$rstatus" \
@@ -1574,6 +1754,19 @@ fd_unpublished() {
 	fs_q "$1" "SELECT count(*) FROM engagement.outbox_events WHERE published_at IS NULL"
 }
 
+# fd_wait_published DB N PID TIMEOUT_S: until N events are published, or
+# the relay PID ended
+fd_wait_published() {
+	local end=$(($(fs_now_ms) + $4 * 1000))
+	fs_poll_start "$1" || return 1
+	while kill -0 "$3" 2>/dev/null && [ "$(fs_now_ms)" -lt "$end" ]; do
+		fs_poll "SELECT count(*) FROM engagement.outbox_events WHERE published_at IS NOT NULL" || break
+		[ "${FS_POLL_V:-0}" -ge "$2" ] 2>/dev/null && { fs_poll_stop; return 0; }
+	done
+	fs_poll_stop
+	return 1
+}
+
 # fd_wait_caught_up DB PRODUCER_PID TIMEOUT_S: until the producer is done
 # and nothing is unpublished
 fd_wait_caught_up() {
@@ -1587,7 +1780,8 @@ fd_wait_caught_up() {
 # fd_trial_relay DIR SEED SINK MODE FAULT
 #
 # SINK webhook or stdout; MODE oneshot or follow; FAULT one of
-#   kill9        kill -9 after a random delay
+#   kill9        kill -9 once a random number of the events there at the
+#                start were published
 #   restart      pg_ctl restart -m fast after a random delay (alone!)
 #   cut          pg_terminate_backend of its session, 3 times
 #   bouncer-cut  (oneshot) through PgBouncer, the pool's server sessions cut 3 times
@@ -1611,7 +1805,7 @@ fd_wait_caught_up() {
 fd_trial_relay() {
 	local dir=$1 seed=$2 sink=$3 mode=$4 fault=$5
 	local db="fd_rl_${seed}_$$_$RANDOM" conn t0 problems=() k=1 rc pid prod
-	local n0 produce=20 piv=30 batch=5 pad=0 delay=40 maxd=700 timeout=2s attempts=3
+	local n0 produce=20 piv=30 batch=5 pad=0 delay=40 after=0 timeout=2s attempts=3
 	local recv=() killed=false at=0 cuts=0 rr follow=() reruns=0 s i t_run durs=()
 	mkdir -p "$dir"
 	: >"$dir/runs.jsonl"
@@ -1623,7 +1817,7 @@ fd_trial_relay() {
 	if [ "$sink" = stdout ]; then
 		# 300 events of ~450 bytes, read 3 ms a line: past the first 64 KiB
 		# the relay waits on a full pipe, in the middle of a batch of 18 KB
-		n0=300 pad=300 batch=40 maxd=900
+		n0=300 pad=300 batch=40
 		export FD_READ_DELAY_MS=${FD_READ_DELAY_MS:-3}
 	else
 		n0=40
@@ -1659,9 +1853,11 @@ fd_trial_relay() {
 	esac
 	case $fault in
 	kill9)
-		fd_rand "$maxd"; at=$FD_R
-		[ "$mode" = follow ] && fd_rand 1200 && at=$((100 + FD_R))
-		fd_sleep_ms "$at"
+		# once a random number of the events there at the start are
+		# published (committed), whatever the machine's speed
+		fd_rand $((n0 * 3 / 4)); after=$((1 + FD_R))
+		fd_wait_published "$db" "$after" "$pid" 60
+		at=$(($(fs_now_ms) - t_run))
 		if kill -0 "$pid" 2>/dev/null; then
 			kill -9 "$pid" 2>/dev/null && killed=true
 		fi
@@ -1792,7 +1988,7 @@ fd_trial_relay() {
 	fi
 	local out
 	out=$(fs_json program outbox-relay fault "$fault" sink "$sink" mode "$mode" trials 1 seed "$seed" \
-		at_ms "$at" killed "$killed" cuts "$cuts" rc "$rc" retries_run1 "$retries1" reconnects_run1 "$reconn1" \
+		at_ms "$at" after_published "$after" killed "$killed" cuts "$cuts" rc "$rc" retries_run1 "$retries1" reconnects_run1 "$reconn1" \
 		unpublished_after_run1 "$left1" reruns "$reruns" \
 		last_rc "${rr:-null}" durations_ms "${durs[*]}" \
 		duration_ms $(($(fs_now_ms) - t0)) lease_left "$locks" running_left "$running" \
@@ -1873,6 +2069,17 @@ fd_wh_answered() {
 	jq -r 'select(.status == 200) | .key' "$1/posts.jsonl" 2>/dev/null | sort -u
 }
 
+# fd_wh_wait_answered DIR N POSTER_PID TIMEOUT_S: until the poster has had N
+# deliveries answered 200, or ended
+fd_wh_wait_answered() {
+	local end=$(($(fs_now_ms) + $4 * 1000))
+	while kill -0 "$3" 2>/dev/null && [ "$(fs_now_ms)" -lt "$end" ]; do
+		[ "$(fd_wh_answered "$1" | grep -c .)" -ge "$2" ] && return 0
+		sleep 0.01
+	done
+	return 1
+}
+
 # fd_wh_keys DB [applied]: the keys of the deliveries in the inbox (applied ones)
 fd_wh_keys() {
 	fs_q "$1" "SELECT DISTINCT body::jsonb -> 'entry' -> 0 ->> 'id' FROM engagement.webhook_inbox
@@ -1910,9 +2117,9 @@ fd_wh_facts() {
 #
 # engagement-webhook receives 4 x PEOPLE signed deliveries (texts and
 # statuses, fd_wh_bodies) from fd_poster.py (4 connections, in a shuffled
-# order, each retried until answered 200, as Meta does) while FAULT hits:
-#   kill9        kill -9 once some deliveries were answered 200; restarted
-#                on the same port
+# order, each retried until answered 200, as Meta does) while FAULT hits,
+# once a random number of them (1 to PEOPLE) were answered 200:
+#   kill9        kill -9; restarted on the same port
 #   kill9-drain  the same, then engagement-webhook --drain before the restart
 #   restart      the server restarted under it (pg_ctl restart -m fast, or
 #                stopped for 1-3 s), deliveries answered 503 meanwhile
@@ -1950,16 +2157,13 @@ fd_trial_webhook() {
 		--deadline-s 60 --seed "$seed" 2>"$dir/poster.err" &
 	poster=$!
 	echo "$poster" >"$dir/poster.pid"
+	# every fault lands once 1..PEOPLE deliveries were answered 200 (of
+	# 4 x PEOPLE), whatever the machine's speed
+	fd_rand "$people"; k=$((1 + FD_R))
+	fd_wh_wait_answered "$dir" "$k" "$poster" 30
+	at=$(($(fs_now_ms) - t0))
 	case $fault in
 	kill9 | kill9-drain)
-		# once 1..PEOPLE deliveries were answered 200, and a moment more
-		fd_rand "$people"; k=$((1 + FD_R))
-		for i in $(seq 400); do
-			[ "$(fd_wh_answered "$dir" | grep -c .)" -ge "$k" ] && break
-			sleep 0.01
-		done
-		fd_rand 60; at=$FD_R
-		fd_sleep_ms "$at"
 		kill -9 "$FD_HOOK_PID"
 		wait "$FD_HOOK_PID" 2>/dev/null || true
 		# 200 means committed: all of them are in the inbox now
@@ -1987,8 +2191,6 @@ fd_trial_webhook() {
 		restarted=1
 		;;
 	restart)
-		fd_rand 500; at=$((100 + FD_R))
-		fd_sleep_ms "$at"
 		fd_rand 4; down=$FD_R
 		if [ "$down" = 0 ]; then
 			fd_pg_restart || problems+=("pg_ctl restart failed")
@@ -2000,8 +2202,6 @@ fd_trial_webhook() {
 		;;
 	term-db-down)
 		# the database goes away, then the service is told to stop
-		fd_rand 400; at=$((100 + FD_R))
-		fd_sleep_ms "$at"
 		fs_pg_stop
 		down=1
 		sleep 0.3
@@ -2016,8 +2216,6 @@ fd_trial_webhook() {
 		restarted=1
 		;;
 	cut | bouncer-cut)
-		fd_rand 300; at=$((50 + FD_R))
-		fd_sleep_ms "$at"
 		for i in 1 2 3; do
 			if [ "$fault" = cut ]; then
 				cuts=$((cuts + $(fd_cut "$db" engagement-webhook)))
@@ -2102,7 +2300,8 @@ fd_qs_rc_ok() {
 #              beyond queue-send --timeout 300ms (908)
 #   mix-kill9  every 2nd recipient is 909, 908, 906 (500 not JSON) or 920
 #              (fails once), every answer 50 ms late, and queue-send is
-#              killed with SIGKILL after a random delay
+#              killed with SIGKILL once the stand-in recorded a random
+#              number of its requests
 # queue-send (--concurrency 4, --lease-seconds 3) runs again and again, as
 # cron would, until nothing is queued; between runs the backoff is skipped
 # (fd_qs_time_passes). Held:
@@ -2139,8 +2338,10 @@ fd_trial_send() {
 		--timeout "$timeout" --lease-seconds "$lease" --worker-id "fd-$seed-0"
 	pid=$FS_PID
 	if [ "$fault" = mix-kill9 ]; then
-		fd_rand 800; at=$FD_R
-		fd_sleep_ms "$at"
+		# once the stand-in recorded a random number of its requests
+		fd_rand $((n / 2)); local after=$FD_R
+		fs_wait_requests_of "$FS_RECORD" "$after" "$pid" 60
+		at=$(($(fs_now_ms) - t_run))
 		if kill -0 "$pid" 2>/dev/null; then
 			kill -9 "$pid" 2>/dev/null && killed=true
 		fi
@@ -2148,7 +2349,7 @@ fd_trial_send() {
 		# its claims stay as they were until the leases run out; a 908
 		# request is recorded when its wait ends
 		fs_q "$db" "SELECT id FROM engagement.message_queue WHERE status = 'sending'" | sort -u >"$dir/sending.ids"
-		fd_sleep_ms $((slow + 300))
+		fs_wait_standin_idle 30 || true
 		fs_record_ids "$FS_RECORD" | sort -u >"$dir/killed.ids"
 		comm -12 "$dir/killed.ids" "$dir/sending.ids" >"$dir/inflight.ids"
 	else
@@ -2172,7 +2373,7 @@ fd_trial_send() {
 		durs+=($(($(fs_now_ms) - t_run)))
 		fd_qs_rc_ok "$dir/run$runs" "$rr" || problems+=("run $runs exited $rr: $(jq -r '.error // empty' "$dir/run$runs.json" 2>/dev/null)")
 	done
-	fd_sleep_ms $((slow + 200)) # the last 908 waits end (and are recorded)
+	fs_wait_standin_idle 30 || true # the last 908 waits end (and are recorded)
 	fs_standin_stop
 	# per message: its suffix, status, attempts, last error class, provider
 	# id; the stand-in's requests and wamids for it

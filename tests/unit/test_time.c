@@ -356,6 +356,27 @@ static void test_iso_week_consistent(void **state)
 	}
 }
 
+/* Due at once, whenever the machine booted (the monotonic clock starts at
+ * boot: a receiver started 5 s after boot must purge at start too). */
+static void test_every(void **state)
+{
+	(void)state;
+	const int64_t hour = 3600 * SEC;
+	int64_t boots[] = {5 * SEC, 59 * 60 * SEC, 30 * 86400 * SEC};
+	for (size_t i = 0; i < sizeof(boots) / sizeof(*boots); i++) {
+		int64_t t = boots[i];
+		struct eng_every e = ENG_EVERY(hour);
+		assert_true(eng_every_due(&e, t));
+		assert_false(eng_every_due(&e, t));
+		assert_false(eng_every_due(&e, t + hour - 1));
+		assert_true(eng_every_due(&e, t + hour));
+		assert_false(eng_every_due(&e, t + hour + 1));
+		eng_every_soon(&e);
+		assert_true(eng_every_due(&e, t + hour + 2));
+		assert_false(eng_every_due(&e, t + hour + 3));
+	}
+}
+
 static void test_now_and_mono(void **state)
 {
 	(void)state;
@@ -385,6 +406,7 @@ int main(void)
 		cmocka_unit_test(test_format_date),
 		cmocka_unit_test(test_iso_week),
 		cmocka_unit_test(test_iso_week_consistent),
+		cmocka_unit_test(test_every),
 		cmocka_unit_test(test_now_and_mono),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -396,7 +396,7 @@ static void answer_stats(struct sa_server *srv, struct answer *a)
 {
 	json_t *by_status = json_object(), *by_code = json_object();
 	pthread_mutex_lock(&srv->mu);
-	uint64_t requests = srv->requests;
+	uint64_t requests = srv->requests, in_progress = srv->begun - srv->requests;
 	for (unsigned s = 0; s < SA_MAX_STATUS; s++) {
 		if (!srv->by_status[s])
 			continue;
@@ -410,7 +410,8 @@ static void answer_stats(struct sa_server *srv, struct answer *a)
 		json_object_set_new(by_code, k, json_integer((json_int_t)srv->by_code[i].n));
 	}
 	pthread_mutex_unlock(&srv->mu);
-	json_t *j = json_pack("{s:I, s:o, s:o}", "requests", (json_int_t)requests,
+	json_t *j = json_pack("{s:I, s:I, s:o, s:o}", "requests", (json_int_t)requests,
+			      "in_progress", (json_int_t)in_progress,
 			      "by_status", by_status, "by_code", by_code);
 	sa_hooks_stats(srv, j);
 	set_json(a, 200, j);
@@ -759,6 +760,12 @@ enum MHD_Result sa_handle(void *cls, struct MHD_Connection *conn,
 			r->sw_signature = header_copy(conn, "webhook-signature");
 		}
 		r->auth = check_auth(srv, conn);
+		if (r->route != ROUTE_STATS && r->route != ROUTE_INBOUND &&
+		    r->route != ROUTE_RAW) { /* recorded once it is answered */
+			pthread_mutex_lock(&srv->mu);
+			srv->begun++;
+			pthread_mutex_unlock(&srv->mu);
+		}
 		*req_cls = r;
 		if (r->route == ROUTE_MESSAGES &&
 		    strcmp(method, MHD_HTTP_METHOD_POST) == 0 && refuse_early(conn, r))

@@ -116,7 +116,8 @@ struct sa_server {
 	/* mu guards everything below up to the stop fields. */
 	pthread_mutex_t mu;
 	uint64_t seq;
-	uint64_t requests;
+	uint64_t begun;    /* requests that started (counted routes) */
+	uint64_t requests; /* ... that were answered or went away: recorded */
 	uint64_t by_status[SA_MAX_STATUS];
 	struct sa_code_count by_code[SA_MAX_CODES];
 	size_t n_codes;
