@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# shellcheck disable=SC2154 # bats sets $output and $status
+# shellcheck disable=SC2154,SC2016 # bats sets $output and $status; wait_for conditions are single-quoted
 # contrib/: the nginx site in front of engagement-webhook, for real. nginx
 # runs the site file (adapted only in its addresses, certificate and log
 # paths: a self-signed certificate, free loopback ports) in a folder of its
@@ -52,7 +52,7 @@ setup() {
 teardown() {
 	if [ -n "$NGINX_PID" ]; then
 		kill "$NGINX_PID" 2>/dev/null || true
-		for _ in $(seq 100); do kill -0 "$NGINX_PID" 2>/dev/null || break; sleep 0.05; done
+		wait_for 30 '! kill -0 "$NGINX_PID" 2>/dev/null' || true
 	fi
 	if [ -n "$HOOK_PID" ]; then
 		kill -TERM "$HOOK_PID" 2>/dev/null || true
@@ -69,12 +69,8 @@ start_hook() {
 		>"$W/hook.out" 2>"$W/hook.log" 3>&- &
 	HOOK_PID=$!
 	HOOK_PORT=
-	for _ in $(seq 200); do
-		HOOK_PORT=$(grep '"event":"listening"' "$W/hook.log" 2>/dev/null | jq -r .port) || true
-		[ -n "$HOOK_PORT" ] && break
-		kill -0 "$HOOK_PID" 2>/dev/null || break
-		sleep 0.05
-	done
+	wait_for 30 '! kill -0 "$HOOK_PID" 2>/dev/null || grep -q "\"event\":\"listening\"" "$W/hook.log" 2>/dev/null' || true
+	HOOK_PORT=$(grep '"event":"listening"' "$W/hook.log" 2>/dev/null | jq -r .port) || true
 	if [ -z "$HOOK_PORT" ] || [ "$HOOK_PORT" = 0 ]; then
 		echo "engagement-webhook did not start:" >&2
 		cat "$W/hook.log" "$W/hook.out" >&2
@@ -84,11 +80,26 @@ start_hook() {
 
 # start_nginx: the site file, with only what a deployment changes anyway
 # changed: the certificate (self-signed for 127.0.0.1), the ports, the log
-# folder and the receiver's address. Sets HTTPS_PORT and HTTP_PORT.
+# folder and the receiver's address. Sets HTTPS_PORT and HTTP_PORT. A port
+# found free may be taken by someone else before nginx binds it: then it
+# tries again with others.
 start_nginx() {
 	openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
 		-addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
 		-keyout "$W/key.pem" -out "$W/cert.pem" 2>/dev/null
+	local try
+	for try in 1 2 3 4 5; do
+		nginx_on_free_ports && return 0
+		grep -q 'Address already in use' "$W/error.log" 2>/dev/null || return 1
+		echo "nginx: a port was taken meanwhile (try $try), again" >&2
+	done
+	return 1
+}
+
+# nginx_on_free_ports: one try of start_nginx (called in a condition, where
+# a failed command does not end the test: each check returns)
+nginx_on_free_ports() {
+	rm -f "$W/error.log" "$W/nginx.pid"
 	HTTPS_PORT=$(free_port)
 	HTTP_PORT=$(free_port)
 	sed -e "s#/etc/letsencrypt/live/webhook.example.com/fullchain.pem#$W/cert.pem#" \
@@ -100,13 +111,19 @@ start_nginx() {
 		-e "s#server 127.0.0.1:8090;#server 127.0.0.1:$HOOK_PORT;#" \
 		"$SITE" >"$W/site.conf"
 	# the adaptation changed what it should, and only that
-	grep -q "listen 127.0.0.1:$HTTPS_PORT ssl" "$W/site.conf"
-	grep -q "server 127.0.0.1:$HOOK_PORT;" "$W/site.conf"
-	grep -q "ssl_certificate *$W/cert.pem" "$W/site.conf"
-	[ "$(diff "$SITE" "$W/site.conf" | grep -c '^>')" -eq 7 ]
+	{
+		grep -q "listen 127.0.0.1:$HTTPS_PORT ssl" "$W/site.conf" &&
+			grep -q "server 127.0.0.1:$HOOK_PORT;" "$W/site.conf" &&
+			grep -q "ssl_certificate *$W/cert.pem" "$W/site.conf" &&
+			[ "$(diff "$SITE" "$W/site.conf" | grep -c '^>')" -eq 7 ]
+	} || {
+		echo "the site file was not adapted as expected:" >&2
+		diff "$SITE" "$W/site.conf" >&2
+		return 1
+	}
 	local user=
 	[ "$(id -u)" = 0 ] && user="user root;"
-	mkdir -p "$W/temp"
+	mkdir -p "$W/temp" || return 1
 	cat >"$W/nginx.conf" <<-CONF
 		$user
 		worker_processes 1;
@@ -125,13 +142,10 @@ start_nginx() {
 	CONF
 	run "$NGINX" -t -q -e "$W/error.log" -p "$W" -c "$W/nginx.conf"
 	[ "$status" -eq 0 ] || { echo "nginx -t: $output" >&2; cat "$W/error.log" >&2; return 1; }
-	"$NGINX" -e "$W/error.log" -p "$W" -c "$W/nginx.conf" 3>&-
-	for _ in $(seq 100); do [ -s "$W/nginx.pid" ] && break; sleep 0.05; done
+	"$NGINX" -e "$W/error.log" -p "$W" -c "$W/nginx.conf" 3>&- || return 1
+	wait_for 30 test -s "$W/nginx.pid" || return 1
 	NGINX_PID=$(cat "$W/nginx.pid")
-	for _ in $(seq 100); do
-		curl -sk -o /dev/null "https://127.0.0.1:$HTTPS_PORT/" && return 0
-		sleep 0.05
-	done
+	wait_for 30 curl -sk -o /dev/null "https://127.0.0.1:$HTTPS_PORT/" && return 0
 	echo "nginx does not answer on $HTTPS_PORT:" >&2
 	cat "$W/error.log" >&2
 	return 1
@@ -176,10 +190,7 @@ delivery() {
 	[ "$(q "SELECT count(*) FROM engagement.webhook_inbox")" = 1 ]
 	[ "$(q "SELECT encode(convert_to(body, 'UTF8'), 'hex') FROM engagement.webhook_inbox")" = "$(hex <"$W/d.json")" ]
 	# and it was applied (an unknown number: counted and ignored)
-	for _ in $(seq 100); do
-		[ "$(q "SELECT count(*) FROM engagement.webhook_inbox WHERE applied_at IS NOT NULL")" = 1 ] && break
-		sleep 0.05
-	done
+	wait_q "SELECT count(*) FROM engagement.webhook_inbox WHERE applied_at IS NOT NULL" 1
 	[ "$(q "SELECT result->>'messages' FROM engagement.webhook_inbox")" = 1 ]
 }
 
@@ -210,7 +221,7 @@ delivery() {
 	[ "$output" = 403 ]
 	# nginx writes its access log line after the answer
 	local log=$W/engagement-webhook.access.log
-	for _ in $(seq 50); do [ "$(grep -c "GET $HOOK_PATH " "$log")" = 2 ] && break; sleep 0.05; done
+	wait_for 30 '[ "$(grep -c "GET $HOOK_PATH " "$log" 2>/dev/null)" = 2 ]' || true
 	[ "$(grep -c "GET $HOOK_PATH " "$log")" = 2 ]
 	[ "$(grep -c -e "$TOKEN" -e verify_token -e challenge "$log")" = 0 ]
 }

@@ -30,6 +30,33 @@ user() {
 
 state_of() { q "SELECT state FROM engagement.engagement_states WHERE user_id = '$(uid "$1")'"; }
 messages_of() { q "SELECT count(*) FROM engagement.message_queue WHERE user_id = '$(uid "$1")'"; }
+goodbyes() { q "SELECT count(*) FROM engagement.engagement_states WHERE state = 'goodbye_sent'"; }
+
+# gate AFTER: a run stops at its first state update once AFTER users are in
+# goodbye_sent (committed, or earlier in its own batch), and waits there
+# until ungate: the test then knows the run is in the middle of its work,
+# whatever the machine's speed. The gate is an advisory lock that a session
+# of the test's own holds.
+gate() {
+	session_open gate
+	session gate "SELECT pg_advisory_lock(4242)"
+	q "CREATE FUNCTION engagement.test_gate() RETURNS trigger LANGUAGE plpgsql AS \$\$
+	   BEGIN
+	     IF (SELECT count(*) FROM engagement.engagement_states WHERE state = 'goodbye_sent') >= $1 THEN
+	       PERFORM pg_advisory_xact_lock_shared(4242);
+	     END IF;
+	     RETURN NEW;
+	   END \$\$;
+	   CREATE TRIGGER test_gate BEFORE UPDATE ON engagement.engagement_states
+	   FOR EACH ROW EXECUTE FUNCTION engagement.test_gate()" >/dev/null
+}
+ungate() { session_close gate; }
+
+# daily_at_gate: the daily run waits at the gate.
+daily_at_gate() {
+	wait_q "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+	        AND application_name = 'engagement-daily' AND wait_event_type = 'Lock'" 1
+}
 
 @test "13 days inactive: nothing happens" {
 	user 1 active 2026-11-09T06:00:00Z
@@ -210,16 +237,14 @@ messages_of() { q "SELECT count(*) FROM engagement.message_queue WHERE user_id =
 
 @test "two runs at once: the second exits 75 already_running" {
 	for i in $(seq 1 3); do user "$i" active 2026-11-01T00:00:00Z; done
-	# make the first run slow: each state update sleeps
-	q "CREATE FUNCTION engagement.test_slow() RETURNS trigger LANGUAGE plpgsql AS \$\$
-	   BEGIN PERFORM pg_sleep(1); RETURN NEW; END \$\$;
-	   CREATE TRIGGER test_slow BEFORE UPDATE ON engagement.engagement_states
-	   FOR EACH ROW EXECUTE FUNCTION engagement.test_slow()" >/dev/null
+	# the first run stops at its first state update until the second is done
+	gate 0
 	"$ENG_BIN/engagement-daily" --db "$CONN" --now "$NOW" >"$BATS_TEST_TMPDIR/first.json" 2>/dev/null &
 	first=$!
-	sleep 1
+	daily_at_gate
 	eng engagement-daily --db "$CONN" --now "$NOW"
 	second=$status
+	ungate
 	wait "$first"
 	first_status=$?
 	[ "$second" -eq 75 ]
@@ -232,7 +257,7 @@ messages_of() { q "SELECT count(*) FROM engagement.message_queue WHERE user_id =
 @test "a crashed run's lease lapses: the next run proceeds" {
 	user 1 active 2026-11-01T00:00:00Z
 	q "INSERT INTO engagement.job_locks (job, run_id, holder, expires_at)
-	   VALUES ('engagement-daily', gen_random_uuid(), 'crashed pid 1', now() + interval '30 seconds')" >/dev/null
+	   VALUES ('engagement-daily', gen_random_uuid(), 'crashed pid 1', now() + interval '10 minutes')" >/dev/null
 	eng engagement-daily --db "$CONN" --now "$NOW"
 	[ "$status" -eq 75 ]
 	[[ "$(sj .error)" == *"crashed pid 1"* ]]
@@ -244,16 +269,20 @@ messages_of() { q "SELECT count(*) FROM engagement.message_queue WHERE user_id =
 
 @test "kill -9 mid-run: the next run finishes the job" {
 	for i in $(seq 1 6); do user "$i" active 2026-11-01T00:00:00Z; done
-	q "CREATE FUNCTION engagement.test_slow() RETURNS trigger LANGUAGE plpgsql AS \$\$
-	   BEGIN PERFORM pg_sleep(0.3); RETURN NEW; END \$\$;
-	   CREATE TRIGGER test_slow BEFORE UPDATE ON engagement.engagement_states
-	   FOR EACH ROW EXECUTE FUNCTION engagement.test_slow()" >/dev/null
+	# killed in its second batch, the first one committed
+	gate 2
 	"$ENG_BIN/engagement-daily" --db "$CONN" --now "$NOW" --batch-size 2 >/dev/null 2>&1 &
 	pid=$!
-	sleep 1.2
+	daily_at_gate
 	kill -9 "$pid"
 	wait "$pid" || true
-	q "DROP TRIGGER test_slow ON engagement.engagement_states" >/dev/null
+	[ "$(goodbyes)" -eq 2 ]
+	ungate
+	# the server ends the dead run's session (rolling its batch back) when it
+	# next talks to the client
+	wait_q "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+	        AND application_name = 'engagement-daily'" 0
+	q "DROP TRIGGER test_gate ON engagement.engagement_states" >/dev/null
 	# simulate the lease running out instead of waiting 60 s
 	q "UPDATE engagement.job_locks SET expires_at = now() - interval '1 second'" >/dev/null
 	eng engagement-daily --db "$CONN" --now "$NOW"
@@ -348,15 +377,14 @@ messages_of() { q "SELECT count(*) FROM engagement.message_queue WHERE user_id =
 
 @test "SIGTERM stops the run between batches: exit 75, finished batches kept" {
 	for i in $(seq 1 6); do user "$i" active 2026-11-01T00:00:00Z; done
-	q "CREATE FUNCTION engagement.test_slow() RETURNS trigger LANGUAGE plpgsql AS \$\$
-	   BEGIN PERFORM pg_sleep(0.4); RETURN NEW; END \$\$;
-	   CREATE TRIGGER test_slow BEFORE UPDATE ON engagement.engagement_states
-	   FOR EACH ROW EXECUTE FUNCTION engagement.test_slow()" >/dev/null
+	# signalled in its second batch, the first one committed
+	gate 1
 	"$ENG_BIN/engagement-daily" --db "$CONN" --now "$NOW" --batch-size 1 \
 		>"$BATS_TEST_TMPDIR/out.json" 2>"$BATS_TEST_TMPDIR/err.log" &
 	pid=$!
-	sleep 1
+	daily_at_gate
 	kill -TERM "$pid"
+	ungate
 	wait "$pid" && rc=0 || rc=$?
 	[ "$rc" -eq 75 ]
 	done_users=$(q "SELECT count(*) FROM engagement.engagement_states WHERE state = 'goodbye_sent'")

@@ -120,14 +120,19 @@ tables() {
 	new_db
 	eng migrate --db "$CONN application_name=other" status
 	[ "$status" -eq 0 ]
-	# Seen from the server while a lock makes migrate wait.
-	psql -X -q -d "$DB" -c "SELECT pg_advisory_lock(7236251001), pg_sleep(3)" >/dev/null &
-	sleep 0.5
-	"$ENG_BIN/migrate" --db "$CONN application_name=other" --lock-wait 2 up >/dev/null 2>&1 &
-	sleep 1
-	run q "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'migrate' AND datname = current_database()"
-	wait
-	[ "$output" -eq 1 ]
+	# Seen from the server while a lock makes migrate wait: the lock is held
+	# until migrate's session has been seen.
+	session_open holder
+	session holder "SELECT pg_advisory_lock(7236251001)"
+	"$ENG_BIN/migrate" --db "$CONN application_name=other" --lock-wait 120 up >/dev/null 2>&1 3>&- &
+	pid=$!
+	others="FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend'
+	        AND application_name <> 'holder' AND pid <> pg_backend_pid()"
+	wait_q "SELECT count(*) $others" 1
+	run q "SELECT application_name $others"
+	session_close holder
+	wait "$pid" || true
+	[ "$output" = migrate ]
 }
 
 # ---- up ---------------------------------------------------------------
@@ -404,15 +409,18 @@ CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS t_x_idx ON engagement.t (x);"
 
 @test "the lock held longer than --lock-wait exits 75" {
 	new_db empty
-	psql -X -q -d "$DB" -c "SELECT pg_advisory_lock(7236251001), pg_sleep(6)" >/dev/null &
-	sleep 0.5
+	# held until the end of the test
+	session_open holder
+	session holder "SELECT pg_advisory_lock(7236251001)"
 	start=$(date +%s)
 	eng migrate --db "$CONN" --lock-wait 1 up
 	end=$(date +%s)
-	wait
+	session_close holder
 	[ "$status" -eq 75 ]
 	[[ "$(sj .error)" == *"--lock-wait"* ]]
-	[ $((end - start)) -lt 5 ]
+	# it gave up after about --lock-wait, and did not wait for the holder
+	# (bound far above 1 s: a loaded machine is slow)
+	[ $((end - start)) -lt 30 ]
 	[ "$(q "SELECT to_regclass('engagement.schema_migrations') IS NULL")" = t ]
 }
 
@@ -421,10 +429,11 @@ CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS t_x_idx ON engagement.t (x);"
 	mig 0002 alter "ALTER TABLE engagement.t ADD COLUMN y int;"
 	new_db empty
 	eng migrate --db "$CONN" --dir "$TMP/m" up --to 1
-	psql -X -q -d "$DB" -c "BEGIN; LOCK TABLE engagement.t; SELECT pg_sleep(6); COMMIT;" >/dev/null &
-	sleep 0.5
+	# held until migrate has given up
+	session_open holder
+	session holder "BEGIN; LOCK TABLE engagement.t;"
 	eng migrate --db "$CONN" --dir "$TMP/m" --lock-timeout 500ms up
-	wait
+	session_close holder
 	[ "$status" -eq 75 ]
 	[ "$(sj .failed.sqlstate)" = 55P03 ]
 	[ "$(q "SELECT max(version) FROM engagement.schema_migrations")" -eq 1 ]

@@ -70,12 +70,14 @@ counts() {
 }
 
 @test "an applied change writes the row, the consent record, an outbox event and a NOTIFY" {
-	psql -X -q -d "$DB" -c "LISTEN engagement_preferences" -c "SELECT pg_sleep(3)" >"$BATS_TEST_TMPDIR/listen" 2>&1 &
-	listener=$!
-	sleep 0.5
+	session_open listener
+	session listener "LISTEN engagement_preferences;"
 	eng optout-set --db "$CONN" --user "$U" --opt-out --source web --at 2026-11-22T10:00:00Z --reason "settings page"
 	[ "$status" -eq 0 ]
-	wait "$listener"
+	# psql prints the notifications that came meanwhile after its next
+	# query (the server sends them before that query's end)
+	session listener "SELECT 1;"
+	session_close listener
 	[ "$(pref)" = "t|web|2026-11-22T10:00:00Z" ]
 	run q "SELECT event, source, details->>'old_value', details->>'new_value', details->>'reason', run_id IS NOT NULL
 	       FROM engagement.audit_log WHERE user_id = '$U'"
@@ -83,8 +85,8 @@ counts() {
 	run q "SELECT event_type, payload->>'opt_out', payload->>'source', payload::text LIKE '%+55%'
 	       FROM engagement.outbox_events WHERE user_id = '$U'"
 	[ "$output" = "preferences.reengagement_changed|true|web|f" ]
-	grep -q 'Asynchronous notification "engagement_preferences"' "$BATS_TEST_TMPDIR/listen"
-	grep -q "$U" "$BATS_TEST_TMPDIR/listen"
+	grep -q 'Asynchronous notification "engagement_preferences"' "$BATS_TEST_TMPDIR/listener.out"
+	grep -q "$U" "$BATS_TEST_TMPDIR/listener.out"
 }
 
 @test "opt out on the web: the next daily and weekly runs skip the user" {

@@ -104,12 +104,7 @@ start_sw() {
 	python3 "$SW" --secret-file "$secrets" --port-file "$BATS_TEST_TMPDIR/swport" \
 		--out "$SW_OUT" "$@" 2>"$BATS_TEST_TMPDIR/sw.err" 3>&- &
 	BG_PIDS+=($!)
-	local i
-	for i in $(seq 200); do
-		[ -s "$BATS_TEST_TMPDIR/swport" ] && break
-		sleep 0.05
-	done
-	[ -s "$BATS_TEST_TMPDIR/swport" ] || { cat "$BATS_TEST_TMPDIR/sw.err" >&2; return 1; }
+	wait_for 30 test -s "$BATS_TEST_TMPDIR/swport" || { cat "$BATS_TEST_TMPDIR/sw.err" >&2; return 1; }
 	SW_URL="http://127.0.0.1:$(cat "$BATS_TEST_TMPDIR/swport")/hook"
 }
 
@@ -132,17 +127,6 @@ replay() {
 	for x in "${h[@]}"; do args+=(-H "$x"); done
 	jq -j .raw_body <<<"$rec" | curl -s -o /dev/null -w '%{http_code}' \
 		-H 'Content-Type: application/json' "${args[@]}" --data-binary @- "$SW_URL"
-}
-
-# wait_until TIMEOUT_S CONDITION: evaluate the shell CONDITION every 0.1 s
-wait_until() {
-	local t=$1 i
-	for ((i = 0; i < t * 10; i++)); do
-		eval "$2" && return 0
-		sleep 0.1
-	done
-	echo "timed out after ${t}s waiting for: $2" >&2
-	return 1
 }
 
 # refute_in NEEDLE TEXT / refute_in_file NEEDLE FILE: fail when found
@@ -169,18 +153,15 @@ forget() {
 	BG_PIDS=("${keep[@]}")
 }
 
-# stop_bg PID [TIMEOUT]: SIGTERM, wait for the exit (no hang), set $bg_rc
+# stop_bg PID [TIMEOUT]: SIGTERM, wait for the exit (no hang: 30 s at
+# most), set $bg_rc
 stop_bg() {
-	local pid=$1 t=${2:-10} i
+	local pid=$1 t=${2:-30}
 	kill -TERM "$pid"
-	for ((i = 0; i < t * 10; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$pid" 2>/dev/null; then
+	wait_for "$t" '! kill -0 "$pid" 2>/dev/null' || {
 		echo "process $pid did not stop within ${t}s of SIGTERM" >&2
 		return 1
-	fi
+	}
 	bg_rc=0
 	wait "$pid" || bg_rc=$?
 	forget "$pid"
@@ -518,8 +499,9 @@ file_has_event() { # FILE JQ-CONDITION
 		>"$BATS_TEST_TMPDIR/out.json" 2>"$BATS_TEST_TMPDIR/err.log" 3>&- &
 	pid=$!
 	BG_PIDS+=("$pid")
-	wait_until 10 '[ "$(webhook_records | grep -c .)" -ge 2 ]'
-	stop_bg "$pid" 5
+	wait_for 30 '[ "$(webhook_records | grep -c .)" -ge 2 ]'
+	# "soon": long before its 50 attempts would have run out
+	stop_bg "$pid"
 	[ "$bg_rc" -eq 75 ]
 	check_log_lines "$(cat "$BATS_TEST_TMPDIR/err.log")"
 	output=$(cat "$BATS_TEST_TMPDIR/out.json")
@@ -537,7 +519,7 @@ file_has_event() { # FILE JQ-CONDITION
 		>"$BATS_TEST_TMPDIR/out.json" 2>"$BATS_TEST_TMPDIR/err.log" 3>&- &
 	pid=$!
 	BG_PIDS+=("$pid")
-	wait_until 10 '[ "$(unpublished)" -eq 0 ]'
+	wait_for 30 '[ "$(unpublished)" -eq 0 ]'
 	[ "$(webhook_records | jq -r .status | paste -sd' ')" = "503 503 200" ]
 	stop_bg "$pid"
 	[ "$bg_rc" -eq 75 ]
@@ -557,26 +539,27 @@ file_has_event() { # FILE JQ-CONDITION
 
 @test "kill -9 mid-run: the next run takes over at once (the dead holder's process is gone), publishes the rest, no event lost" {
 	start_standin --latency-ms 500
-	events 30
+	# ten batches of half a second each: killed after the first, the run
+	# has more than 4 s of work left
+	events 50
 	"$ENG_BIN/outbox-relay" --db "$CONN" --webhook "$WHATSAPP_API_URL/_webhook" \
 		--secret-file "$SECRET_FILE" --batch 5 >/dev/null 2>&1 3>&- &
 	pid=$!
 	BG_PIDS+=("$pid")
-	# at least one batch through, then kill it inside a later request
-	wait_until 15 '[ "$(published)" -ge 5 ]'
-	sleep 0.3
+	# at least one batch through, then kill it in the middle of the rest
+	wait_for 30 q_ge "SELECT count(*) FROM engagement.outbox_events WHERE published_at IS NOT NULL" 5
 	kill -9 "$pid"
 	wait "$pid" || true
 	forget "$pid"
 	left=$(unpublished)
 	[ "$left" -gt 0 ]
-	[ "$left" -lt 30 ]
+	[ "$left" -lt 50 ]
 
 	# the crashed run's lease is still there, but its server process is
 	# gone once the server has noticed the client died: the next run takes
 	# over at once, without waiting out the 60 s, and marks the dead run
 	[ "$(q "SELECT count(*) FROM engagement.job_locks WHERE job = 'outbox-relay'")" -eq 1 ]
-	wait_until 10 '[ "$(q "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = '"'outbox-relay'"'")" -eq 0 ]'
+	wait_q "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'outbox-relay'" 0
 	relay_webhook --batch 5
 	[ "$status" -eq 0 ]
 	[ "$(log_events dead_runs_marked | jq -r .runs)" -eq 1 ]
@@ -595,13 +578,13 @@ file_has_event() { # FILE JQ-CONDITION
 	out="$BATS_TEST_TMPDIR/follow.out"
 	err="$BATS_TEST_TMPDIR/follow.err"
 	start_follow "$out" "$err" --db "$CONN"
-	wait_until 5 'grep -q job_started "$err"'
+	wait_for 30 'grep -q job_started "$err"'
 
 	eng optout-set --db "$CONN" --user "$(uid 1)" --opt-out --source web
 	[ "$status" -eq 0 ]
 	[ "$(sj .outcome)" = applied ]
-	wait_until 5 'file_has_event "$out" ".event_type == \"preferences.reengagement_changed\" and .payload.user_id == \"$(uid 1)\""'
-	wait_until 5 '[ "$(unpublished)" -eq 0 ]'
+	wait_for 30 'file_has_event "$out" ".event_type == \"preferences.reengagement_changed\" and .payload.user_id == \"$(uid 1)\""'
+	wait_for 30 '[ "$(unpublished)" -eq 0 ]'
 
 	# single run: another relay while this one runs
 	eng outbox-relay --db "$CONN" --stdout
@@ -612,7 +595,7 @@ file_has_event() { # FILE JQ-CONDITION
 	# a second change is picked up too
 	eng optout-set --db "$CONN" --user "$(uid 1)" --opt-in --source whatsapp
 	[ "$status" -eq 0 ]
-	wait_until 5 'file_has_event "$out" ".payload.opt_out == false"'
+	wait_for 30 'file_has_event "$out" ".payload.opt_out == false"'
 
 	stop_bg "$FOLLOW_PID"
 	[ "$bg_rc" -eq 75 ]
@@ -633,18 +616,16 @@ file_has_event() { # FILE JQ-CONDITION
 	out="$BATS_TEST_TMPDIR/follow.out"
 	err="$BATS_TEST_TMPDIR/follow.err"
 	start_follow "$out" "$err" --db "$CONN"
-	wait_until 5 'grep -q job_started "$err"'
-	# a slow transaction takes the lower id and commits last
-	psql -X -q -d "$DB" -c "BEGIN; INSERT INTO engagement.outbox_events (aggregate_type, aggregate_id, event_type) VALUES ('test', 'late', 'test.late'); SELECT pg_sleep(1.5); COMMIT" >/dev/null 2>&1 3>&- &
-	slow=$!
-	BG_PIDS+=("$slow")
-	wait_until 5 '[ "$(q "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE \$\$%pg_sleep(1.5)%\$\$ AND pid <> pg_backend_pid()")" -ge 1 ]'
-	sleep 0.2
+	wait_for 30 grep -q job_started "$err"
+	# a slow transaction takes the lower id and commits last: it stays open
+	# until the higher id has been published
+	session_open slow
+	session slow "BEGIN; INSERT INTO engagement.outbox_events (aggregate_type, aggregate_id, event_type) VALUES ('test', 'late', 'test.late');"
 	q "INSERT INTO engagement.outbox_events (aggregate_type, aggregate_id, event_type) VALUES ('test', 'early', 'test.early')" >/dev/null
-	wait_until 5 'file_has_event "$out" ".aggregate_id == \"early\""'
-	wait "$slow"
-	forget "$slow"
-	wait_until 5 'file_has_event "$out" ".aggregate_id == \"late\""'
+	wait_for 30 file_has_event "$out" '.aggregate_id == "early"'
+	session slow "COMMIT;"
+	session_close slow
+	wait_for 30 file_has_event "$out" '.aggregate_id == "late"'
 	stop_bg "$FOLLOW_PID"
 	[ "$bg_rc" -eq 75 ]
 	[ "$(unpublished)" -eq 0 ]
@@ -657,10 +638,10 @@ file_has_event() { # FILE JQ-CONDITION
 	out="$BATS_TEST_TMPDIR/follow.out"
 	err="$BATS_TEST_TMPDIR/follow.err"
 	start_follow "$out" "$err" --db "$CONN"
-	wait_until 5 'grep -q job_started "$err"'
+	wait_for 30 'grep -q job_started "$err"'
 	[ "$(q "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'outbox-relay'")" -eq 1 ]
 	events 3
-	wait_until 15 '[ "$(unpublished)" -eq 0 ]'
+	wait_for 30 '[ "$(unpublished)" -eq 0 ]'
 	stop_bg "$FOLLOW_PID"
 	[ "$bg_rc" -eq 75 ]
 	summary=$(tail -n 1 "$out")
@@ -685,16 +666,16 @@ file_has_event() { # FILE JQ-CONDITION
 	out="$BATS_TEST_TMPDIR/follow.out"
 	err="$BATS_TEST_TMPDIR/follow.err"
 	start_follow "$out" "$err" --db "$PCONN"
-	wait_until 5 'grep -q job_started "$err"'
+	wait_for 30 'grep -q job_started "$err"'
 	pins before 2
-	wait_until 5 '[ "$(punpub)" -eq 0 ]'
+	wait_for 30 '[ "$(punpub)" -eq 0 ]'
 
 	as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 	as_owner "$P_BIN/pg_ctl" -D "$P_ROOT/data" -l "$P_ROOT/server.log" -w -t 60 \
 		restart -m fast >/dev/null 2>&1 3>&-
 	pins after 3
-	wait_until 30 '[ "$(punpub)" -eq 0 ]'
-	wait_until 5 'file_has_event "$out" ".aggregate_id == \"after-3\""'
+	wait_for 30 '[ "$(punpub)" -eq 0 ]'
+	wait_for 30 'file_has_event "$out" ".aggregate_id == \"after-3\""'
 
 	stop_bg "$FOLLOW_PID"
 	[ "$bg_rc" -eq 75 ]

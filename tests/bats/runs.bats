@@ -8,7 +8,6 @@ load helpers
 
 setup() {
 	new_db
-	LOCKER=
 	q "INSERT INTO engagement.users (id, phone_e164)
 	   SELECT ('00000000-0000-4000-8000-' || lpad(g::text, 12, '0'))::uuid,
 	          '+551190000' || lpad(g::text, 4, '0') FROM generate_series(1, 5) g;
@@ -17,40 +16,21 @@ setup() {
 }
 
 teardown() {
-	[ -n "$LOCKER" ] && { kill "$LOCKER" 2>/dev/null || true; wait "$LOCKER" 2>/dev/null || true; }
 	stop_standin
 	drop_dbs
 }
 
 # lock_states: hold an exclusive lock on engagement_states in a session of
-# its own (LOCKER) until unlock_states, so that a daily run blocks on it.
+# its own until unlock_states (however long the test takes), so that a daily
+# run blocks on it.
 lock_states() {
-	psql -X -q -d "$DB" -c "BEGIN; LOCK TABLE engagement.engagement_states IN ACCESS EXCLUSIVE MODE;
-	                         SELECT pg_sleep(120)" >/dev/null 2>&1 &
-	LOCKER=$!
-	wait_for "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
-	          WHERE c.relname = 'engagement_states' AND l.mode = 'AccessExclusiveLock' AND l.granted" 1
+	session_open locker
+	session locker "BEGIN; LOCK TABLE engagement.engagement_states IN ACCESS EXCLUSIVE MODE;"
 }
-unlock_states() {
-	q "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-	   WHERE datname = current_database() AND query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()" >/dev/null
-	wait "$LOCKER" 2>/dev/null || true
-	LOCKER=
-}
-
-# wait_for SQL VALUE: until SQL returns VALUE (20 s at most)
-wait_for() {
-	local i
-	for i in $(seq 200); do
-		[ "$(q "$1")" = "$2" ] && return 0
-		sleep 0.1
-	done
-	echo "timed out waiting for ($1) = $2, last: $(q "$1")" >&2
-	return 1
-}
+unlock_states() { session_close locker; }
 
 daily_waiting() {
-	wait_for "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+	wait_q "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
 	          AND application_name = 'engagement-daily' AND wait_event_type = 'Lock'" 1
 }
 
@@ -66,7 +46,7 @@ daily_waiting() {
 	wait "$pid" || true
 	unlock_states
 	# the server notices the client is gone when it next writes to it
-	wait_for "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+	wait_q "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
 	          AND application_name = 'engagement-daily'" 0
 	# well inside the lease's 60 s: the lease noticed its holder's process is gone
 	eng engagement-daily --db "$CONN" --now 2026-11-20T07:00:00Z

@@ -41,6 +41,7 @@ msg() {
 }
 
 row() { q "SELECT $2 FROM engagement.message_queue WHERE id = $1"; }
+sent_count() { q "SELECT count(*) FROM engagement.message_queue WHERE status = 'sent'"; }
 
 send() { eng queue-send --db "$CONN" --now "$NOW" "$@"; }
 
@@ -104,9 +105,13 @@ send() { eng queue-send --db "$CONN" --now "$NOW" "$@"; }
 }
 
 @test "malformed answers, a dropped connection and a timeout are retried" {
+	# the slow recipient (908) far slower than --timeout, and --timeout far
+	# longer than any other answer takes, even on a loaded machine
+	stop_standin
+	start_standin --slow-ms 60000
 	user 1 907; user 2 912; user 3 909; user 4 908
 	a=$(msg 1); b=$(msg 2); c=$(msg 3); d=$(msg 4)
-	send --timeout 500ms
+	send --timeout 5s
 	[ "$status" -eq 0 ]
 	[ "$(sj .retried)" -eq 4 ]
 	[ "$(row "$a" "status || '/' || last_error_code")" = queued/malformed ]
@@ -395,13 +400,15 @@ send() { eng queue-send --db "$CONN" --now "$NOW" "$@"; }
 	   FROM generate_series(1, 300) i;
 	   INSERT INTO engagement.message_queue (user_id, message_type, template_key, idempotency_key, next_attempt_at)
 	   SELECT id, 'goodbye', 'goodbye', id::text, '2026-11-22T14:00:00Z' FROM engagement.users" >/dev/null
-	"$ENG_BIN/queue-send" --db "$CONN" --now "$NOW" --rate 100 --lease-seconds 5 >/dev/null 2>&1 &
+	# 300 at 20 a second take 15 s: killed once some are sent, most are not
+	"$ENG_BIN/queue-send" --db "$CONN" --now "$NOW" --rate 20 --lease-seconds 5 >/dev/null 2>&1 &
 	pid=$!
-	sleep 1
+	wait_for 30 q_ge "SELECT count(*) FROM engagement.message_queue WHERE status = 'sent'" 1
 	kill -9 "$pid"
 	wait "$pid" || true
-	[ "$(q "SELECT count(*) FROM engagement.message_queue WHERE status = 'sent'")" -lt 300 ]
-	sleep 5 # the dead worker's leases run out
+	[ "$(sent_count)" -lt 300 ]
+	# the dead worker's leases (5 s, no longer renewed) run out
+	wait_q "SELECT count(*) FROM engagement.message_queue WHERE status = 'sending' AND locked_until > clock_timestamp()" 0
 	send --rate 0
 	[ "$status" -eq 0 ]
 	[ "$(q "SELECT count(*) FROM engagement.message_queue WHERE status = 'sent'")" -eq 300 ]
@@ -416,9 +423,10 @@ send() { eng queue-send --db "$CONN" --now "$NOW" "$@"; }
 	   FROM generate_series(1, 200) i;
 	   INSERT INTO engagement.message_queue (user_id, message_type, template_key, idempotency_key, next_attempt_at)
 	   SELECT id, 'goodbye', 'goodbye', id::text, '2026-11-22T14:00:00Z' FROM engagement.users" >/dev/null
-	"$ENG_BIN/queue-send" --db "$CONN" --now "$NOW" --rate 40 >"$BATS_TEST_TMPDIR/out.json" 2>"$BATS_TEST_TMPDIR/err.log" &
+	# 200 at 10 a second take 20 s: signalled once some are sent, most are not
+	"$ENG_BIN/queue-send" --db "$CONN" --now "$NOW" --rate 10 >"$BATS_TEST_TMPDIR/out.json" 2>"$BATS_TEST_TMPDIR/err.log" &
 	pid=$!
-	sleep 1
+	wait_for 30 q_ge "SELECT count(*) FROM engagement.message_queue WHERE status = 'sent'" 1
 	kill -TERM "$pid"
 	wait "$pid" && rc=0 || rc=$?
 	[ "$rc" -eq 75 ]
@@ -434,25 +442,33 @@ send() { eng queue-send --db "$CONN" --now "$NOW" "$@"; }
 @test "claims are kept while a slow run goes on: a second worker never sends them again" {
 	stop_standin
 	start_standin --latency-ms 1000
-	for i in $(seq 1 12); do user "$i"; msg "$i" >/dev/null; done
+	# 20 messages, two at a time, a second each: a run of 10 s
+	for i in $(seq 1 20); do user "$i"; msg "$i" >/dev/null; done
 	"$ENG_BIN/queue-send" --db "$CONN" --now "$NOW" --rate 0 --concurrency 2 --lease-seconds 5 \
 		--worker-id slow >"$BATS_TEST_TMPDIR/slow.json" 2>/dev/null &
 	slow=$!
-	sleep 6 # past the first lease: renewed meanwhile, so nothing to recover
+	# past the end of the first lease it took: renewed meanwhile, so there
+	# is nothing to recover
+	# (its claims are named after its --worker-id)
+	wait_for 30 q_ge "SELECT count(*) FROM engagement.message_queue WHERE locked_by LIKE 'slow%'" 1
+	first=$(q "SELECT min(locked_until) FROM engagement.message_queue WHERE locked_by LIKE 'slow%'")
+	wait_q "SELECT clock_timestamp() > '$first'" t
 	eng queue-send --db "$CONN" --now "$NOW" --rate 0 --worker-id second
 	[ "$status" -eq 0 ]
 	[ "$(sj .leases_recovered)" -eq 0 ]
 	wait "$slow"
-	[ "$(q "SELECT count(*) FROM engagement.message_queue WHERE status = 'sent'")" -eq 12 ]
+	[ "$(sent_count)" -eq 20 ]
 	[ "$(jq -r .biz_opaque_callback_data "$STANDIN_RECORD" | sort | uniq -d | wc -l)" -eq 0 ]
-	[ "$(requests)" -eq 12 ]
+	[ "$(requests)" -eq 20 ]
 }
 
 @test "--max-seconds: what was not sent in time is handed back, with an audit row" {
 	stop_standin
 	start_standin --latency-ms 300
+	# 40 answers of 300 ms, two at a time, take 6 s: at most half are sent in
+	# 3 s, and a loaded machine still sends some
 	for i in $(seq 1 40); do user "$i"; msg "$i" >/dev/null; done
-	send --rate 0 --concurrency 2 --max-seconds 1
+	send --rate 0 --concurrency 2 --max-seconds 3
 	[ "$status" -eq 0 ]
 	sent=$(sj .sent)
 	[ "$sent" -gt 0 ] && [ "$sent" -lt 40 ]

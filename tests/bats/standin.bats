@@ -1,9 +1,12 @@
 #!/usr/bin/env bats
 # Black-box tests of wa-standin, the local WhatsApp Cloud API stand-in
-# (tests/wa-standin). No database: helpers.bash is not loaded.
+# (tests/wa-standin). No database: of helpers.bash, only wait_for is loaded.
 # Each test runs in its own subshell; run sets stderr and stderr_lines.
-# shellcheck disable=SC2030,SC2031,SC2154
+# shellcheck disable=SC2030,SC2031,SC2154,SC2016 # wait_for conditions are single-quoted
 bats_require_minimum_version 1.5.0
+# shellcheck disable=SC2034 # read by helpers.bash
+ENG_HELPERS_NO_DB=1
+load helpers
 
 WA="${ENG_BIN:?run through ctest, or set ENG_BIN to the build dir}/tests/wa-standin/wa-standin"
 # A receiver of Meta-style webhooks that checks signatures on its own.
@@ -49,18 +52,14 @@ start_standin() {
 	"$WA" --token-file "$BATS_TEST_TMPDIR/token" --port 0 --port-file "$PORTF" \
 		--record "$REC" "$@" 2>"$SA_ERR" 3>&- &
 	SA_PID=$!
-	local i
-	for i in $(seq 200); do
-		[ -s "$PORTF" ] && break
-		if ! kill -0 "$SA_PID" 2>/dev/null; then
-			echo "wa-standin died at start:" >&2
-			cat "$SA_ERR" >&2
-			return 1
-		fi
-		sleep 0.05
-	done
+	wait_for 30 '[ -s "$PORTF" ] || ! kill -0 "$SA_PID" 2>/dev/null' || true
+	if ! kill -0 "$SA_PID" 2>/dev/null; then
+		echo "wa-standin died at start:" >&2
+		cat "$SA_ERR" >&2
+		return 1
+	fi
 	[ -s "$PORTF" ] || {
-		echo "no port file after 10 s" >&2
+		echo "no port file after 30 s" >&2
 		return 1
 	}
 	[ ! -e "$PORTF.tmp" ]
@@ -425,13 +424,14 @@ stats() {
 }
 
 @test "908: slow answers after --slow-ms and do not hold up others" {
-	start_standin --slow-ms 3000
+	start_standin --slow-ms 10000
 	local slow_out="$BATS_TEST_TMPDIR/slow"
-	curl -sS -o "$slow_out.body" -w '%{http_code} %{time_total}' \
+	curl -sS -v -o "$slow_out.body" -w '%{http_code} %{time_total}' \
 		-H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-		--data-binary "$(to +5511987654908)" "$URL" >"$slow_out" 3>&- &
+		--data-binary "$(to +5511987654908)" "$URL" >"$slow_out" 2>"$slow_out.trace" 3>&- &
 	local slow_pid=$!
-	sleep 0.05
+	# the slow request (its body: "} [N bytes data]") is sent before the normal one
+	wait_for 30 grep -sqE '^\} \[[0-9]+ bytes data\]|completely (sent|uploaded)' "$slow_out.trace"
 	local t0 t1 fast
 	t0=$(date +%s%N)
 	post "$(body)"
@@ -440,9 +440,9 @@ stats() {
 	fast=$(((t1 - t0) / 1000000))
 	# The slow one is still waiting when the fast one is answered: the
 	# normal answer did not wait for it (a loaded machine may be slow, but
-	# not 3 s slow).
+	# not 5 s slow for one request on loopback).
 	kill -0 "$slow_pid"
-	[ "$fast" -lt 2500 ] || {
+	[ "$fast" -lt 5000 ] || {
 		echo "a normal answer took $fast ms next to a slow one" >&2
 		return 1
 	}
@@ -450,7 +450,7 @@ stats() {
 	local code secs
 	read -r code secs <"$slow_out" || true
 	[ "$code" = 200 ]
-	awk -v s="$secs" 'BEGIN { exit !(s >= 2.99 && s < 10) }' || {
+	awk -v s="$secs" 'BEGIN { exit !(s >= 9.99 && s < 60) }' || {
 		echo "slow answer after $secs s" >&2
 		return 1
 	}
@@ -556,11 +556,11 @@ stats() {
 	[ ! -e "$PORTF" ]
 
 	# SIGINT, with a slow request in flight: it does not wait for it.
-	start_standin --slow-ms 10000
-	curl -s -o /dev/null -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-		--data-binary "$(to +5511987654908)" "$URL" 3>&- &
+	start_standin --slow-ms 60000
+	curl -s -v -o /dev/null -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+		--data-binary "$(to +5511987654908)" "$URL" 2>"$BATS_TEST_TMPDIR/inflight.trace" 3>&- &
 	local cpid=$! t0 t1
-	sleep 0.2
+	wait_for 30 grep -sqE '^\} \[[0-9]+ bytes data\]|completely (sent|uploaded)' "$BATS_TEST_TMPDIR/inflight.trace"
 	t0=$(date +%s%N)
 	kill -INT "$SA_PID"
 	rc=0
@@ -568,7 +568,8 @@ stats() {
 	[ "$rc" -eq 0 ]
 	grep -q 'stopped by SIGINT' "$SA_ERR"
 	t1=$(date +%s%N)
-	[ $(((t1 - t0) / 1000000)) -lt 3000 ]
+	# far less than the 60 s the answer would have taken
+	[ $(((t1 - t0) / 1000000)) -lt 30000 ]
 	wait "$cpid" || true
 }
 
@@ -623,11 +624,7 @@ stats() {
 
 	WA_STANDIN_TOKEN="$TOKEN" "$WA" --port 0 --port-file "$PORTF" 2>"$SA_ERR" 3>&- &
 	SA_PID=$!
-	local i
-	for i in $(seq 200); do
-		[ -s "$PORTF" ] && break
-		sleep 0.05
-	done
+	wait_for 30 test -s "$PORTF"
 	BASE="http://127.0.0.1:$(cat "$PORTF")"
 	URL="$BASE/v23.0/1/messages"
 	post "$(body)"
@@ -646,12 +643,7 @@ start_hub() {
 		--port-file "$BATS_TEST_TMPDIR/hubport" --out "$HUB_OUT" "$@" \
 		2>"$BATS_TEST_TMPDIR/hub.err" 3>&- &
 	HUB_PID=$!
-	local i
-	for i in $(seq 200); do
-		[ -s "$BATS_TEST_TMPDIR/hubport" ] && break
-		sleep 0.05
-	done
-	[ -s "$BATS_TEST_TMPDIR/hubport" ] || {
+	wait_for 30 test -s "$BATS_TEST_TMPDIR/hubport" || {
 		echo "hub_receiver.py did not start" >&2
 		cat "$BATS_TEST_TMPDIR/hub.err" >&2
 		return 1
@@ -665,13 +657,10 @@ start_hooked() {
 		--app-secret-file "$BATS_TEST_TMPDIR/secret" "$@"
 }
 
-# wait_hub N: until the hub has received at least N POSTs (10 s at most).
+# wait_hub N: until the hub has received at least N POSTs (30 s at most).
 wait_hub() {
-	local i
-	for i in $(seq 200); do
-		[ "$(hub_count)" -ge "$1" ] && return 0
-		sleep 0.05
-	done
+	local want=$1
+	wait_for 30 '[ "$(hub_count)" -ge "$want" ]' && return 0
 	echo "the hub got $(hub_count) POSTs, expected $1:" >&2
 	cat "$HUB_OUT" >&2 2>/dev/null
 	return 1
@@ -685,13 +674,10 @@ hub_count() {
 	fi
 }
 
-# wait_stats FILTER: until the stats satisfy the jq filter (10 s at most).
+# wait_stats FILTER: until the stats satisfy the jq filter (30 s at most).
 wait_stats() {
-	local i
-	for i in $(seq 200); do
-		stats | jq -e "$1" >/dev/null && return 0
-		sleep 0.05
-	done
+	local filter=$1
+	wait_for 30 'stats | jq -e "$filter" >/dev/null' && return 0
 	echo "stats never satisfied $1: $(stats)" >&2
 	return 1
 }
@@ -716,6 +702,8 @@ ctl() {
 @test "status webhooks: sent, delivered, read, signed, in Meta's envelope" {
 	start_hub
 	start_hooked
+	local t0
+	t0=$(date +%s)
 	post "$(body)"
 	expect_success
 	local wamid
@@ -748,12 +736,12 @@ ctl() {
 				and .pricing.billable == true and .pricing.pricing_model == "PMP"
 				and .pricing.category == "marketing")))' "$HUB_OUT"
 	[ "$(jq -r '.json.entry[0].changes[0].value.statuses[0].status' "$HUB_OUT" | tr '\n' ' ')" = "sent delivered read " ]
-	# The timestamp is about now.
+	# The timestamp is the time of the send: after it began, not after now.
 	local ts now
 	ts=$(jq -r 'select(.n == 3) | .json.entry[0].changes[0].value.statuses[0].timestamp' "$HUB_OUT")
 	now=$(date +%s)
-	[ $((now - ts)) -ge -2 ]
-	[ $((now - ts)) -le 10 ]
+	[ "$ts" -ge "$t0" ]
+	[ "$ts" -le $((now + 2)) ]
 
 	# The record: the send's line unchanged (no kind), one line per POST.
 	jq -se '.[0] | has("kind") | not' "$REC"
@@ -774,8 +762,9 @@ ctl() {
 	post "$(body '.recipient_type = "group" | .to = "grp-abc"')"
 	expect_success
 	wait_hub 9
-	wait_stats '.webhooks_pending == 0'
-	sleep 0.3
+	# every status it will ever post was queued before its send was
+	# answered: none queued, none on the way, so no tenth one to come
+	wait_stats '.webhooks_pending == 0 and .webhooks_posted == 9'
 	[ "$(hub_count)" -eq 9 ]
 	jq -se '[.[].json.entry[0].changes[0].value.statuses[0]
 		| select(.recipient_id == "5511987654322")] | length == 3
@@ -812,7 +801,9 @@ ctl() {
 	start_hooked --statuses '' --status-delay-ms 0
 	post "$(body)"
 	expect_success
-	sleep 0.3
+	# the statuses of a send are queued before it is answered: none queued,
+	# so none will ever come
+	stats | jq -e '.webhooks_pending == 0 and .webhooks_posted == 0'
 	[ "$(hub_count)" -eq 0 ]
 	stats | jq -e '.webhooks_posted == 0'
 }
@@ -879,11 +870,13 @@ ctl() {
 		and (map(.body) | unique | length) == 1' "$HUB_OUT"
 	webhook_out | jq -se 'map(.attempt) == [1, 2, 3, 4] and map(.status) == [500, 500, 500, 200]
 		and all(.[]; .statuses[0].status == "sent")'
-	# The waits between attempts: about 100, 200, 400 ms.
+	# The waits between attempts: about 100, 200, 400 ms (the bound on the
+	# whole is loose: a loaded machine is slow, but one of 1 s doubling
+	# would take 7 s).
 	webhook_out | jq -se 'map(.ts | (.[0:19] + "Z" | fromdateiso8601) * 1000
 		+ (.[20:23] | tonumber)) as $t
 		| ($t[1] - $t[0]) >= 90 and ($t[2] - $t[1]) >= 190 and ($t[3] - $t[2]) >= 390
-		and ($t[3] - $t[0]) < 3000'
+		and ($t[3] - $t[0]) < 5000'
 	stats | jq -e '.webhooks_posted == 4 and .webhooks_acknowledged == 1
 		and .webhooks_failed == 3 and .webhooks_abandoned == 0'
 }
@@ -924,16 +917,19 @@ ctl() {
 	jq -se --argjson b "$(jq -c .body <<<"$RESP")" '.[0].json == $b and .[0].valid' "$HUB_OUT"
 
 	# A quick-reply button: its context is the last template sent to that number.
+	local t0 t1
+	t0=$(date +%s)
 	ctl inbound '{"from":"+5511987654321","button":"goodbye_2","button_text":"Busy","name":"Ana"}'
+	t1=$(date +%s)
 	[ "$CODE" = 200 ]
 	jq -e --arg w "$template_wamid" '.body.entry[0].changes[0].value
 		| .contacts[0].profile.name == "Ana"
 		and (.messages[0] | .type == "button" and .from == "5511987654321"
 			and .button == {"payload": "goodbye_2", "text": "Busy"}
 			and .context == {"from": "15550783881", "id": $w})' <<<"$RESP"
-	# The timestamp defaults to now.
-	jq -e --argjson now "$(date +%s)" '.body.entry[0].changes[0].value.messages[0].timestamp
-		| tonumber | . >= $now - 5 and . <= $now + 5' <<<"$RESP"
+	# The timestamp defaults to now: the time of the request.
+	jq -e --argjson t0 "$t0" --argjson t1 "$t1" '.body.entry[0].changes[0].value.messages[0].timestamp
+		| tonumber | . >= $t0 and . <= $t1' <<<"$RESP"
 
 	ctl inbound '{"from":"5511987654321","interactive":"goodbye_1","title":"Yes","id":"wamid.GIVEN"}'
 	jq -e '.id == "wamid.GIVEN" and (.body.entry[0].changes[0].value.messages[0]
@@ -1055,7 +1051,8 @@ ctl() {
 
 @test "SIGTERM with a receiver that never answers: exits at once with 0" {
 	start_hub --hang
-	start_hooked --status-delay-ms 0
+	# its POSTs would give up only after a minute
+	start_hooked --status-delay-ms 0 --webhook-timeout-ms 60000
 	local i
 	for i in 1 2 3 4 5; do
 		post "$(to "+551198765432$i")"
@@ -1074,7 +1071,8 @@ ctl() {
 	wait "$SA_PID" || rc=$?
 	t1=$(date +%s%N)
 	[ "$rc" -eq 0 ]
-	[ $(((t1 - t0) / 1000000)) -lt 2000 ] || {
+	# far less than the minute it would have waited for its POSTs
+	[ $(((t1 - t0) / 1000000)) -lt 30000 ] || {
 		echo "took $(((t1 - t0) / 1000000)) ms to stop" >&2
 		return 1
 	}

@@ -265,7 +265,9 @@ engagement_webhook_inbox_pending"
 	[ "$(metric 'engagement_delivery_funnel{stage="read"}')" = 0 ]
 	now=$(q "SELECT extract(epoch FROM now())::bigint")
 	ts=$(metric engagement_status_last_success_timestamp_seconds)
-	[ $((now - ts)) -ge 0 ] && [ $((now - ts)) -le 5 ]
+	# the time of that run: not after now, and recent (loosely: a loaded
+	# machine is slow)
+	[ $((now - ts)) -ge 0 ] && [ $((now - ts)) -le 60 ]
 	# the JSON summary: the same zeros
 	st
 	[ "$status" -eq 0 ]
@@ -317,7 +319,7 @@ engagement_webhook_inbox_pending"
 	msg 2 goodbye queued "now() - interval '1 minute'"
 	msg 3 goodbye queued "now() + interval '2 hours'"   # not due
 	msg 1 weekly_review queued "now() - interval '5 minutes'"
-	msg 2 weekly_review sending "now() - interval '30 minutes'" "now() + interval '1 minute'"
+	msg 2 weekly_review sending "now() - interval '30 minutes'" "now() + interval '1 hour'"
 	msg 3 goodbye sending "now() - interval '30 minutes'" "now() - interval '10 seconds'"
 	msg 3 weekly_review sending "now() - interval '30 minutes'" "now() - interval '2 minutes'"
 	msg 1 custom_nudge queued "now() - interval '1 minute'"   # a type with no template
@@ -448,7 +450,7 @@ engagement_webhook_inbox_pending"
 		[ "$(sj ".jobs[\"$j\"].last_status")" = ok ]
 		fin=$(q "SELECT extract(epoch FROM finished_at) FROM engagement.job_runs WHERE program = '$j'")
 		[ "$(jq --argjson f "$fin" ".jobs[\"$j\"].last_success - \$f | fabs < 1" <<<"$output")" = true ]
-		[ "$(sj ".jobs[\"$j\"].success_age_seconds | . >= 0 and . < 10")" = true ]
+		[ "$(sj ".jobs[\"$j\"].success_age_seconds | . >= 0 and . < 60")" = true ]
 	done
 	[ "$(sj '.jobs["queue-send"].last_status')" = null ]
 	prom
@@ -472,7 +474,7 @@ engagement_webhook_inbox_pending"
 	prom
 	[ "$(metric 'engagement_job_running{program="outbox-relay"}')" = 1 ]
 	[ "$(metric 'engagement_job_last_exit_code{program="outbox-relay"}')" = -1 ]
-	awk '{ exit !($1 >= 90 && $1 < 100) }' <<<"$(metric 'engagement_job_last_duration_seconds{program="outbox-relay"}')"
+	awk '{ exit !($1 >= 90 && $1 < 150) }' <<<"$(metric 'engagement_job_last_duration_seconds{program="outbox-relay"}')"
 	st
 	[ "$(sj '.jobs["outbox-relay"].last_status')" = running ]
 }
@@ -488,9 +490,10 @@ engagement_webhook_inbox_pending"
 	   INSERT INTO engagement.webhook_inbox (received_at, body) VALUES (now() - interval '45 seconds', '{}'), (now(), '{}')" >/dev/null
 	st
 	[ "$(sj .outbox.unpublished)" = 3 ]
-	[ "$(sj '.outbox.oldest_seconds | . >= 99 and . < 110')" = true ]
+	# ages: at least those written, plus the time the test took since
+	[ "$(sj '.outbox.oldest_seconds | . >= 99 and . < 160')" = true ]
 	[ "$(sj .webhook_inbox.pending)" = 2 ]
-	[ "$(sj '.webhook_inbox.oldest_seconds | . >= 45 and . < 55')" = true ]
+	[ "$(sj '.webhook_inbox.oldest_seconds | . >= 45 and . < 105')" = true ]
 	prom
 	[ "$(metric engagement_outbox_unpublished_events)" = 3 ]
 	[ "$(metric engagement_webhook_inbox_pending)" = 2 ]
@@ -501,8 +504,9 @@ engagement_webhook_inbox_pending"
 @test "--check: nothing crossed, exit 0 and no check_failed line" {
 	fresh_jobs
 	user 1
-	msg 1 goodbye queued "now() - interval '14 minutes'"
-	msg 1 weekly_review sending "now() - interval '1 minute'" "now() + interval '30 seconds'"
+	# well inside the thresholds, however long the test takes to get there
+	msg 1 goodbye queued "now() - interval '10 minutes'"
+	msg 1 weekly_review sending "now() - interval '1 minute'" "now() + interval '10 minutes'"
 	q "INSERT INTO engagement.message_counts (minute, kind, code, n) VALUES
 	     (date_trunc('minute', now()), 'sent', '', 100), (date_trunc('minute', now()), 'failed', '131026', 5)" >/dev/null
 	st --check
@@ -680,7 +684,10 @@ engagement_webhook_inbox_pending"
 	[ "$(ls -A "$TF_DIR")" = engagement.prom ]
 	[ "$(metric 'engagement_check_failed{check="daily_job_stale"}' "$f")" = 0 ]
 	# a reader never sees a partial file: many runs, a reader in a loop
+	# (the writer starts once the reader reads: the two overlap, and the
+	# reader reads at least once, whatever the machine's speed)
 	(
+		wait_for 30 test -e "$BATS_TEST_TMPDIR/reading"
 		for i in $(seq 1 15); do "$ENG_BIN/engagement-status" --db "$CONN" --textfile "$f" >/dev/null 2>&1; done
 	) &
 	writer=$!
@@ -689,6 +696,7 @@ engagement_webhook_inbox_pending"
 		[ "$(tail -n 1 "$f" | cut -d' ' -f1)" = engagement_status_last_success_timestamp_seconds ] ||
 			{ echo "partial file seen" >&2; return 1; }
 		n=$((n + 1))
+		[ "$n" -gt 1 ] || : >"$BATS_TEST_TMPDIR/reading"
 	done
 	wait "$writer"
 	[ "$n" -gt 0 ]
@@ -705,6 +713,8 @@ engagement_webhook_inbox_pending"
 	was=$(metric 'engagement_job_last_success_timestamp_seconds{program="engagement-daily"}' "$f")
 	[ "$was" -gt 0 ]
 	q "DELETE FROM engagement.job_runs WHERE program = 'engagement-daily'" >/dev/null
+	# into a later second: a last success taken from this run, not carried,
+	# would differ
 	sleep 1
 	job_run engagement-weekly '1 minute' ok 0
 	st --check --textfile "$f"
@@ -712,7 +722,7 @@ engagement_webhook_inbox_pending"
 	[ "$status" -eq 0 ]
 	[ "$(metric 'engagement_job_last_success_timestamp_seconds{program="engagement-daily"}' "$f")" = "$was" ]
 	[ "$(sj '.jobs["engagement-daily"].last_success')" = "$was" ]
-	[ "$(sj '.jobs["engagement-daily"].success_age_seconds | . >= 0 and . < 30')" = true ]
+	[ "$(sj '.jobs["engagement-daily"].success_age_seconds | . >= 0 and . < 300')" = true ]
 	[ "$(sj '.jobs["engagement-daily"].last_status')" = null ]
 	# and again from the file it wrote itself
 	st --textfile "$f"

@@ -8,8 +8,9 @@
 
   webhook_client.py inflight --port P --secret-file F --ready R --go G BODIES
       One connection per line of BODIES: send the headers and the first half
-      of the signed body, then create R and wait (30 s at most) for G to
-      exist; then send the rest and print each answer as "STATUS BODY".
+      of the signed body, then create R and wait (120 s at most: a loaded
+      machine is slow) for G to exist; then send the rest and print each
+      answer as "STATUS BODY".
 
   webhook_client.py slow --port P --count N [--wait S]
       N slow clients (slowloris): half of them send part of the request
@@ -116,7 +117,7 @@ def inflight(a):
         s.sendall(head + b[: len(b) // 2])
         socks.append(s)
     open(a.ready, "w").close()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while not os.path.exists(a.go):
         if time.monotonic() > deadline:
             print("no go file", file=sys.stderr)

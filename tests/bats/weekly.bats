@@ -148,7 +148,7 @@ act() {
 
 @test "a second copy exits 75 while one runs" {
 	q "INSERT INTO engagement.job_locks (job, run_id, holder, expires_at)
-	   VALUES ('engagement-weekly', gen_random_uuid(), 'other host pid 7', now() + interval '1 minute')" >/dev/null
+	   VALUES ('engagement-weekly', gen_random_uuid(), 'other host pid 7', now() + interval '10 minutes')" >/dev/null
 	eng engagement-weekly --db "$CONN"
 	[ "$status" -eq 75 ]
 	[ "$(sj .status)" = skipped ]
