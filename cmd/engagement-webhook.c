@@ -31,6 +31,11 @@ static const char usage[] =
 	"      --max-body BYTES          largest delivery accepted (default 1048576)\n"
 	"      --threads N               request threads (default 2)\n"
 	"      --connection-timeout D    an idle connection is closed (default 10s)\n"
+	"      --request-timeout D       a request (headers and body), or a stretch\n"
+	"                                between requests, may take this long at\n"
+	"                                most, however slowly its bytes come\n"
+	"                                (default 30s)\n"
+	"      --max-connections-per-ip N  connections from one address (default 64)\n"
 	"      --batch N                 deliveries applied per transaction (default 200)\n"
 	"      --retain-days N           applied deliveries and event ids kept (default 30)\n"
 	"      --drain                   apply the pending inbox and exit\n"
@@ -47,7 +52,7 @@ static const char usage[] =
 
 enum {
 	OPT_LISTEN = 1, OPT_SECRET, OPT_TOKEN, OPT_PATH, OPT_MAXBODY, OPT_THREADS,
-	OPT_CTIMEOUT, OPT_BATCH, OPT_RETAIN, OPT_DRAIN,
+	OPT_CTIMEOUT, OPT_BATCH, OPT_RETAIN, OPT_DRAIN, OPT_RTIMEOUT, OPT_PERIP,
 };
 
 static const struct option opts[] = {
@@ -58,6 +63,8 @@ static const struct option opts[] = {
 	{"max-body", required_argument, NULL, OPT_MAXBODY},
 	{"threads", required_argument, NULL, OPT_THREADS},
 	{"connection-timeout", required_argument, NULL, OPT_CTIMEOUT},
+	{"request-timeout", required_argument, NULL, OPT_RTIMEOUT},
+	{"max-connections-per-ip", required_argument, NULL, OPT_PERIP},
 	{"batch", required_argument, NULL, OPT_BATCH},
 	{"retain-days", required_argument, NULL, OPT_RETAIN},
 	{"drain", no_argument, NULL, OPT_DRAIN},
@@ -75,6 +82,8 @@ static const struct eng_opt_num nums[] = {
 		NULL),
 	ENG_NUM(OPT_THREADS, ENG_NUM_INT, 1, 64, struct ctx, o.threads, NULL),
 	ENG_NUM(OPT_CTIMEOUT, ENG_NUM_MS, 1000, 3600000, struct ctx, timeout_ms, NULL),
+	ENG_NUM(OPT_RTIMEOUT, ENG_NUM_MS, 1000, 3600000, struct ctx, o.request_timeout_ms, NULL),
+	ENG_NUM(OPT_PERIP, ENG_NUM_INT, 1, 4096, struct ctx, o.max_per_ip, NULL),
 	ENG_NUM(OPT_BATCH, ENG_NUM_INT, 1, 10000, struct ctx, o.batch, NULL),
 	ENG_NUM(OPT_RETAIN, ENG_NUM_INT, 8, 3650, struct ctx, o.retain_days,
 		"expected 8 to 3650 days (Meta repeats deliveries for 7)"),
@@ -141,7 +150,8 @@ static const struct eng_prog prog = {
 int main(int argc, char **argv)
 {
 	struct ctx c = {.o = {.path = "/", .max_body = 1024 * 1024, .threads = 2,
-			      .retain_days = 30, .batch = 200},
+			      .retain_days = 30, .batch = 200, .request_timeout_ms = 30000,
+			      .max_per_ip = 64},
 			.timeout_ms = 10000};
 	return eng_main(&prog, &c, argc, argv);
 }

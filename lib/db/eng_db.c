@@ -21,6 +21,91 @@ static void tidy_libpq_message(const char *in, char *out, size_t outsz)
 		out[--n] = '\0';
 }
 
+static int by_length_desc(const void *a, const void *b)
+{
+	size_t x = strlen(*(char *const *)a), y = strlen(*(char *const *)b);
+	return (x < y) - (x > y);
+}
+
+static size_t add_word(char **out, size_t n, size_t max, const char *w, size_t len)
+{
+	if (len < 3 || n >= max)
+		return n;
+	for (size_t i = 0; i < n; i++)
+		if (strlen(out[i]) == len && memcmp(out[i], w, len) == 0)
+			return n;
+	out[n] = eng_xmalloc(len + 1);
+	memcpy(out[n], w, len);
+	out[n][len] = '\0';
+	return n + 1;
+}
+
+size_t eng_db_secret_words(const char *conninfo, char **out, size_t max)
+{
+	size_t n = 0;
+	if (!conninfo)
+		return 0;
+	char *perr = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
+	for (PQconninfoOption *o = opts; o && o->keyword; o++)
+		if (strcmp(o->keyword, "password") == 0 && o->val)
+			n = add_word(out, n, max, o->val, strlen(o->val));
+	PQconninfoFree(opts);
+	PQfreemem(perr);
+	const char *scheme = strstr(conninfo, "://");
+	const char *at = strrchr(conninfo, '@');
+	if (scheme && at && at > scheme) {
+		const char *user = scheme + 3;
+		const char *colon = memchr(user, ':', (size_t)(at - user));
+		if (colon) {
+			const char *p = colon + 1;
+			n = add_word(out, n, max, p, (size_t)(at - p));
+			while (p < at) {
+				size_t k = strcspn(p, "/:@?#&=,");
+				if (p + k > at)
+					k = (size_t)(at - p);
+				n = add_word(out, n, max, p, k);
+				p += k + 1;
+			}
+		}
+	}
+	qsort(out, n, sizeof(*out), by_length_desc);
+	return n;
+}
+
+void eng_db_redact(char *msg, size_t cap, char *const *words, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t wl = strlen(words[i]);
+		char *hit;
+		while (wl && (hit = strstr(msg, words[i])) != NULL) {
+			size_t tail = strlen(hit + wl);
+			if (wl >= 3) { /* "***" is never longer than the word */
+				memcpy(hit, "***", 3);
+				memmove(hit + 3, hit + wl, tail + 1);
+			}
+		}
+	}
+	(void)cap;
+}
+
+static void wipe_secrets(struct eng_db *db)
+{
+	for (size_t i = 0; i < db->nsecrets; i++) {
+		memset(db->secrets[i], 0, strlen(db->secrets[i]));
+		free(db->secrets[i]);
+		db->secrets[i] = NULL;
+	}
+	db->nsecrets = 0;
+}
+
+/* A libpq message about connecting, one line, with nothing of a password. */
+static void connect_message(const struct eng_db *db, char *out, size_t outsz)
+{
+	tidy_libpq_message(PQerrorMessage(db->conn), out, outsz);
+	eng_db_redact(out, outsz, db->secrets, db->nsecrets);
+}
+
 enum eng_status eng_db_classify_connect_error(const char *msg,
 					      bool needs_password)
 {
@@ -108,13 +193,15 @@ enum eng_status eng_db_connect(struct eng_db *db, const char *conninfo,
 	keys[k] = NULL;
 	vals[k] = NULL;
 
+	wipe_secrets(db);
+	db->nsecrets = eng_db_secret_words(conninfo, db->secrets, ENG_DB_SECRETS);
 	db->conn = PQconnectdbParams(keys, vals, 1);
 	if (!db->conn)
 		return eng_err_set(err, ENG_EINTERNAL,
 				   "out of memory opening a connection");
 	if (PQstatus(db->conn) != CONNECTION_OK) {
 		char m[400];
-		tidy_libpq_message(PQerrorMessage(db->conn), m, sizeof(m));
+		connect_message(db, m, sizeof(m));
 		enum eng_status st = eng_db_classify_connect_error(
 			m, PQconnectionNeedsPassword(db->conn));
 		PQfinish(db->conn);
@@ -153,6 +240,7 @@ bool eng_db_has_password(const char *conninfo)
 
 void eng_db_close(struct eng_db *db)
 {
+	wipe_secrets(db);
 	PQclear(db->first);
 	db->first = NULL;
 	db->busy = false;
@@ -172,7 +260,7 @@ enum eng_status eng_db_reconnect(struct eng_db *db, struct eng_err *err)
 	if (PQstatus(db->conn) == CONNECTION_OK)
 		return ENG_OK;
 	char m[400];
-	tidy_libpq_message(PQerrorMessage(db->conn), m, sizeof(m));
+	connect_message(db, m, sizeof(m));
 	enum eng_status st = eng_db_classify_connect_error(
 		m, PQconnectionNeedsPassword(db->conn));
 	return eng_err_set(err, st == ENG_EPERM ? st : ENG_ETEMP,
@@ -319,10 +407,12 @@ enum eng_status eng_db_error(struct eng_db *db, const PGresult *r,
 		r ? PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL) : NULL;
 	char m[400];
 
-	if (!primary)
+	if (!primary) {
 		tidy_libpq_message(db->conn ? PQerrorMessage(db->conn)
 					    : "no connection",
 				   m, sizeof(m));
+		eng_db_redact(m, sizeof(m), db->secrets, db->nsecrets);
+	}
 	else if (detail)
 		snprintf(m, sizeof(m), "%s (%s)", primary, detail);
 	else
@@ -489,8 +579,14 @@ enum eng_status eng_db_purge(struct eng_db *db, const char *sql, int nparams,
 	long long k = 0;
 	*n = 0;
 	do {
-		if (eng_db_exec_count(db, sql, nparams, params, &k, err))
+		PGresult *r = eng_db_query(db, sql, nparams, params, err);
+		if (!r)
 			return err->status;
+		/* a DELETE's count, or what a purge function returns */
+		const char *t = PQntuples(r) == 1 && PQnfields(r) == 1 ? PQgetvalue(r, 0, 0)
+								       : PQcmdTuples(r);
+		k = t && *t ? atoll(t) : 0;
+		PQclear(r);
 		*n += k;
 	} while (k == batch && eng_mono_us() - t0 < 2 * ENG_USEC_PER_SEC);
 	return ENG_OK;

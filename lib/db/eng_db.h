@@ -15,13 +15,19 @@
 #include "eng_err.h"
 #include "eng_time.h"
 
+#define ENG_DB_SECRETS 8
+
 struct eng_db {
 	PGconn *conn;
 	bool busy;        /* a statement sent with eng_db_send is running */
 	PGresult *first;  /* its first result, while the rest is awaited */
+	/* what of the connection string may be a password (or part of one):
+	 * cut out of every message libpq writes about connecting */
+	char *secrets[ENG_DB_SECRETS];
+	size_t nsecrets;
 };
 
-#define ENG_DB_INIT {NULL, false, NULL}
+#define ENG_DB_INIT {NULL, false, NULL, {NULL}, 0}
 
 /* conninfo: a keyword string or URI; NULL means DATABASE_URL, then libpq's
  * defaults. application_name is forced to appname. A conninfo libpq cannot
@@ -34,6 +40,18 @@ void eng_db_close(struct eng_db *db);
 /* Whether a connection string carries a password (false when it cannot be
  * parsed). */
 bool eng_db_has_password(const char *conninfo);
+
+/* The words of conninfo that may be a password or part of one (exposed
+ * for tests): the password libpq parsed, and in a URI what stands between
+ * the user name's ':' and the last '@', whole and cut at / : @ ? # & = ,
+ * (a password with such a character ends the user part early: libpq then
+ * reads a piece of it as a host, a port or a database, and quotes it in
+ * its error). At most max, longest first, each at least 3 bytes; the
+ * caller frees them. */
+size_t eng_db_secret_words(const char *conninfo, char **out, size_t max);
+/* Replace every occurrence of the words in msg (a buffer of cap bytes)
+ * with "***". */
+void eng_db_redact(char *msg, size_t cap, char *const *words, size_t n);
 
 /* Classify a failed connection attempt (exposed for tests). */
 enum eng_status eng_db_classify_connect_error(const char *msg,
@@ -95,7 +113,8 @@ char *eng_db_int_array(const long long *v, size_t n);
 /* Instants, as eng_time_format writes them. */
 char *eng_db_time_array(const eng_time *v, size_t n);
 
-/* Run a DELETE of at most batch rows (sql, with its parameters) again and
+/* Run a DELETE of at most batch rows (sql, with its parameters; or a
+ * SELECT of a purge function that returns how many it deleted) again and
  * again while it deletes a full batch, for about two seconds at most, so
  * that a large backlog is purged in bounded steps; *n: rows deleted. */
 enum eng_status eng_db_purge(struct eng_db *db, const char *sql, int nparams,

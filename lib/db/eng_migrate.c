@@ -483,6 +483,28 @@ static enum eng_status run_statements(struct eng_db *db, const struct eng_sql_li
 }
 
 /* schema_migrations says what is applied. */
+/* After a migration up, in its own transaction: engagement.apply_grants
+ * (migration 0012, idempotent) hands every function of the schema to
+ * engagement_owner, takes EXECUTE from PUBLIC and grants what
+ * program_grants says, so that no function a migration adds is callable
+ * by anyone for a moment before it is granted (0014). Nothing before the
+ * function exists. */
+static enum eng_status harden(struct eng_db *db, struct eng_err *err)
+{
+	PGresult *r = eng_db_query(db,
+				   "SELECT to_regprocedure('engagement.apply_grants()') IS NOT NULL",
+				   0, NULL, err);
+	if (!r)
+		return err->status;
+	bool have = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	PQclear(r);
+	if (!have)
+		return ENG_OK;
+	if (eng_db_exec(db, "SELECT engagement.apply_grants()", 0, NULL, err))
+		return eng_err_prefix(err, "could not grant the program roles");
+	return ENG_OK;
+}
+
 static enum eng_status record_version(struct eng_db *db, const struct eng_migration *m,
 				      bool up, long long duration_ms, struct eng_err *err)
 {
@@ -615,6 +637,8 @@ static enum eng_status apply_file(struct eng_db *db,
 	if (st == ENG_OK && !tx)
 		st = check_indexes(db, file, err);
 	*duration_ms = (eng_mono_us() - t0) / 1000;
+	if (st == ENG_OK && up)
+		st = harden(db, err);
 	if (st == ENG_OK)
 		st = record_version(db, m, up, *duration_ms, err);
 	if (st == ENG_OK && tx)
@@ -757,9 +781,16 @@ static enum eng_status grant_roles(struct eng_db *db, json_t *summary, struct en
 	PQclear(r);
 	if (!have)
 		return ENG_OK;
+	/* (the API's owner must also have the migrating role as a member, to
+	 * be handed the functions) */
 	r = eng_db_query(db,
 			 "SELECT coalesce(string_agg(m, ' ' ORDER BY m), ''),"
-			 "  coalesce(string_agg(format('CREATE ROLE %I NOLOGIN;', m), ' ' ORDER BY m), '')"
+			 "  coalesce(string_agg(CASE WHEN m = 'engagement_owner'"
+			 "    AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = m) THEN ''"
+			 "    ELSE format('CREATE ROLE %I NOLOGIN; ', m) END"
+			 "    || CASE WHEN m = 'engagement_owner'"
+			 "       THEN format('GRANT engagement_owner TO %I; ', current_user) ELSE '' END,"
+			 "    '' ORDER BY m), '')"
 			 " FROM unnest(engagement.apply_grants()) AS m",
 			 0, NULL, err);
 	if (!r)
@@ -901,14 +932,19 @@ enum eng_status eng_mig_new(const char *dir, const char *name,
 	int next = set.n ? set.v[set.n - 1].version + 1 : 1;
 	eng_mig_set_release(&set);
 
-	char up[4096], down[4096], body[512];
+	char up[4096], down[4096], body[1024];
 	snprintf(up, sizeof(up), "%s/%04d_%s.up.sql", dir, next, name);
 	snprintf(down, sizeof(down), "%s/%04d_%s.down.sql", dir, next, name);
 	snprintf(body, sizeof(body),
 		 "-- %04d_%s: say what this changes and why.\n"
 		 "-- Runs in one transaction. For CREATE INDEX CONCURRENTLY, make "
 		 "the first\n-- line \"-- migrate:no-transaction\" and keep one "
-		 "statement in the file.\n\n",
+		 "statement in the file.\n"
+		 "-- A function that writes for a program: SECURITY DEFINER, SET "
+		 "search_path =\n-- pg_catalog, pg_temp, schema-qualified names, its "
+		 "rules inside; migrate\n-- hands it to engagement_owner, and nobody "
+		 "may call it until a row of\n-- engagement.program_grants names a "
+		 "role for it.\n\n",
 		 next, name);
 	if (write_new(up, body, err))
 		return err->status;

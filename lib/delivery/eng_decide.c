@@ -295,6 +295,7 @@ void eng_decide_answer(const struct eng_wa_result *res, int attempts,
 		o->next = now + eng_wa_backoff(res->cls, res->code, attempts + 1, r01);
 		break;
 	}
+	o->at = now;
 	if (o->kind != ENG_OUT_HANDED_BACK) {
 		o->attempt = attempts + 1;
 		o->http_status = res->http_status;

@@ -34,6 +34,7 @@ struct eng_outcome {
 	char error[256];     /* last_error, "" for none */
 	char wamid[160];     /* provider_message_id when sent */
 	eng_time sent_at;
+	eng_time at;         /* when the answer came (a 131050 is dated so), or 0 */
 	const char *event;   /* the audit_log event */
 	const char *reason;  /* the audit row's details.reason, or NULL */
 	eng_time until;      /* details.until of a deferral, or 0 */

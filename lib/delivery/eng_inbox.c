@@ -29,139 +29,11 @@ enum eng_status eng_inbox_store(struct eng_db *db, const char *const *bodies, si
 
 /* ---- statuses ------------------------------------------------------------------ */
 
-/* $1: statuses [{wamid, queue_id, status, at, code}], $2: run id. Each is
- * matched to its message by the provider's id (else by mq:ID while that
- * message has no other provider id); per message the newest evidence
- * wins, forward only: read > delivered > sent, failed only from sent (a
- * later delivered or read outweighs it); read sets delivered_at too. One
- * row back: counts, and the 131050 failures (people who said stop). */
-static const char statuses_sql[] =
-	"WITH s AS ("
-	"  SELECT * FROM jsonb_to_recordset($1::jsonb)"
-	"    AS s(wamid text, queue_id bigint, status text, at timestamptz, code text)"
-	"), m AS ("
-	"  SELECT q.id AS mid, s.* FROM s"
-	"    JOIN engagement.message_queue q ON q.provider_message_id = s.wamid"
-	"  UNION ALL"
-	"  SELECT q.id, s.* FROM s JOIN engagement.message_queue q ON q.id = s.queue_id"
-	"  WHERE q.provider_message_id IS NULL AND NOT EXISTS ("
-	"    SELECT 1 FROM engagement.message_queue x WHERE x.provider_message_id = s.wamid)"
-	"), agg AS ("
-	"  SELECT mid,"
-	"    max(CASE status WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3"
-	"        ELSE 0 END) AS top,"
-	"    bool_or(status = 'failed') AS failed,"
-	"    min(at) FILTER (WHERE status IN ('delivered', 'read')) AS d_at,"
-	"    min(at) FILTER (WHERE status = 'read') AS r_at,"
-	"    min(at) FILTER (WHERE status = 'failed') AS f_at,"
-	"    min(code) FILTER (WHERE status = 'failed') AS code"
-	"  FROM m GROUP BY mid"
-	"), cur AS ("
-	"  SELECT q.id, q.user_id, q.message_type, q.delivery_status AS old, a.*"
-	"  FROM agg a JOIN engagement.message_queue q ON q.id = a.mid"
-	"  ORDER BY q.id FOR UPDATE OF q"
-	"), nx AS ("
-	"  SELECT c.*, CASE"
-	"      WHEN c.top = 3 OR c.old = 'read' THEN 'read'"
-	"      WHEN c.top = 2 OR c.old = 'delivered' THEN 'delivered'"
-	"      WHEN c.old = 'failed' OR c.failed THEN 'failed'"
-	"      ELSE 'sent' END AS next"
-	"  FROM cur c"
-	"), upd AS ("
-	"  UPDATE engagement.message_queue q SET delivery_status = n.next,"
-	"    delivered_at = CASE WHEN n.next IN ('delivered', 'read')"
-	"      THEN coalesce(q.delivered_at, n.d_at, n.r_at) ELSE q.delivered_at END,"
-	"    read_at = CASE WHEN n.next = 'read' THEN coalesce(q.read_at, n.r_at)"
-	"      ELSE q.read_at END,"
-	"    delivery_error_code = CASE WHEN n.next = 'failed'"
-	"      THEN coalesce(q.delivery_error_code, n.code) ELSE q.delivery_error_code END,"
-	"    delivery_failed_at = CASE WHEN n.next = 'failed'"
-	"      THEN coalesce(q.delivery_failed_at, n.f_at) ELSE q.delivery_failed_at END"
-	"  FROM nx n WHERE q.id = n.id AND (n.next IS DISTINCT FROM n.old"
-	"    OR (n.next IN ('delivered', 'read') AND q.delivered_at IS NULL)"
-	"    OR (n.next = 'read' AND q.read_at IS NULL))"
-	"  RETURNING q.id, q.user_id, q.message_type, n.old, q.delivery_status AS next,"
-	"    q.delivery_error_code AS code, n.f_at, q.delivered_at, q.read_at,"
-	"    n.old IS DISTINCT FROM 'delivered' AND n.old IS DISTINCT FROM 'read'"
-	"      AND q.delivery_status IN ('delivered', 'read') AS newly_delivered,"
-	"    n.old IS DISTINCT FROM 'read' AND q.delivery_status = 'read' AS newly_read,"
-	"    n.old IS DISTINCT FROM 'failed' AND q.delivery_status = 'failed' AS newly_failed"
-	"), ob AS ("
-	"  SELECT engagement.publish_message_events('message.delivered',"
-	"      array_agg(id ORDER BY id) FILTER (WHERE newly_delivered), $2::uuid)"
-	"    + engagement.publish_message_events('message.read',"
-	"      array_agg(id ORDER BY id) FILTER (WHERE newly_read), $2::uuid)"
-	"    + engagement.publish_message_events('message.undelivered',"
-	"      array_agg(id ORDER BY id) FILTER (WHERE newly_failed), $2::uuid) AS n"
-	"  FROM upd"
-	"), audit AS ("
-	"  SELECT engagement.write_audit(jsonb_agg(jsonb_build_object('user_id', u.user_id,"
-	"    'message_id', u.id, 'event', 'message_undelivered', 'source', 'whatsapp',"
-	"    'details', jsonb_build_object('error_code', u.code, 'at', u.f_at),"
-	"    'run_id', $2::uuid) ORDER BY u.id) FILTER (WHERE u.newly_failed)) AS n"
-	"  FROM upd u"
-	"), counted AS ("
-	"  INSERT INTO engagement.message_counts (minute, kind, code, n)"
-	"  SELECT date_trunc('minute', clock_timestamp()), kind, code, count(*) FROM ("
-	"    SELECT 'delivered' AS kind, '' AS code FROM upd WHERE newly_delivered"
-	"    UNION ALL SELECT 'read', '' FROM upd WHERE newly_read"
-	"    UNION ALL SELECT 'undelivered', coalesce(code, '') FROM upd WHERE newly_failed) k"
-	"  GROUP BY kind, code ORDER BY kind, code"
-	"  ON CONFLICT (minute, kind, code) DO UPDATE SET n = engagement.message_counts.n + excluded.n"
-	")"
-	"SELECT (SELECT count(*) FROM s) AS statuses,"
-	"  (SELECT count(*) FROM s WHERE NOT EXISTS (SELECT 1 FROM m"
-	"     WHERE m.wamid = s.wamid AND m.status = s.status)) AS unmatched,"
-	"  (SELECT count(*) FROM upd WHERE newly_delivered) AS delivered,"
-	"  (SELECT count(*) FROM upd WHERE newly_read) AS read,"
-	"  (SELECT count(*) FROM upd WHERE newly_failed) AS failed,"
-	"  (SELECT json_agg(json_build_object('user_id', user_id, 'message_id', id,"
-	"     'at', (extract(epoch FROM f_at) * 1000000)::bigint))"
-	"   FROM upd WHERE newly_failed AND code = '131050') AS stops,"
-	/* (ob and audit only read: they run because they are read here) */
-	"  (SELECT n FROM ob) + (SELECT n FROM audit) AS written";
-
 static json_t *time_json(eng_time t)
 {
 	char ts[32];
 	eng_time_format(t, ts);
 	return json_string(ts);
-}
-
-/* 131050 in a delivery status: the person stopped marketing messages in
- * WhatsApp. Recorded as queue-send records it (last write wins, at the
- * status's instant, source whatsapp). */
-static enum eng_status record_stops(struct eng_db *db, const char *stops, const char *run_id,
-				    struct eng_inbox_counts *k, struct eng_err *err)
-{
-	json_t *arr = json_loads(stops, 0, NULL);
-	size_t n = json_array_size(arr);
-	struct eng_optout_item *it = eng_xcalloc(n + 1, sizeof(*it));
-	for (size_t i = 0; i < n; i++) {
-		json_t *x = json_array_get(arr, i);
-		snprintf(it[i].who.user_id, sizeof(it[i].who.user_id), "%s",
-			 json_string_value(json_object_get(x, "user_id")));
-		it[i].opt_out = true;
-		snprintf(it[i].source, sizeof(it[i].source), "whatsapp");
-		it[i].at = (eng_time)json_integer_value(json_object_get(x, "at"));
-		it[i].reason = eng_xstrdup("WhatsApp delivery status 131050: the user "
-					   "stopped marketing messages");
-	}
-	size_t done;
-	enum eng_status st = eng_optout_apply_items(db, ENG_VIA_PROVIDER_STOP, it, n, run_id, true,
-						    &done, err);
-	for (size_t i = 0; i < n; i++) {
-		if (i < done && !it[i].failed) {
-			k->preferences++;
-			eng_log(ENG_INFO, "opt_out_recorded", ENG_S("user_id", it[i].who.user_id),
-				ENG_S("source", "whatsapp"),
-				ENG_S("outcome", eng_optout_outcome_name(it[i].res.outcome)));
-		}
-		eng_optout_item_release(&it[i]);
-	}
-	free(it);
-	json_decref(arr);
-	return st;
 }
 
 static enum eng_status apply_statuses(struct eng_db *db, const struct eng_meta_delivery *d,
@@ -191,22 +63,26 @@ static enum eng_status apply_statuses(struct eng_db *db, const struct eng_meta_d
 	char *text = eng_json_dump(rows);
 	json_decref(rows);
 	const char *p[] = {text, run_id};
-	PGresult *r = eng_db_query(db, statuses_sql, 2, p, err);
+	/* engagement.apply_delivery_statuses (migration 0014): matched to sent
+	 * messages only, forward only, published, counted; a 131050 records
+	 * the person's opt-out */
+	PGresult *r = eng_db_query(db,
+				   "SELECT * FROM engagement.apply_delivery_statuses($1::jsonb, $2::uuid)",
+				   2, p, err);
 	free(text);
 	if (!r)
 		return eng_err_prefix(err, "could not apply delivery statuses");
 #define NUM(name) atoll(PQgetvalue(r, 0, PQfnumber(r, name)))
 	k->statuses += NUM("statuses");
 	k->unmatched += NUM("unmatched");
+	k->malformed += NUM("future");
 	k->delivered += NUM("delivered");
 	k->read += NUM("read");
 	k->failed += NUM("failed");
+	k->preferences += NUM("stops");
 #undef NUM
-	enum eng_status st = ENG_OK;
-	if (!PQgetisnull(r, 0, PQfnumber(r, "stops")))
-		st = record_stops(db, PQgetvalue(r, 0, PQfnumber(r, "stops")), run_id, k, err);
 	PQclear(r);
-	return st;
+	return ENG_OK;
 }
 
 /* ---- messages ------------------------------------------------------------------ */
@@ -240,12 +116,50 @@ static PGresult *states_of(struct eng_db *db, struct eng_user_ref *refs, size_t 
 	return r;
 }
 
-static bool in_goodbye_sent(const PGresult *states, const char *user_id)
+/* The users of a result (column 0, sorted), for bsearch. */
+static int cmp_str(const void *a, const void *b)
 {
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Who is in goodbye_sent now: their ids, sorted. */
+static size_t goodbye_sent_ids(const PGresult *states, const char ***out)
+{
+	*out = eng_xcalloc((size_t)PQntuples(states) + 1, sizeof(**out));
+	size_t n = 0;
 	for (int i = 0; i < PQntuples(states); i++)
-		if (strcmp(PQgetvalue(states, i, 0), user_id) == 0)
-			return strcmp(PQgetvalue(states, i, 1), "goodbye_sent") == 0;
-	return false;
+		if (strcmp(PQgetvalue(states, i, 1), "goodbye_sent") == 0)
+			(*out)[n++] = PQgetvalue(states, i, 0);
+	qsort(*out, n, sizeof(**out), cmp_str);
+	return n;
+}
+
+/* first[i]: message i is its person's first here (in time order). */
+struct by_user {
+	const char *user_id;
+	size_t i;
+};
+
+static int cmp_by_user(const void *a, const void *b)
+{
+	const struct by_user *x = a, *y = b;
+	int c = strcmp(x->user_id, y->user_id);
+	return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+static bool *firsts(const struct eng_user_ref *refs, size_t n)
+{
+	struct by_user *v = eng_xcalloc(n + 1, sizeof(*v));
+	bool *first = eng_xcalloc(n + 1, sizeof(*first));
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (refs[i].found)
+			v[k++] = (struct by_user){refs[i].user_id, i};
+	qsort(v, k, sizeof(*v), cmp_by_user);
+	for (size_t j = 0; j < k; j++)
+		first[v[j].i] = j == 0 || strcmp(v[j - 1].user_id, v[j].user_id) != 0;
+	free(v);
+	return first;
 }
 
 /* Messages into events (and phrase changes into preference items). */
@@ -275,6 +189,9 @@ static void to_events(struct eng_meta_message **msgs, const struct eng_user_ref 
 {
 	in->ev = eng_xcalloc(n + 1, sizeof(*in->ev));
 	in->pref = eng_xcalloc(n + 1, sizeof(*in->pref));
+	const char **gs;
+	size_t ngs = goodbye_sent_ids(states, &gs);
+	bool *first = firsts(refs, n);
 	for (size_t i = 0; i < n; i++) {
 		const struct eng_meta_message *m = msgs[i];
 		if (!refs[i].found)
@@ -286,10 +203,8 @@ static void to_events(struct eng_meta_message **msgs, const struct eng_user_ref 
 		/* a reply to the goodbye only as the person's first message here:
 		 * any message moves them out of goodbye_sent, so the next one is
 		 * activity, whatever it says */
-		bool first = true;
-		for (size_t j = 0; j < i && first; j++)
-			first = !refs[j].found || strcmp(refs[j].user_id, refs[i].user_id) != 0;
-		int reply = first && in_goodbye_sent(states, refs[i].user_id)
+		const char *key = refs[i].user_id;
+		int reply = first[i] && bsearch(&key, gs, ngs, sizeof(*gs), cmp_str)
 				    ? eng_meta_goodbye_reply(m) : 0;
 		e->activity = reply == 0;
 		e->trigger = reply ? (enum eng_trigger)(ENG_TR_GOODBYE_RESPONSE_1 + reply - 1)
@@ -303,11 +218,11 @@ static void to_events(struct eng_meta_message **msgs, const struct eng_user_ref 
 			snprintf(it->source, sizeof(it->source), "whatsapp");
 			it->at = m->at;
 			snprintf(it->id, sizeof(it->id), "%s", e->id);
-			char reason[96];
-			snprintf(reason, sizeof(reason), "WhatsApp message, phrase (%s)", locale);
-			it->reason = eng_xstrdup(reason);
+			snprintf(it->phrase_locale, sizeof(it->phrase_locale), "%s", locale);
 		}
 	}
+	free(gs);
+	free(first);
 }
 
 static enum eng_status apply_messages(struct eng_db *db, const struct eng_meta_delivery *d,
@@ -358,7 +273,7 @@ static enum eng_status apply_messages(struct eng_db *db, const struct eng_meta_d
 	}
 	if (st == ENG_OK && in.npref) {
 		size_t done;
-		st = eng_optout_apply_items(db, ENG_VIA_CHANGE, in.pref, in.npref, run_id, true,
+		st = eng_optout_apply_items(db, ENG_VIA_WHATSAPP, in.pref, in.npref, run_id, true,
 					    &done, err);
 		for (size_t i = 0; st == ENG_OK && i < done; i++)
 			if (!in.pref[i].failed && in.pref[i].res.outcome != ENG_OPTOUT_DUPLICATE)
@@ -541,12 +456,8 @@ enum eng_status eng_inbox_purge(struct eng_db *db, int days, long long *n,
 		"  ORDER BY applied_at LIMIT 1000))",
 		1, p, 1000, &a, err);
 	if (st == ENG_OK)
-		st = eng_db_purge(db,
-				  "DELETE FROM engagement.inbound_events WHERE ctid = ANY (ARRAY("
-				  "  SELECT ctid FROM engagement.inbound_events"
-				  "  WHERE created_at < clock_timestamp() - make_interval(days => $1::int)"
-				  "  ORDER BY created_at LIMIT 1000))",
-				  1, p, 1000, &b, err);
+		st = eng_db_purge(db, "SELECT engagement.purge_inbound_events($1::int)", 1, p,
+				  1000, &b, err);
 	*n = a + b;
 	return st;
 }

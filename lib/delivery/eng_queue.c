@@ -40,46 +40,16 @@ static bool flag(const PGresult *r, int i, int c)
 
 /* ---- recover ---------------------------------------------------------------- */
 
-static const char recover_sql[] =
-	"WITH r AS ("
-	"  UPDATE engagement.message_queue m SET"
-	"    status = CASE WHEN m.attempts + 1 >= m.max_attempts THEN 'failed' ELSE 'queued' END,"
-	"    attempts = m.attempts + 1, next_attempt_at = $1::timestamptz,"
-	"    last_error_code = 'lease_expired',"
-	"    last_error = 'the sender ' || coalesce(m.locked_by, '?') ||"
-	"                 ' stopped before recording an outcome',"
-	"    locked_by = NULL, locked_until = NULL"
-	"  WHERE m.id = ANY (ARRAY("
-	"    SELECT q.id FROM engagement.message_queue q"
-	"    WHERE q.status = 'sending' AND q.locked_until < clock_timestamp()"
-	/* never this run's own: it still holds them (renews or hands them
-	 * back), and may hold their outcome */
-	"      AND q.locked_by <> $3"
-	"    ORDER BY q.locked_until LIMIT 1000 FOR UPDATE SKIP LOCKED))"
-	"  RETURNING m.id, m.user_id, m.status, m.message_type, m.attempts"
-	"), audit AS ("
-	"  SELECT engagement.write_audit(jsonb_agg(jsonb_build_object("
-	"    'user_id', user_id, 'message_id', id, 'event', 'message_lease_recovered',"
-	"    'source', 'queue-send', 'run_id', $2::uuid,"
-	"    'details', jsonb_build_object('status', status, 'attempts', attempts))"
-	"    ORDER BY id)) AS n FROM r"
-	"), ob AS ("
-	"  SELECT engagement.publish_message_events('message.failed',"
-	"    array_agg(id ORDER BY id) FILTER (WHERE status = 'failed'), $2::uuid) AS n"
-	"  FROM r"
-	")"
-	/* (audit and ob only read: they run because they are read here) */
-	"SELECT count(*) AS recovered, (SELECT n FROM audit) + (SELECT n FROM ob) AS written"
-	" FROM r";
-
 enum eng_status eng_queue_recover(struct eng_db *db, eng_time now,
 				  const char *owner, const char *run_id,
 				  PGresult **res, struct eng_err *err)
 {
 	char ts[32];
 	eng_time_format(now, ts);
-	const char *p[] = {ts, run_id, owner};
-	return run(db, recover_sql, 3, p, res, err);
+	const char *p[] = {owner, ts, run_id};
+	return run(db,
+		   "SELECT engagement.recover_claims($1, $2::timestamptz, $3::uuid) AS recovered",
+		   3, p, res, err);
 }
 
 long long eng_queue_recovered(const PGresult *r)
@@ -89,58 +59,9 @@ long long eng_queue_recovered(const PGresult *r)
 
 /* ---- claim ------------------------------------------------------------------ */
 
-/* The ARRAY(...) fence keeps the planner from updating more rows than the
- * SKIP LOCKED select chose. The user's newest sends (the hourly cap) are
- * found by sent_at alone (only sent messages have one), which only
- * message_queue_user_sent_idx serves. */
+/* engagement.claim_messages (migration 0014) says what it reads. */
 static const char claim_sql[] =
-	"WITH claimed AS ("
-	"  UPDATE engagement.message_queue m"
-	"  SET status = 'sending', locked_by = $1,"
-	"      locked_until = clock_timestamp() + make_interval(secs => $3::int)"
-	"  WHERE m.id = ANY (ARRAY("
-	"    SELECT q.id FROM engagement.message_queue q"
-	"    WHERE q.status = 'queued'"
-	"      AND q.next_attempt_at <= coalesce($2::timestamptz, now())"
-	"    ORDER BY q.next_attempt_at LIMIT $4::int"
-	"    FOR UPDATE SKIP LOCKED))"
-	"  RETURNING m.*"
-	"), t AS (SELECT coalesce($2::timestamptz, now()) AS now)"
-	"SELECT c.id, c.user_id, c.message_type, c.template_key,"
-	"  c.params::text AS params, c.attempts, c.max_attempts,"
-	"  c.expires_at IS NOT NULL AND c.expires_at <= t.now AS expired,"
-	"  EXISTS (SELECT 1 FROM engagement.opted_out_users o"
-	"          WHERE o.user_id = c.user_id) AS opted_out,"
-	"  (extract(epoch FROM CASE WHEN c.quiet_hours_override THEN NULL ELSE"
-	"     engagement.quiet_until(t.now, coalesce(p.timezone, 'UTC'),"
-	"       p.quiet_hours_start, p.quiet_hours_end) END) * 1000000)::bigint"
-	"    AS quiet_until_us,"
-	"  (SELECT string_agg(y.id || ':' || y.us, ',' ORDER BY y.us) FROM ("
-	"     SELECT s.id, (extract(epoch FROM s.sent_at) * 1000000)::bigint AS us"
-	"     FROM engagement.message_queue s"
-	"     WHERE s.user_id = c.user_id"
-	"       AND s.sent_at > t.now - interval '1 hour' AND s.sent_at <= t.now"
-	"     ORDER BY s.sent_at DESC LIMIT $5::int) y) AS recent_sends,"
-	"  u.phone_e164 AS phone,"
-	"  coalesce(p.preferred_destination, 'individual') = 'group' AS to_group,"
-	"  p.group_id, tp.provider_name AS tpl_name,"
-	"  tp.provider_language AS tpl_language, tp.param_names::text AS tpl_params,"
-	"  coalesce(p.locale, 'en') AS locale, es.state,"
-	"  (extract(epoch FROM t.now) * 1000000)::bigint AS now_us"
-	" FROM claimed c CROSS JOIN t"
-	" LEFT JOIN engagement.engagement_states es ON es.user_id = c.user_id"
-	" JOIN engagement.users u ON u.id = c.user_id"
-	" LEFT JOIN engagement.user_preferences p ON p.user_id = c.user_id"
-	" LEFT JOIN LATERAL ("
-	"   SELECT x.provider_name, x.provider_language, x.param_names"
-	"   FROM engagement.message_templates x"
-	"   WHERE x.template_key = c.template_key AND x.is_active"
-	"     AND x.locale IN (coalesce(p.locale, 'en'),"
-	"                      split_part(coalesce(p.locale, 'en'), '-', 1), 'en')"
-	"   ORDER BY CASE x.locale WHEN coalesce(p.locale, 'en') THEN 0"
-	"     WHEN split_part(coalesce(p.locale, 'en'), '-', 1) THEN 1 ELSE 2 END"
-	"   LIMIT 1) tp ON true"
-	" ORDER BY c.next_attempt_at, c.id";
+	"SELECT * FROM engagement.claim_messages($1, $2::timestamptz, $3::int, $4::int, $5::int)";
 
 enum eng_status eng_queue_claim(struct eng_db *db, const struct eng_claim_args *a,
 				PGresult **res, struct eng_err *err)
@@ -240,14 +161,8 @@ enum eng_status eng_queue_renew(struct eng_db *db, const char *owner, const char
 	snprintf(lease, sizeof(lease), "%d", lease_s);
 	const char *p[] = {owner, lease, run_id};
 	/* the run's heartbeat too: a run whose heartbeat stops has died */
-	return run(db,
-		   "WITH hb AS (UPDATE engagement.job_runs SET heartbeat_at = clock_timestamp()"
-		   "  WHERE run_id = $3::uuid)"
-		   "UPDATE engagement.message_queue SET"
-		   "  locked_until = clock_timestamp() + make_interval(secs => $2::int)"
-		   " WHERE locked_by = $1 AND status = 'sending'"
-		   " RETURNING id",
-		   3, p, res, err);
+	return run(db, "SELECT id FROM engagement.renew_claims($1, $3::uuid, $2::int)", 3, p,
+		   res, err);
 }
 
 static int cmp_ll(const void *a, const void *b)
@@ -269,66 +184,12 @@ size_t eng_queue_ids(const PGresult *r, long long **ids)
 
 /* ---- write-back ---------------------------------------------------------------- */
 
-/* An outcome is written while the claim is still ours. The outcome of a
- * request (the API was asked) is also written when the claim is not ours
- * any more: a message another worker recovered after our lease ran out
- * (back to queued) gets what really happened to it, and a message we know
- * we sent is recorded sent whoever holds it now (its new holder's fence
- * then finds it gone: it is never sent twice for want of a record). Rows
- * already as an outcome would leave them (a write-back that committed but
- * whose answer was lost with the connection) count as written, unchanged. */
+/* engagement.record_outcomes (migration 0014): written while the claim is
+ * ours; a request's outcome also when another worker recovered the
+ * message, and a send whoever holds it now; a 131050 records the person's
+ * opt-out. */
 static const char writeback_sql[] =
-	"WITH x AS ("
-	"  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, status text,"
-	"    charge int, before int, requested bool, next_attempt_at timestamptz,"
-	"    code text, error text, wamid text, sent_at timestamptz, event text,"
-	"    details jsonb)"
-	"), done AS ("
-	"  SELECT x.id FROM x JOIN engagement.message_queue m ON m.id = x.id"
-	"  WHERE m.status = x.status AND m.status <> 'sending' AND m.locked_by IS NULL"
-	"    AND m.attempts = x.before + x.charge"
-	"    AND m.provider_message_id IS NOT DISTINCT FROM coalesce(x.wamid, m.provider_message_id)"
-	"    AND m.last_error_code IS NOT DISTINCT FROM coalesce(x.code, m.last_error_code)"
-	"), upd AS ("
-	"  UPDATE engagement.message_queue m SET"
-	"    status = x.status, attempts = greatest(m.attempts, x.before + x.charge),"
-	"    next_attempt_at = coalesce(x.next_attempt_at, m.next_attempt_at),"
-	"    last_error_code = coalesce(x.code, m.last_error_code),"
-	"    last_error = coalesce(x.error, m.last_error),"
-	"    provider_message_id = coalesce(x.wamid, m.provider_message_id),"
-	"    sent_at = coalesce(x.sent_at, m.sent_at),"
-	"    locked_by = NULL, locked_until = NULL"
-	"  FROM x WHERE m.id = x.id AND x.id NOT IN (SELECT id FROM done)"
-	"    AND (m.status = 'sending' AND m.locked_by = $2"
-	"         OR x.requested AND m.status = 'queued'"
-	"         OR x.status = 'sent' AND m.status <> 'sent')"
-	"  RETURNING m.id, m.user_id, m.message_type, x.status, x.event, x.details,"
-	"            x.code, x.wamid"
-	"), audit AS ("
-	"  SELECT engagement.write_audit(jsonb_agg(jsonb_build_object("
-	"    'user_id', user_id, 'message_id', id, 'event', event, 'source', 'queue-send',"
-	"    'details', details, 'run_id', $3::uuid) ORDER BY id)"
-	"    FILTER (WHERE event IS NOT NULL)) AS n FROM upd"
-	"), ob AS ("
-	"  SELECT engagement.publish_message_events('message.sent',"
-	"      array_agg(id ORDER BY id) FILTER (WHERE status = 'sent'), $3::uuid)"
-	"    + engagement.publish_message_events('message.failed',"
-	"      array_agg(id ORDER BY id) FILTER (WHERE status = 'failed'), $3::uuid) AS n"
-	"  FROM upd"
-	/* the minute's counts (in key order: two senders never deadlock here) */
-	"), counted AS ("
-	"  INSERT INTO engagement.message_counts (minute, kind, code, n)"
-	"  SELECT date_trunc('minute', clock_timestamp()), kind, code, count(*) FROM ("
-	"    SELECT CASE event WHEN 'message_retry' THEN 'retried'"
-	"      WHEN 'message_deferred' THEN 'deferred'"
-	"      WHEN 'message_handed_back' THEN 'handed_back' ELSE status END AS kind,"
-	"      coalesce(code, '') AS code FROM upd) k"
-	"  GROUP BY kind, code ORDER BY kind, code"
-	"  ON CONFLICT (minute, kind, code) DO UPDATE SET n = engagement.message_counts.n + excluded.n"
-	")"
-	/* (audit and ob only read: they run because they are read here) */
-	"SELECT id, (SELECT n FROM audit) + (SELECT n FROM ob) AS written FROM upd"
-	" UNION ALL SELECT id, 0 FROM done";
+	"SELECT id FROM engagement.record_outcomes($2, $3::uuid, $1::jsonb)";
 
 static json_t *ts_or_null(eng_time t)
 {
@@ -344,27 +205,20 @@ static json_t *str_or_null(const char *s)
 	return s && *s ? eng_json_str(s) : json_null();
 }
 
+static const char *const kind_names[] = {
+	[ENG_OUT_SENT] = "sent", [ENG_OUT_RETRIED] = "retried",
+	[ENG_OUT_DEFERRED] = "deferred", [ENG_OUT_FAILED] = "failed",
+	[ENG_OUT_BLOCKED] = "blocked", [ENG_OUT_CANCELLED] = "cancelled",
+	[ENG_OUT_HANDED_BACK] = "handed_back",
+};
+
 void eng_queue_row(json_t *rows, long long id, int attempts_before,
 		   const struct eng_outcome *o)
 {
-	json_t *d = json_object();
-	json_object_set_new(d, "attempts", json_integer(attempts_before));
-	if (o->reason)
-		json_object_set_new(d, "reason", json_string(o->reason));
-	if (o->until)
-		json_object_set_new(d, "until", ts_or_null(o->until));
-	if (o->attempt) {
-		json_object_set_new(d, "attempt", json_integer(o->attempt));
-		json_object_set_new(d, "http_status", json_integer(o->http_status));
-		json_object_set_new(d, "latency_ms", json_real(o->latency_ms));
-		if (o->error_code)
-			json_object_set_new(d, "error_code", json_integer(o->error_code));
-		if (o->next)
-			json_object_set_new(d, "next_attempt_at", ts_or_null(o->next));
-	}
 	json_t *row = json_object();
 	json_object_set_new(row, "id", json_integer(id));
-	json_object_set_new(row, "status", json_string(o->status));
+	json_object_set_new(row, "kind", json_string(kind_names[o->kind]));
+	json_object_set_new(row, "status", json_string(o->status)); /* for the log */
 	json_object_set_new(row, "charge", json_integer(o->charge));
 	json_object_set_new(row, "before", json_integer(attempts_before));
 	json_object_set_new(row, "requested", json_boolean(o->attempt > 0));
@@ -373,8 +227,16 @@ void eng_queue_row(json_t *rows, long long id, int attempts_before,
 	json_object_set_new(row, "error", str_or_null(o->error));
 	json_object_set_new(row, "wamid", str_or_null(o->wamid));
 	json_object_set_new(row, "sent_at", ts_or_null(o->sent_at));
-	json_object_set_new(row, "event", json_string(o->event));
-	json_object_set_new(row, "details", d);
+	json_object_set_new(row, "at", ts_or_null(o->at));
+	json_object_set_new(row, "reason", o->reason ? json_string(o->reason) : json_null());
+	json_object_set_new(row, "until", ts_or_null(o->until));
+	if (o->attempt) {
+		json_object_set_new(row, "attempt", json_integer(o->attempt));
+		json_object_set_new(row, "http_status", json_integer(o->http_status));
+		json_object_set_new(row, "latency_ms", json_real(o->latency_ms));
+		if (o->error_code)
+			json_object_set_new(row, "error_code", json_integer(o->error_code));
+	}
 	json_array_append_new(rows, row);
 }
 
@@ -438,11 +300,5 @@ enum eng_status eng_queue_purge(struct eng_db *db, int days, long long *n,
 	char d[16];
 	snprintf(d, sizeof(d), "%d", days);
 	const char *p[] = {d};
-	return eng_db_purge(db,
-			    "DELETE FROM engagement.message_queue WHERE id = ANY (ARRAY("
-			    "  SELECT id FROM engagement.message_queue"
-			    "  WHERE status IN ('sent', 'failed', 'blocked', 'cancelled')"
-			    "    AND updated_at < clock_timestamp() - make_interval(days => $1::int)"
-			    "  ORDER BY updated_at LIMIT 1000))",
-			    1, p, 1000, n, err);
+	return eng_db_purge(db, "SELECT engagement.purge_messages($1::int)", 1, p, 1000, n, err);
 }

@@ -29,15 +29,11 @@ static const char fetch_sql[] =
 	" FROM engagement.outbox_events WHERE published_at IS NULL"
 	" ORDER BY id LIMIT $1::int";
 
-static const char mark_sql[] =
-	"UPDATE engagement.outbox_events SET published_at = clock_timestamp()"
-	" WHERE id = ANY ($1::bigint[]) AND published_at IS NULL";
+/* engagement.mark_published and engagement.purge_published (migration
+ * 0014): the relay's role writes the outbox through them only. */
+static const char mark_sql[] = "SELECT engagement.mark_published($1::bigint[])";
 
-static const char purge_sql[] =
-	"DELETE FROM engagement.outbox_events WHERE id = ANY (ARRAY("
-	"  SELECT id FROM engagement.outbox_events"
-	"  WHERE published_at < clock_timestamp() - make_interval(days => $1::int)"
-	"  ORDER BY published_at LIMIT 1000))";
+static const char purge_sql[] = "SELECT engagement.purge_published($1::int)";
 
 #define CHANNEL "engagement_outbox"
 #define LAG_SAMPLE 65536 /* bounded memory however long --follow runs */

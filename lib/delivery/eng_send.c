@@ -34,7 +34,6 @@
 #include "eng_json.h"
 #include "eng_log.h"
 #include "eng_mask.h"
-#include "eng_optout.h"
 #include "eng_pool.h"
 #include "eng_queue.h"
 #include "eng_stats.h"
@@ -78,12 +77,6 @@ struct batch {
 	json_t *rows;
 	struct msg **msgs;
 	size_t n, cap;
-	struct optout {        /* a 131050 to record as an opt-out */
-		char user_id[37];
-		long long message_id;
-		eng_time at;
-	} *optouts;
-	size_t noptouts, optouts_cap;
 	int64_t oldest;        /* monotonic time of its first outcome */
 };
 
@@ -206,7 +199,6 @@ static void batch_clear(struct batch *b)
 		msg_free(b->msgs[i]);
 	json_array_clear(b->rows);
 	b->n = 0;
-	b->noptouts = 0;
 }
 
 static void batch_release(struct batch *b)
@@ -214,7 +206,6 @@ static void batch_release(struct batch *b)
 	batch_clear(b);
 	json_decref(b->rows);
 	free(b->msgs);
-	free(b->optouts);
 }
 
 static void batch_swap(struct batch *a, struct batch *b)
@@ -701,69 +692,17 @@ static enum eng_status reconnect(struct sender *s, struct eng_err *err)
 
 /* ---- the back connection ------------------------------------------------------ */
 
-/* The 131050 opt-outs of a batch and its rows, in one transaction:
- * the preference first (it locks the person's messages), then the rows. */
-static enum eng_status write_with_optouts(struct sender *s, const char *rows,
-					  PGresult **res, struct eng_err *err)
-{
-	struct batch *b = &s->writing;
-	struct eng_optout_change *c = eng_xcalloc(b->noptouts, sizeof(*c));
-	struct eng_optout_result *out = eng_xcalloc(b->noptouts, sizeof(*out));
-	char (*mids)[24] = eng_xcalloc(b->noptouts, sizeof(*mids));
-	size_t nu = 0;
-	for (size_t i = 0; i < b->noptouts; i++) { /* once per user */
-		bool dup = false;
-		for (size_t k = 0; k < nu && !dup; k++)
-			dup = strcmp(c[k].user_id, b->optouts[i].user_id) == 0;
-		if (dup)
-			continue;
-		snprintf(mids[nu], sizeof(mids[nu]), "%lld", b->optouts[i].message_id);
-		c[nu] = (struct eng_optout_change){
-			b->optouts[i].user_id, true, "whatsapp", b->optouts[i].at,
-			"WhatsApp error 131050: the user stopped marketing messages",
-			s->job->run_id, mids[nu], NULL,
-		};
-		nu++;
-	}
-	enum eng_status st = eng_db_begin(s->back, err);
-	if (st == ENG_OK)
-		st = eng_optout_apply_many(s->back, ENG_VIA_PROVIDER_STOP, c, nu, out, err);
-	if (st == ENG_OK)
-		st = eng_queue_write_back(s->back, rows, s->owner, s->job->run_id, res, err);
-	if (st == ENG_OK)
-		st = eng_db_commit(s->back, err);
-	if (st) {
-		PQclear(*res);
-		*res = NULL;
-		eng_db_rollback(s->back);
-	}
-	for (size_t i = 0; st == ENG_OK && i < nu; i++)
-		eng_log(ENG_INFO, "opt_out_recorded", ENG_S("user_id", c[i].user_id),
-			ENG_S("source", "whatsapp"),
-			ENG_S("outcome", eng_optout_outcome_name(out[i].outcome)));
-	free(c);
-	free(out);
-	free(mids);
-	return st;
-}
-
 static enum eng_status start_write(struct sender *s, struct eng_err *err)
 {
 	if (s->writing.n == 0)
 		batch_swap(&s->filling, &s->writing);
 	char *rows = eng_json_dump(s->writing.rows);
-	enum eng_status st;
-	if (s->writing.noptouts) { /* rare: done in one go */
-		PGresult *r = NULL;
-		st = write_with_optouts(s, rows, &r, err);
-		if (st == ENG_OK)
-			take_write_back(s, r);
-		PQclear(r);
-	} else {
-		st = eng_queue_write_back(s->back, rows, s->owner, s->job->run_id, NULL, err);
-		if (st == ENG_OK)
-			s->bop = B_WRITE;
-	}
+	/* (a 131050 among them records the person's opt-out in the same
+	 * statement: engagement.record_outcomes) */
+	enum eng_status st = eng_queue_write_back(s->back, rows, s->owner, s->job->run_id,
+						  NULL, err);
+	if (st == ENG_OK)
+		s->bop = B_WRITE;
 	free(rows);
 	return st;
 }
@@ -1175,15 +1114,8 @@ static void finished(struct sender *s, const struct eng_pool_done *d)
 			ENG_S("class", eng_wa_class_name(res.cls)),
 			ENG_S("code", res.code_text), ENG_S("error", res.error));
 	}
-	if (res.cls == ENG_WA_FAIL && res.code == 131050) {
-		/* the user said stop inside WhatsApp: record it everywhere */
-		struct batch *b = &s->filling;
-		ENG_GROW(b->optouts, b->noptouts, b->optouts_cap);
-		struct optout *oo = &b->optouts[b->noptouts++];
-		snprintf(oo->user_id, sizeof(oo->user_id), "%s", m->user_id);
-		oo->message_id = m->id;
-		oo->at = now;
-	}
+	/* (131050, the user said stop inside WhatsApp: the write-back records
+	 * it everywhere, dated o.at) */
 	record(s, m, &o);
 }
 

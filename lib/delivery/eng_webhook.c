@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +58,16 @@ struct request {
 
 struct counts {
 	long long received, stored, unsigned_, too_large, malformed, unavailable,
-		verified, verify_refused, not_found, not_allowed;
+		verified, verify_refused, not_found, not_allowed, timed_out;
+};
+
+/* A connection, for the request deadline (the watchdog). */
+struct watched {
+	MHD_socket fd;
+	int64_t since;      /* its request, or the stretch before the next, began */
+	bool waiting;       /* its body is in, waiting for the inbox writer */
+	bool cut;
+	struct watched *prev, *next;
 };
 
 struct hook {
@@ -76,6 +86,10 @@ struct hook {
 	struct eng_sample ack;         /* ms from the body's end to the answer */
 	struct eng_rng rng;
 	struct eng_db wdb;             /* the writer's connection */
+	struct watched *watched;       /* every open connection */
+	pthread_t watchdog;
+	bool watchdog_started;
+	pthread_cond_t wake_watchdog;
 };
 
 static void lock(struct hook *h)
@@ -142,6 +156,14 @@ static enum MHD_Result verify(struct hook *h, struct MHD_Connection *c)
 	return ok ? answer(c, 200, challenge) : answer(c, 403, status_body(403));
 }
 
+/* The watchdog's record of connection c (NULL before it started). */
+static struct watched *watched_of(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci ? ci->socket_context : NULL;
+}
+
 static void refuse(struct hook *h, long long *counter, const char *reason)
 {
 	lock(h);
@@ -175,6 +197,9 @@ static enum MHD_Result take_body(struct hook *h, struct request *r, struct MHD_C
 	r->state = R_WAITING;
 	MHD_suspend_connection(c);
 	lock(h);
+	struct watched *w = watched_of(c);
+	if (w)
+		w->waiting = true;
 	h->k.received++;
 	if (h->tail)
 		h->tail->next = r;
@@ -254,7 +279,99 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 	*req_cls = NULL;
 	lock(h);
 	h->active--;
+	struct watched *w = watched_of(c);
+	if (w) { /* the next request's time starts now */
+		w->since = eng_mono_us();
+		w->waiting = false;
+	}
 	unlock(h);
+}
+
+/* libmicrohttpd's own messages (a connection refused at a limit, one cut
+ * off): log lines like every other, at debug (they come in floods under
+ * the very attacks they are about). */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	(void)cls;
+	char line[256];
+	vsnprintf(line, sizeof(line), fmt, ap);
+	size_t n = strlen(line);
+	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '.'))
+		line[--n] = '\0';
+	eng_log(ENG_DEBUG, "http_server", ENG_S("message", line));
+}
+
+/* ---- the request deadline ---------------------------------------------------- */
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+			  enum MHD_ConnectionNotificationCode toe)
+{
+	struct hook *h = cls;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		struct watched *w = eng_xcalloc(1, sizeof(*w));
+		w->fd = ci ? ci->connect_fd : MHD_INVALID_SOCKET;
+		w->since = eng_mono_us();
+		lock(h);
+		w->next = h->watched;
+		if (h->watched)
+			h->watched->prev = w;
+		h->watched = w;
+		unlock(h);
+		*socket_context = w;
+		return;
+	}
+	struct watched *w = *socket_context;
+	if (!w)
+		return;
+	/* (the socket closes after this returns: the watchdog, which holds
+	 * the lock while it cuts, never touches a closed descriptor) */
+	lock(h);
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		h->watched = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	unlock(h);
+	free(w);
+	*socket_context = NULL;
+}
+
+/* Every second: a connection over its deadline (a request trickling in,
+ * or idle too long between requests) has its socket shut; libmicrohttpd
+ * then finds it closed and lets it go. */
+static void *watchdog_main(void *arg)
+{
+	struct hook *h = arg;
+	int64_t limit = (int64_t)h->o->request_timeout_ms * 1000;
+	lock(h);
+	while (!h->stopping) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&h->wake_watchdog, &h->mu, &ts);
+		int64_t now = eng_mono_us();
+		long long cut = 0;
+		for (struct watched *w = h->watched; w; w = w->next) {
+			if (w->waiting || w->cut || now - w->since <= limit ||
+			    w->fd == MHD_INVALID_SOCKET)
+				continue;
+			shutdown(w->fd, SHUT_RDWR);
+			w->cut = true;
+			cut++;
+		}
+		h->k.timed_out += cut;
+		if (cut) {
+			unlock(h);
+			eng_log(ENG_WARN, "requests_timed_out", ENG_I("connections", cut),
+				ENG_I("request_timeout_ms", h->o->request_timeout_ms));
+			lock(h);
+		}
+	}
+	unlock(h);
+	return NULL;
 }
 
 /* ---- the writer ------------------------------------------------------------------ */
@@ -401,12 +518,18 @@ static enum eng_status start(struct hook *h, struct eng_err *err)
 	if (pthread_create(&h->writer, NULL, writer_main, h) != 0)
 		return eng_err_set(err, ENG_EINTERNAL, "cannot start the inbox writer");
 	h->writer_started = true;
+	if (pthread_create(&h->watchdog, NULL, watchdog_main, h) != 0)
+		return eng_err_set(err, ENG_EINTERNAL, "cannot start the request watchdog");
+	h->watchdog_started = true;
 	h->daemon = MHD_start_daemon(
 		flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)h->o->threads,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)h->o->connection_timeout_s,
-		MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-		MHD_OPTION_END);
+		MHD_OPTION_CONNECTION_LIMIT, 4096u,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)h->o->max_per_ip,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, MHD_OPTION_END);
 	if (!h->daemon)
 		return eng_err_set(err, ENG_ECONFIG, "cannot listen on %.100s (in use, or not "
 				   "an address of this host)",
@@ -435,13 +558,18 @@ static void stop(struct hook *h)
 			nanosleep(&ts, NULL);
 		}
 	}
+	lock(h);
+	h->stopping = true;
+	pthread_cond_signal(&h->wake_writer);
+	pthread_cond_signal(&h->wake_watchdog);
+	unlock(h);
 	if (h->writer_started) {
-		lock(h);
-		h->stopping = true;
-		pthread_cond_signal(&h->wake_writer);
-		unlock(h);
 		pthread_join(h->writer, NULL);
 		h->writer_started = false;
+	}
+	if (h->watchdog_started) {
+		pthread_join(h->watchdog, NULL);
+		h->watchdog_started = false;
 	}
 	if (h->daemon)
 		MHD_stop_daemon(h->daemon);
@@ -508,7 +636,7 @@ static void summarize(struct hook *h, const struct eng_inbox_counts *a, long lon
 		{"undelivered", a->failed}, {"unmatched_statuses", a->unmatched},
 		{"ignored", a->ignored}, {"malformed_items", a->malformed},
 		{"rejected_events", a->rejected}, {"broken_deliveries", a->broken},
-		{"purged", purged},
+		{"purged", purged}, {"timed_out", h->k.timed_out},
 	};
 	for (size_t i = 0; i < sizeof(c) / sizeof(*c); i++)
 		eng_job_set_int(j, c[i].key, c[i].v);
@@ -524,6 +652,7 @@ enum eng_status eng_webhook_run(const struct eng_job *job, const struct eng_webh
 	h.job = job;
 	pthread_mutex_init(&h.mu, NULL);
 	pthread_cond_init(&h.wake_writer, NULL);
+	pthread_cond_init(&h.wake_watchdog, NULL);
 	pthread_cond_init(&h.wake_applier, NULL);
 	eng_sample_init(&h.ack, 65536);
 	eng_rng_seed(&h.rng);
@@ -563,6 +692,7 @@ enum eng_status eng_webhook_run(const struct eng_job *job, const struct eng_webh
 	eng_db_close(&h.wdb);
 	eng_sample_release(&h.ack);
 	pthread_cond_destroy(&h.wake_writer);
+	pthread_cond_destroy(&h.wake_watchdog);
 	pthread_cond_destroy(&h.wake_applier);
 	pthread_mutex_destroy(&h.mu);
 	return st;

@@ -9,6 +9,12 @@
  *        that is not a JSON object 400; otherwise committed to the inbox
  *        and then 200 (503 when the database cannot take it: Meta retries).
  *
+ * Bounded: at most max_per_ip connections from one address, and a
+ * deadline for a whole request (headers and body, however slowly their
+ * bytes come) or a stretch between requests, enforced by a watchdog that
+ * shuts the connection's socket; a request whose body is in and waits for
+ * the inbox writer is not cut.
+ *
  * Requests are grouped: one writer thread stores whatever arrived while it
  * was storing the last group, in one statement, and only then are their
  * connections resumed and answered (group commit). The run's own thread
@@ -30,6 +36,8 @@ struct eng_webhook_opts {
 	long long max_body;
 	int threads;             /* libmicrohttpd's pool */
 	int connection_timeout_s;
+	long request_timeout_ms; /* a request, or a stretch between requests */
+	int max_per_ip;          /* connections from one address */
 	int retain_days;
 	int batch;               /* deliveries applied per transaction */
 	bool drain;              /* apply what is pending and exit */

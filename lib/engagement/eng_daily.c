@@ -23,12 +23,11 @@ struct counts {
 	long long processed, succeeded, failed, skipped, messages;
 };
 
-/* A failed batch, retried through eng_transition_batch in halves. */
+/* A failed batch, retried in halves down to the users that fail. */
 struct batch {
 	const struct check *check;
-	struct eng_tr_batch tb;
+	const struct eng_due_batch *due;
 	const char **ids;
-	eng_time *ats;
 	size_t n;
 	bool *moved, *queued, *failed;
 };
@@ -37,19 +36,10 @@ static enum eng_status do_range(void *ctx, struct eng_db *db, size_t off,
 				size_t n, struct eng_err *err)
 {
 	struct batch *b = ctx;
-	struct eng_tr_result res;
-	b->tb.user_ids = b->ids + off;
-	b->tb.at = b->ats + off;
-	b->tb.n = n;
-	if (eng_transition_batch(db, &b->tb, &res, err))
-		return err->status;
-	for (size_t k = 0; k < res.n; k++) {
-		size_t i = off + res.moved[k].index;
-		b->moved[i] = true;
-		b->queued[i] = res.moved[k].message_queued;
-	}
-	eng_tr_result_release(&res);
-	return ENG_OK;
+	for (size_t i = off; i < off + n; i++)
+		b->moved[i] = b->queued[i] = false; /* a failed range is done again */
+	return eng_transition_due_users(db, b->due, b->ids + off, n, b->moved + off,
+					b->queued + off, err);
 }
 
 static void on_failed(void *ctx, size_t i, const struct eng_err *e)
@@ -76,24 +66,14 @@ static enum eng_status retry_batch(const struct eng_job *job, const struct check
 	int rows = PQntuples(r);
 	struct batch b = {0};
 	b.check = c;
+	b.due = db_batch;
 	b.n = (size_t)rows;
 	b.ids = eng_xcalloc(b.n + 1, sizeof(*b.ids));
-	b.ats = eng_xcalloc(b.n + 1, sizeof(*b.ats));
 	b.moved = eng_xcalloc(b.n + 1, sizeof(bool));
 	b.queued = eng_xcalloc(b.n + 1, sizeof(bool));
 	b.failed = eng_xcalloc(b.n + 1, sizeof(bool));
-	for (int i = 0; i < rows; i++) {
+	for (int i = 0; i < rows; i++)
 		b.ids[i] = PQgetvalue(r, i, 0);
-		b.ats[i] = db_batch->now;
-	}
-	b.tb.trigger = eng_due_trigger(c->due);
-	b.tb.run_id = db_batch->run_id;
-	b.tb.skip_opted_out = c->due == ENG_DUE_INACTIVITY;
-	b.tb.goodbye_hours = db_batch->goodbye_hours;
-	if (c->due == ENG_DUE_INACTIVITY)
-		b.tb.activity_before = db_batch->cutoff;
-	else
-		b.tb.due_before = db_batch->cutoff;
 
 	size_t nfailed = 0;
 	enum eng_status st = eng_batch_apply(job->db, b.n, &ops, &b, &nfailed, err);
@@ -115,7 +95,6 @@ static enum eng_status retry_batch(const struct eng_job *job, const struct check
 	}
 	*more = rows == db_batch->limit;
 	free(b.ids);
-	free(b.ats);
 	free(b.moved);
 	free(b.queued);
 	free(b.failed);
@@ -154,15 +133,14 @@ static enum eng_status run_check(const struct eng_job *job,
 	struct eng_due_batch b = {0};
 	b.check = c->due;
 	b.now = job->now;
-	b.cutoff = c->due == ENG_DUE_INACTIVITY
-			   ? job->now - (eng_time)o->inactivity_days * ENG_USEC_PER_DAY
-			   : job->now;
+	b.inactivity_days = o->inactivity_days;
 	b.run_id = job->run_id;
 	b.limit = o->batch_size;
 	b.goodbye_hours = o->goodbye_hours;
 
 	if (c->due == ENG_DUE_INACTIVITY &&
-	    count_opted_out(db, b.cutoff, &k->skipped, err))
+	    count_opted_out(db, job->now - (eng_time)o->inactivity_days * ENG_USEC_PER_DAY,
+			    &k->skipped, err))
 		return eng_err_prefix(err, "could not count opted-out users");
 
 	bool more = true;

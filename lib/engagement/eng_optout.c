@@ -29,20 +29,18 @@ bool eng_optout_source_valid(const char *s)
 	return false;
 }
 
-/* $1: a JSON array of changes {user_id, opt_out, at, source, reason,
- * message_id, run_id, event_id}, $2 how far ahead of the database clock a
- * change may be dated. One row back per change whose user exists: its
- * position, outcome, old value and instant (the functions of migration
- * 0012 say the rest). */
+/* $1: a JSON array of changes, in order; $2 the run. One row back per
+ * change whose user exists: its position (1-based), outcome, old value and
+ * instant (migration 0014 says the rest). */
 static const char *const apply_sql[] = {
 	[ENG_VIA_CHANGE] = "SELECT ord - 1, outcome, old_value, at_us"
-			   " FROM engagement.apply_preference_changes($1::jsonb, $2::int)",
-	[ENG_VIA_PROVIDER_STOP] = "SELECT ord - 1, outcome, old_value, at_us"
-				  " FROM engagement.record_provider_stops($1::jsonb, $2::int)",
+			   " FROM engagement.change_preferences($1::jsonb, $2::uuid)",
+	[ENG_VIA_WHATSAPP] = "SELECT ord - 1, outcome, old_value, at_us"
+			     " FROM engagement.record_whatsapp_preferences($1::jsonb, $2::uuid)",
 };
 
 enum eng_status eng_optout_apply_many(struct eng_db *db, enum eng_optout_via via,
-				      const struct eng_optout_change *c,
+				      const char *run_id, const struct eng_optout_change *c,
 				      size_t n, struct eng_optout_result *res,
 				      struct eng_err *err)
 {
@@ -56,14 +54,14 @@ enum eng_status eng_optout_apply_many(struct eng_db *db, enum eng_optout_via via
 			eng_time_format(c[i].at, at);
 			json_object_set_new(o, "at", json_string(at));
 		}
-		json_object_set_new(o, "source", json_string(c[i].source));
-		if (c[i].reason)
-			json_object_set_new(o, "reason", eng_json_str(c[i].reason));
-		if (c[i].message_id)
-			json_object_set_new(o, "message_id",
-					    json_integer(atoll(c[i].message_id)));
-		if (c[i].run_id)
-			json_object_set_new(o, "run_id", json_string(c[i].run_id));
+		if (via == ENG_VIA_WHATSAPP) {
+			json_object_set_new(o, "phrase_locale",
+					    json_string(c[i].phrase_locale ? c[i].phrase_locale : "?"));
+		} else {
+			json_object_set_new(o, "source", json_string(c[i].source));
+			if (c[i].reason)
+				json_object_set_new(o, "reason", eng_json_str(c[i].reason));
+		}
 		if (c[i].event_id && *c[i].event_id)
 			json_object_set_new(o, "event_id", json_string(c[i].event_id));
 		json_array_append_new(arr, o);
@@ -71,9 +69,7 @@ enum eng_status eng_optout_apply_many(struct eng_db *db, enum eng_optout_via via
 	}
 	char *changes = eng_json_dump(arr);
 	json_decref(arr);
-	char skew[16];
-	snprintf(skew, sizeof(skew), "%d", ENG_FUTURE_SKEW_S);
-	const char *p[] = {changes, skew};
+	const char *p[] = {changes, run_id};
 	PGresult *r = eng_db_query(db, apply_sql[via], 2, p, err);
 	free(changes);
 	if (!r)
@@ -115,12 +111,12 @@ static enum eng_status check_result(const struct eng_optout_change *c,
 	return ENG_OK;
 }
 
-enum eng_status eng_optout_apply(struct eng_db *db,
+enum eng_status eng_optout_apply(struct eng_db *db, const char *run_id,
 				 const struct eng_optout_change *c,
 				 struct eng_optout_result *res,
 				 struct eng_err *err)
 {
-	if (eng_optout_apply_many(db, ENG_VIA_CHANGE, c, 1, res, err))
+	if (eng_optout_apply_many(db, ENG_VIA_CHANGE, run_id, c, 1, res, err))
 		return err->status;
 	return check_result(c, res, err);
 }
@@ -232,9 +228,9 @@ static enum eng_status it_apply(void *ctx, struct eng_db *db, const size_t *idx,
 	for (size_t i = 0; i < k; i++) {
 		struct eng_optout_item *it = &x->it[idx[i]];
 		c[i] = (struct eng_optout_change){it->who.user_id, it->opt_out, it->source,
-						  it->at, it->reason, x->run_id, NULL, it->id};
+						  it->at, it->reason, it->id, it->phrase_locale};
 	}
-	enum eng_status st = eng_optout_apply_many(db, x->via, c, k, res, err);
+	enum eng_status st = eng_optout_apply_many(db, x->via, x->run_id, c, k, res, err);
 	for (size_t i = 0; st == ENG_OK && i < k; i++) {
 		struct eng_err e = ENG_ERR_INIT;
 		x->it[idx[i]].res = res[i];
@@ -252,7 +248,8 @@ enum eng_status eng_optout_apply_items(struct eng_db *db, enum eng_optout_via vi
 				       size_t *done, struct eng_err *err)
 {
 	struct items_ctx x = {it, run_id, via};
-	struct eng_items items = {n, &x, it_who, it_failed, it_fail, it_apply};
+	/* one person's changes in one call, in order: last write wins there */
+	struct eng_items items = {n, &x, it_who, it_failed, it_fail, it_apply, true};
 	return eng_items_apply(db, &items, dry_run, done, err);
 }
 
@@ -300,11 +297,11 @@ enum eng_status eng_optout_set(const struct eng_job *job, struct eng_optout_requ
 	if (eng_user_find(job, &rq->who, err))
 		return err->status;
 	struct eng_optout_change ch = {rq->who.user_id, rq->opt_out, rq->source, rq->at,
-				       rq->reason[0] ? rq->reason : NULL, job->run_id, NULL, NULL};
+				       rq->reason[0] ? rq->reason : NULL, NULL, NULL};
 	struct eng_optout_result res;
 	enum eng_status st = eng_db_begin(job->db, err);
 	if (st == ENG_OK)
-		st = eng_optout_apply(job->db, &ch, &res, err);
+		st = eng_optout_apply(job->db, job->run_id, &ch, &res, err);
 	if (st == ENG_OK && job->dry_run)
 		eng_db_rollback(job->db);
 	else if (st == ENG_OK)

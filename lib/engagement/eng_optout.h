@@ -39,9 +39,8 @@ struct eng_optout_change {
 	const char *source;     /* whatsapp, web, cli or api */
 	eng_time at;            /* ENG_TIME_NONE: the database's now() */
 	const char *reason;     /* free text for the consent record, or NULL */
-	const char *run_id;
-	const char *message_id; /* the queue message behind it, or NULL */
 	const char *event_id;   /* its identity (a wamid, a batch line's id), or NULL */
+	const char *phrase_locale; /* ENG_VIA_WHATSAPP: the phrase's language */
 };
 
 const char *eng_optout_outcome_name(enum eng_optout_outcome o);
@@ -60,22 +59,24 @@ struct eng_optout_result {
 	eng_time at;            /* the instant the change carries */
 };
 
-/* Which SQL function applies changes (migration 0012): any change
- * (engagement.apply_preference_changes: optout-set, a person's message), or
- * a stop the provider reported (engagement.record_provider_stops: opt-outs
- * from whatsapp only, whatever the changes say; the sender's role may call
- * nothing else). */
-enum eng_optout_via { ENG_VIA_CHANGE, ENG_VIA_PROVIDER_STOP };
+/* Which SQL function applies changes (migration 0014): any channel's
+ * change with its reason (engagement.change_preferences: optout-set), or a
+ * phrase in a person's own WhatsApp message (engagement.
+ * record_whatsapp_preferences: source whatsapp and the consent record's
+ * words chosen by the database, the phrase's language given). A stop the
+ * provider reported (131050) is recorded by the sender's and the webhook's
+ * own functions, from what the provider said. */
+enum eng_optout_via { ENG_VIA_CHANGE, ENG_VIA_WHATSAPP };
 
-/* Apply n changes for n distinct users in one statement (run inside a
- * transaction); res[i] for c[i]. */
+/* Apply n changes in one statement (run inside a transaction), in order
+ * (one person's several in order); res[i] for c[i]. */
 enum eng_status eng_optout_apply_many(struct eng_db *db, enum eng_optout_via via,
-				      const struct eng_optout_change *c,
+				      const char *run_id, const struct eng_optout_change *c,
 				      size_t n, struct eng_optout_result *res,
 				      struct eng_err *err);
 
 /* One change; ENG_ENOUSER when the user does not exist. */
-enum eng_status eng_optout_apply(struct eng_db *db,
+enum eng_status eng_optout_apply(struct eng_db *db, const char *run_id,
 				 const struct eng_optout_change *c,
 				 struct eng_optout_result *res,
 				 struct eng_err *err);
@@ -88,6 +89,7 @@ struct eng_optout_item {
 	char source[16];
 	eng_time at;          /* ENG_TIME_NONE: the database's now() */
 	char *reason;         /* owned, may be NULL */
+	char phrase_locale[16]; /* ENG_VIA_WHATSAPP: the phrase's language */
 	char id[ENG_EVENT_ID_MAX + 1]; /* its "id", or "" */
 	bool failed;
 	struct eng_err err;

@@ -1,16 +1,12 @@
 /*
- * The engagement state machine (DESIGN.md §1): the ten valid transitions,
- * and the one function through which every transition goes.
- *
- * eng_transition_batch() applies one trigger to a set of users in a single
- * statement: it locks their state rows in user_id order, re-checks the
- * trigger's guard under the lock, updates the state, writes one
- * state_transitions row (metadata: days_inactive always, response_type for
- * goodbye triggers, unprompted_return for returns from dormant) and one
- * outbox event per user, and for inactivity_14d queues the goodbye message;
- * a user_message out of goodbye_sent cancels the goodbye still queued.
- * A user whose state does not allow the trigger is left unchanged and simply
- * not reported as moved. Callers own the transaction.
+ * The engagement state machine (DESIGN.md §1). It lives in the database,
+ * in one place: the table engagement.state_machine (the ten valid
+ * transitions) and engagement.transition_users (their guards and side
+ * effects: the state, the transition row, the outbox events, a goodbye
+ * queued or cancelled), called by engagement.transition_due (the daily
+ * checks) and engagement.apply_events (inbound events, a person's
+ * messages) of migration 0014. Here: the names of states and triggers,
+ * and the daily checks' calls.
  */
 #ifndef ENG_STATE_H
 #define ENG_STATE_H
@@ -48,49 +44,10 @@ const char *eng_trigger_name(enum eng_trigger t);
 int eng_state_parse(const char *s);
 int eng_trigger_parse(const char *s);
 
-/* The state trigger t leads to from state from, or -1 when the pair is not
- * one of the ten valid transitions. */
-int eng_transition_target(enum eng_state from, enum eng_trigger t);
-/* "goodbye_sent" or "goodbye_sent, help_flow, remind_later or dormant". */
-void eng_trigger_sources(enum eng_trigger t, char *out, size_t outsz);
-
 /* Defaults of DESIGN.md §1. */
 #define ENG_GOODBYE_HOURS 48
 #define ENG_REMIND_DAYS 14
 #define ENG_INACTIVITY_DAYS 14
-
-struct eng_tr_batch {
-	enum eng_trigger trigger;
-	size_t n;
-	const char *const *user_ids; /* n validated, distinct UUIDs */
-	const eng_time *at;          /* n instants, one per user */
-	const char *run_id;          /* correlation id of this run */
-	/* Guards re-checked under the row lock; 0 means none. */
-	eng_time activity_before;    /* last_activity_at < this */
-	eng_time due_before;         /* goodbye_expires_at / remind_at < this */
-	bool skip_opted_out;         /* leave opted-out users alone */
-	bool after_state_change;     /* an activity: not older than a state
-	                                the user entered by a goodbye reply */
-	int goodbye_hours;           /* 0 means ENG_GOODBYE_HOURS */
-	int remind_days;             /* 0 means ENG_REMIND_DAYS */
-};
-
-struct eng_tr_moved {
-	size_t index; /* position in the batch's user_ids */
-	enum eng_state from;
-	bool message_queued;
-};
-
-struct eng_tr_result {
-	size_t n;
-	struct eng_tr_moved *moved; /* caller frees with eng_tr_result_release */
-};
-
-enum eng_status eng_transition_batch(struct eng_db *db,
-				     const struct eng_tr_batch *b,
-				     struct eng_tr_result *res,
-				     struct eng_err *err);
-void eng_tr_result_release(struct eng_tr_result *res);
 
 /* The daily checks, each a trigger applied to the users its index finds
  * due: inactive (and not opted out), goodbye window over, reminder due. */
@@ -100,15 +57,18 @@ enum eng_due_check {
 	ENG_DUE_REMINDER,
 };
 
+/* "inactivity", "goodbye_timeout", "reminder_due" */
+const char *eng_due_check_name(enum eng_due_check c);
+
 struct eng_due_batch {
 	enum eng_due_check check;
-	eng_time cutoff;   /* due when the check's time column < cutoff */
-	eng_time now;      /* the transitions' instant */
+	eng_time now;        /* the transitions' instant */
+	int inactivity_days; /* 0 means ENG_INACTIVITY_DAYS */
 	const char *run_id;
-	char after_k[32];  /* keyset: continue after (after_k, after_id); "" */
-	char after_id[37]; /*   to start from the beginning */
+	char after_k[40];    /* keyset: continue after (after_k, after_id); "" */
+	char after_id[37];   /*   to start from the beginning */
 	int limit;
-	int goodbye_hours, remind_days;
+	int goodbye_hours, remind_days; /* 0 means the defaults */
 };
 
 struct eng_due_result {
@@ -116,23 +76,24 @@ struct eng_due_result {
 	size_t moved;      /* users transitioned (picked, less any changed
 			    * meanwhile) */
 	size_t queued;     /* goodbye messages queued */
-	char last_k[32];   /* keyset of the last user picked */
+	char last_k[40];   /* keyset of the last user picked */
 	char last_id[37];
 };
 
-enum eng_trigger eng_due_trigger(enum eng_due_check c);
+/* Select, lock and transition the next batch of a daily check
+ * (engagement.transition_due: one statement). */
+enum eng_status eng_transition_due(struct eng_db *db, const struct eng_due_batch *b,
+				   struct eng_due_result *res, struct eng_err *err);
 
-/* Select, lock and transition the next batch of a daily check in one
- * statement, through the same SQL body as eng_transition_batch. */
-enum eng_status eng_transition_due(struct eng_db *db,
-				   const struct eng_due_batch *b,
-				   struct eng_due_result *res,
-				   struct eng_err *err);
-
-/* The same batch's users (user_id, keyset time), untouched: what a failed
- * eng_transition_due is retried with, through eng_transition_batch. */
-enum eng_status eng_due_candidates(struct eng_db *db,
-				   const struct eng_due_batch *b,
+/* The same batch's users (user_id, keyset), untouched: what a failed
+ * eng_transition_due is retried with (engagement.due_users). */
+enum eng_status eng_due_candidates(struct eng_db *db, const struct eng_due_batch *b,
 				   PGresult **out, struct eng_err *err);
+
+/* The check for the n users named (still due ones move): moved[i] and
+ * queued[i] (a goodbye queued) for ids[i]. */
+enum eng_status eng_transition_due_users(struct eng_db *db, const struct eng_due_batch *b,
+					 const char *const *ids, size_t n, bool *moved,
+					 bool *queued, struct eng_err *err);
 
 #endif

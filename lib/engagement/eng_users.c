@@ -232,7 +232,8 @@ enum eng_status eng_items_apply(struct eng_db *db, const struct eng_items *it,
 			for (; i < w + wn; i++) {
 				if (it->failed(it->ctx, i))
 					continue;
-				if (!eng_idset_add(seen, it->who(it->ctx, i)->user_id))
+				if (!it->any_users &&
+				    !eng_idset_add(seen, it->who(it->ctx, i)->user_id))
 					break; /* same user again: next run */
 				idx[nrun++] = i;
 			}

@@ -71,9 +71,11 @@ bool eng_idset_add(struct eng_idset *set, const char *id);
  * Applying a stream of user-keyed items (inbound events, preference
  * changes) set-based, in order: items are taken ENG_IDSET_MAX at a time,
  * their users resolved in one query (unknown ones fail), and cut into runs
- * of distinct users; each run is one transaction (one for everything with
- * dry_run, which the caller holds) applied by `apply`, and when that fails
- * the run is bisected down to the items that fail on their own.
+ * of distinct users (or, with any_users, the whole window is one run: the
+ * database function applies one person's items in order); each run is one
+ * transaction (one for everything with dry_run, which the caller holds)
+ * applied by `apply`, and when that fails the run is bisected down to the
+ * items that fail on their own.
  */
 struct eng_items {
 	size_t n;
@@ -81,11 +83,13 @@ struct eng_items {
 	struct eng_user_ref *(*who)(void *ctx, size_t i);
 	bool (*failed)(void *ctx, size_t i);
 	void (*fail)(void *ctx, size_t i, const struct eng_err *e);
-	/* Apply items idx[0..k) (distinct users) in the open transaction.
+	/* Apply items idx[0..k) (distinct users, unless any_users) in the
+	 * open transaction.
 	 * Results must be (re)written by every call: a failed call is retried
 	 * in parts. */
 	enum eng_status (*apply)(void *ctx, struct eng_db *db, const size_t *idx,
 				 size_t k, struct eng_err *err);
+	bool any_users; /* a run may hold one person's several items */
 };
 
 /* An error only when the whole run must stop (connection lost). *done:

@@ -30,34 +30,19 @@ static const char candidates_sql[] =
 	"      GROUP BY e.user_id ORDER BY e.user_id LIMIT $4::int) a "
 	"ORDER BY a.user_id";
 
-/* $1 users, $2 counts, $3 week key, $4 now, $5 expires, $6 run id. Returns
- * the 0-based positions of the users who got a new message. */
+/* engagement.queue_weekly_reviews (migration 0014) counts each user's
+ * activity in the window itself and queues the reviews: $1 users, $2 now,
+ * $3 lookback days, $4 expiry hours, $5 run id. The 0-based positions of
+ * the users who got a new message. */
 static const char queue_sql[] =
-	"WITH input AS ("
-	"  SELECT i.user_id, i.n, i.ord"
-	"  FROM unnest($1::uuid[], $2::int[]) WITH ORDINALITY AS i(user_id, n, ord)"
-	"  WHERE NOT EXISTS (SELECT 1 FROM engagement.opted_out_users o"
-	"                    WHERE o.user_id = i.user_id)"
-	"), ins AS ("
-	"  INSERT INTO engagement.message_queue (user_id, message_type, template_key,"
-	"    params, idempotency_key, scheduled_for, next_attempt_at, expires_at, run_id)"
-	"  SELECT user_id, 'weekly_review', 'weekly_review',"
-	"    jsonb_build_object('activity_count', n),"
-	"    user_id::text || ':weekly_review:' || $3, $4::timestamptz,"
-	"    $4::timestamptz, $5::timestamptz, $6::uuid"
-	"  FROM input"
-	"  ON CONFLICT (idempotency_key) DO NOTHING"
-	"  RETURNING id, user_id"
-	"), ob AS ("
-	"  SELECT engagement.publish_message_events('message.queued',"
-	"    array_agg(id ORDER BY id), $6::uuid) AS n FROM ins"
-	")"
-	/* (ob only reads: it runs because it is read here) */
-	"SELECT i.ord - 1, (SELECT n FROM ob) FROM ins JOIN input i USING (user_id)";
+	"SELECT i.ord - 1 FROM engagement.queue_weekly_reviews($1::uuid[], $2::timestamptz,"
+	"  $3::int, $4::int, $5::uuid) q"
+	" JOIN unnest($1::uuid[]) WITH ORDINALITY AS i(user_id, ord) USING (user_id)";
 
 /* The week being reviewed: its key and window, and when reviews expire. */
 struct window {
-	char week[16], from[32], to[32], expires[32];
+	char week[16], from[32], to[32];
+	char lookback_days[16], expire_hours[16];
 };
 
 struct counts {
@@ -67,7 +52,7 @@ struct counts {
 struct batch {
 	const struct eng_job *job;
 	const struct window *w;
-	const char **ids, **counts;
+	const char **ids;
 	size_t n;
 	bool *queued, *failed;
 };
@@ -76,12 +61,10 @@ static enum eng_status queue(struct batch *b, struct eng_db *db, size_t off,
 			     size_t n, struct eng_err *err)
 {
 	char *ids = eng_db_text_array(b->ids + off, n);
-	char *counts = eng_db_text_array(b->counts + off, n);
-	const char *p[] = {ids, counts, b->w->week, b->w->to, b->w->expires,
+	const char *p[] = {ids, b->w->to, b->w->lookback_days, b->w->expire_hours,
 			   b->job->run_id};
-	PGresult *r = eng_db_query(db, queue_sql, 6, p, err);
+	PGresult *r = eng_db_query(db, queue_sql, 5, p, err);
 	free(ids);
-	free(counts);
 	if (!r)
 		return err->status;
 	for (int i = 0; i < PQntuples(r); i++) {
@@ -131,9 +114,8 @@ static enum eng_status run_batch(const struct eng_job *job, const struct window 
 	}
 	snprintf(last, 37, "%s", PQgetvalue(r, rows - 1, 0));
 
-	struct batch b = {job, w, NULL, NULL, 0, NULL, NULL};
+	struct batch b = {job, w, NULL, 0, NULL, NULL};
 	b.ids = eng_xcalloc((size_t)rows, sizeof(*b.ids));
-	b.counts = eng_xcalloc((size_t)rows, sizeof(*b.counts));
 	b.queued = eng_xcalloc((size_t)rows, sizeof(bool));
 	b.failed = eng_xcalloc((size_t)rows, sizeof(bool));
 	for (int i = 0; i < rows; i++) {
@@ -141,9 +123,7 @@ static enum eng_status run_batch(const struct eng_job *job, const struct window 
 			k->skipped++; /* opted out */
 			continue;
 		}
-		b.ids[b.n] = PQgetvalue(r, i, 0);
-		b.counts[b.n] = PQgetvalue(r, i, 1);
-		b.n++;
+		b.ids[b.n++] = PQgetvalue(r, i, 0);
 	}
 	k->processed += rows;
 	size_t nfailed = 0;
@@ -161,7 +141,6 @@ static enum eng_status run_batch(const struct eng_job *job, const struct window 
 			k->already++; /* this week's review exists, or opted out since */
 	}
 	free(b.ids);
-	free(b.counts);
 	free(b.queued);
 	free(b.failed);
 	PQclear(r);
@@ -177,8 +156,8 @@ enum eng_status eng_weekly_run(const struct eng_job *job,
 	eng_weekly_key(job->now, w.week);
 	eng_time_format(job->now - (eng_time)o->lookback_days * ENG_USEC_PER_DAY, w.from);
 	eng_time_format(job->now, w.to);
-	eng_time_format(job->now + (eng_time)o->expire_hours * 3600 * ENG_USEC_PER_SEC,
-			w.expires);
+	snprintf(w.lookback_days, sizeof(w.lookback_days), "%d", o->lookback_days);
+	snprintf(w.expire_hours, sizeof(w.expire_hours), "%d", o->expire_hours);
 	json_object_set_new(job->summary, "week", json_string(w.week));
 	json_object_set_new(job->summary, "window_start", json_string(w.from));
 	json_object_set_new(job->summary, "window_end", json_string(w.to));

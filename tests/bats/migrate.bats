@@ -86,6 +86,28 @@ tables() {
 	[[ "$(sj .error)" == *credentials* ]]
 }
 
+@test "a URI whose password holds / @ or ?: no fragment of it in any message, whatever libpq makes of it" {
+	local uri prog
+	for uri in "postgresql://app:Qz7k/Wv9q@127.0.0.1:$PGPORT/eng" \
+		"postgresql://app:Qz7k@Wv9q@127.0.0.1:1/eng" \
+		"postgres://app:Qz7k?Wv9q@127.0.0.1:1/eng"; do
+		for prog in migrate engagement-status; do
+			if [ "$prog" = migrate ]; then
+				eng migrate --db "$uri" status
+			else
+				eng "$prog" --db "$uri"
+			fi
+			[ "$status" -ne 0 ]
+			[[ "$output$stderr" != *Qz7k* ]] || { echo "$prog $uri: $output $stderr" >&2; return 1; }
+			[[ "$output$stderr" != *Wv9q* ]] || { echo "$prog $uri: $output $stderr" >&2; return 1; }
+			# and through DATABASE_URL
+			DATABASE_URL=$uri eng "$prog"
+			[[ "$output$stderr" != *Qz7k* && "$output$stderr" != *Wv9q* ]] ||
+				{ echo "$prog DATABASE_URL $uri: $output $stderr" >&2; return 1; }
+		done
+	done
+}
+
 @test "the right password through DATABASE_URL connects" {
 	new_db
 	q "GRANT USAGE ON SCHEMA engagement TO engagement_pw;
@@ -143,7 +165,7 @@ tables() {
 	[ "$status" -eq 0 ]
 	[ "$(sj .current)" -eq "$LATEST" ]
 	[ "$(sj '.applied | length')" -eq "$LATEST" ]
-	[ "$(tables)" = "activity_events,audit_log,engagement_states,inbound_events,job_locks,job_runs,message_counts,message_queue,message_templates,outbox_events,program_grants,schema_migrations,send_rate,state_transitions,time_zones,user_preferences,users,webhook_inbox" ]
+	[ "$(tables)" = "activity_events,audit_log,engagement_states,inbound_events,job_locks,job_runs,message_counts,message_queue,message_templates,outbox_events,program_grants,schema_migrations,send_rate,state_machine,state_transitions,time_zones,user_preferences,users,webhook_inbox" ]
 	[ "$(q "SELECT count(*) FROM engagement.schema_migrations")" -eq "$LATEST" ]
 	[ "$(q "SELECT count(*) FROM engagement.schema_migrations WHERE checksum ~ '^[0-9a-f]{64}$'")" -eq "$LATEST" ]
 	# one migration_applied line per migration

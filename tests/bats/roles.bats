@@ -1,23 +1,47 @@
 #!/usr/bin/env bats
-# Least privilege (DESIGN.md §5): the roles migrate creates, what each may
-# not do, the functions that write for others, and a migrating role that
-# may not create roles. (Every other test file already runs each program as
-# a login granted its role only: a missing grant fails those.)
+# Least privilege (DESIGN.md §5): the database has an API, and it is the
+# only way in. Tried as an attacker holding a program's credentials would:
+# every write on every table another program depends on is refused, and
+# every function the role may call, given hostile arguments, changes
+# nothing outside that program's job. The tables and functions come from
+# the catalog, so a new one is covered without editing this file. (Every
+# other test file already runs each program as a login granted its role
+# only: a missing grant fails those.)
 
 load helpers
 
-ROLES="engagement_daily engagement_weekly engagement_event engagement_sender engagement_optout engagement_relay engagement_status engagement_webhook"
+ROLES="engagement_daily engagement_weekly engagement_event engagement_sender engagement_optout engagement_relay engagement_status engagement_webhook engagement_operator"
+# the login tests/pg/cluster.sh made for each program role
+LOGINS="eng_daily eng_weekly eng_event eng_sender eng_optout eng_relay eng_status eng_webhook"
+
+U1=00000000-0000-4000-8000-000000000001 # opted out a day ago
+U2=00000000-0000-4000-8000-000000000002 # opted in, a message sent to them
+U3=00000000-0000-4000-8000-000000000003 # in goodbye_sent, its goodbye queued
 
 setup() {
 	new_db
 	PRIV_PG=
 	q "INSERT INTO engagement.users (id, phone_e164) VALUES
-	     ('00000000-0000-4000-8000-000000000001', '+5511987654321');
-	   INSERT INTO engagement.user_preferences (user_id) VALUES
-	     ('00000000-0000-4000-8000-000000000001');
-	   INSERT INTO engagement.message_queue (user_id, message_type, template_key, idempotency_key)
-	   VALUES ('00000000-0000-4000-8000-000000000001', 'goodbye', 'goodbye', 'k1')" >/dev/null
-	U1=00000000-0000-4000-8000-000000000001
+	     ('$U1', '+5511987654321'), ('$U2', '+5511987654322'), ('$U3', '+5511987654323');
+	   INSERT INTO engagement.user_preferences (user_id, reengagement_opt_out,
+	       reengagement_opt_out_updated_at, reengagement_opt_out_source) VALUES
+	     ('$U1', true, now() - interval '1 day', 'web'),
+	     ('$U2', false, now() - interval '1 day', 'web'),
+	     ('$U3', false, NULL, NULL);
+	   INSERT INTO engagement.engagement_states (user_id, state, last_activity_at, goodbye_sent_at,
+	       goodbye_expires_at, state_changed_at) VALUES
+	     ('$U1', 'dormant', now() - interval '30 days', NULL, NULL, now() - interval '10 days'),
+	     ('$U2', 'active', now() - interval '1 day', NULL, NULL, now() - interval '1 day'),
+	     ('$U3', 'goodbye_sent', now() - interval '15 days', now() - interval '1 hour',
+	      now() + interval '47 hours', now() - interval '1 hour');
+	   INSERT INTO engagement.message_queue (user_id, message_type, template_key, idempotency_key,
+	       status, provider_message_id, sent_at, attempts) VALUES
+	     ('$U1', 'weekly_review', 'weekly_review', 'blocked1', 'blocked', NULL, NULL, 0),
+	     ('$U2', 'weekly_review', 'weekly_review', 'sent2', 'sent', 'wamid.SENT2', now(), 1),
+	     ('$U3', 'goodbye', 'goodbye', 'queued3', 'queued', NULL, NULL, 0)" >/dev/null
+	M_BLOCKED=$(q "SELECT id FROM engagement.message_queue WHERE idempotency_key = 'blocked1'")
+	M_SENT=$(q "SELECT id FROM engagement.message_queue WHERE idempotency_key = 'sent2'")
+	M_QUEUED=$(q "SELECT id FROM engagement.message_queue WHERE idempotency_key = 'queued3'")
 }
 
 teardown() {
@@ -47,71 +71,261 @@ denied() {
 	done
 }
 
-@test "migrate creates the eight program roles, NOLOGIN, and running it again changes nothing" {
-	for r in $ROLES; do
+# role_of LOGIN: the program role a test login holds
+role_of() {
+	q "SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid
+	   JOIN pg_roles l ON l.oid = m.member WHERE l.rolname = '$1'"
+}
+
+# own_tables ROLE: the tables that role may write because only its program
+# writes and reads them (DESIGN.md §5): its inbox, its rate bucket, its own
+# run and lease rows (row-level security)
+own_tables() {
+	case $1 in
+	engagement_daily | engagement_weekly | engagement_relay) echo "job_runs job_locks" ;;
+	engagement_sender) echo "job_runs send_rate" ;;
+	engagement_webhook) echo "webhook_inbox" ;;
+	*) echo "" ;;
+	esac
+}
+
+# job_tables ROLE: what that program's functions may change (its job);
+# anything else must stay as it was whatever the role calls
+job_tables() {
+	case $1 in
+	engagement_daily) echo "engagement_states state_transitions message_queue outbox_events job_runs job_locks" ;;
+	engagement_weekly) echo "message_queue outbox_events job_runs job_locks" ;;
+	engagement_event) echo "engagement_states state_transitions activity_events inbound_events message_queue outbox_events" ;;
+	engagement_sender) echo "message_queue audit_log outbox_events message_counts user_preferences inbound_events send_rate job_runs" ;;
+	engagement_optout) echo "user_preferences audit_log outbox_events inbound_events message_queue message_counts" ;;
+	engagement_relay) echo "outbox_events job_runs job_locks" ;;
+	engagement_webhook) echo "engagement_states state_transitions activity_events inbound_events message_queue outbox_events user_preferences audit_log message_counts webhook_inbox" ;;
+	*) echo "" ;;
+	esac
+}
+
+# fingerprint TABLE: a hash of its rows
+fingerprint() {
+	q "SELECT coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '-') FROM engagement.$1 t"
+}
+
+# the tables of the schema, from the catalog
+tables() {
+	q "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'engagement'::regnamespace
+	   AND c.relkind IN ('r', 'p') ORDER BY 1"
+}
+
+@test "migrate creates the nine program roles and the API's owner, NOLOGIN, and running it again changes nothing" {
+	for r in $ROLES engagement_owner; do
 		[ "$(q "SELECT rolcanlogin FROM pg_roles WHERE rolname = '$r'")" = f ]
 	done
-	before=$(q "SELECT md5(string_agg(g, ',' ORDER BY g)) FROM (SELECT grantee || table_name || privilege_type AS g
-	            FROM (SELECT grantee::text, table_name::text, privilege_type::text
-	                  FROM information_schema.role_table_grants WHERE table_schema = 'engagement'
-	                  UNION ALL SELECT grantee, table_name || '.' || column_name, privilege_type
-	                  FROM information_schema.column_privileges WHERE table_schema = 'engagement') g) x")
+	grants() {
+		q "SELECT md5(string_agg(g, ',' ORDER BY g)) FROM (
+		     SELECT grantee || table_name || privilege_type AS g
+		     FROM (SELECT grantee::text, table_name::text, privilege_type::text
+		           FROM information_schema.role_table_grants WHERE table_schema = 'engagement'
+		           UNION ALL SELECT grantee, table_name || '.' || column_name, privilege_type
+		           FROM information_schema.column_privileges WHERE table_schema = 'engagement'
+		           UNION ALL SELECT grantee, routine_name, privilege_type
+		           FROM information_schema.routine_privileges
+		           WHERE routine_schema = 'engagement') g) x"
+	}
+	before=$(grants)
 	eng migrate --db "$CONN" up
 	[ "$status" -eq 0 ]
 	[ "$(sj '.roles_missing | length')" -eq 0 ]
-	after=$(q "SELECT md5(string_agg(g, ',' ORDER BY g)) FROM (SELECT grantee || table_name || privilege_type AS g
-	           FROM (SELECT grantee::text, table_name::text, privilege_type::text
-	                 FROM information_schema.role_table_grants WHERE table_schema = 'engagement'
-	                 UNION ALL SELECT grantee, table_name || '.' || column_name, privilege_type
-	                 FROM information_schema.column_privileges WHERE table_schema = 'engagement') g) x")
-	[ "$before" = "$after" ]
-	# nothing is granted to everyone, and apply_grants is the owner's
+	[ "$(grants)" = "$before" ]
+	# nothing is granted to everyone but what row-level security asks
 	[ "$(q "SELECT count(*) FROM information_schema.role_table_grants
 	        WHERE table_schema = 'engagement' AND grantee = 'PUBLIC'")" -eq 0 ]
+	[ "$(q "SELECT string_agg(p.proname, ',') FROM pg_proc p
+	        WHERE p.pronamespace = 'engagement'::regnamespace
+	          AND has_function_privilege('public', p.oid, 'EXECUTE')")" = program_role ]
+	# every function is the owner's, none a superuser's
+	[ "$(q "SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'engagement'::regnamespace
+	        AND pg_get_userbyid(p.proowner) <> 'engagement_owner'")" -eq 0 ]
+	[ "$(q "SELECT rolsuper FROM pg_roles WHERE rolname = 'engagement_owner'")" = f ]
+	# every function that writes for others: definer, with a fixed search_path
+	[ "$(q "SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'engagement'::regnamespace
+	        AND p.prosecdef AND NOT (p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp'])")" -eq 0 ]
 	denied eng_sender "SELECT engagement.apply_grants()"
 }
 
-@test "the sender cannot opt anyone in, touch preferences, users, templates or the outbox, or queue messages" {
-	denied eng_sender \
-		"UPDATE engagement.user_preferences SET reengagement_opt_out = false" \
-		"INSERT INTO engagement.user_preferences (user_id) VALUES (gen_random_uuid())" \
-		"DELETE FROM engagement.users" \
-		"INSERT INTO engagement.users (phone_e164) VALUES ('+5511900000009')" \
-		"INSERT INTO engagement.message_queue (user_id, message_type, template_key, idempotency_key)
-		 VALUES ('$U1', 'goodbye', 'goodbye', 'mine')" \
-		"INSERT INTO engagement.outbox_events (aggregate_type, aggregate_id, event_type, payload)
-		 VALUES ('user', 'x', 'preferences.reengagement_changed', '{}')" \
-		"UPDATE engagement.message_templates SET provider_name = 'phish'" \
-		"DELETE FROM engagement.audit_log" \
-		"UPDATE engagement.audit_log SET event = 'x'" \
-		"SELECT * FROM engagement.apply_preference_changes('[]', 300)" \
-		"UPDATE engagement.engagement_states SET state = 'active'" \
-		"DROP TABLE engagement.audit_log"
-	# a provider stop opts out, whatever it says
-	as eng_sender "SELECT outcome FROM engagement.record_provider_stops(
-	  '[{\"user_id\": \"$U1\", \"opt_out\": false, \"source\": \"web\"}]', 300)"
-	[ "$status" -eq 0 ]
-	[ "$output" = applied ]
-	[ "$(q "SELECT reengagement_opt_out || ' ' || reengagement_opt_out_source
-	        FROM engagement.user_preferences WHERE user_id = '$U1'")" = "true whatsapp" ]
-	# and the queued message of the person who stopped is blocked
-	[ "$(q "SELECT status FROM engagement.message_queue WHERE idempotency_key = 'k1'")" = blocked ]
+@test "every program role is refused every INSERT, UPDATE and DELETE on every table another program depends on (from the catalog)" {
+	local login role t own col n=0
+	for login in $LOGINS; do
+		role=$(role_of "$login")
+		own=" $(own_tables "$role") "
+		for t in $(tables); do
+			[[ "$own" == *" $t "* ]] && continue
+			col=$(q "SELECT attname FROM pg_attribute WHERE attrelid = 'engagement.$t'::regclass
+			         AND attnum > 0 AND NOT attisdropped AND attidentity = '' AND attgenerated = ''
+			         ORDER BY attnum LIMIT 1")
+			denied "$login" \
+				"INSERT INTO engagement.$t DEFAULT VALUES" \
+				"UPDATE engagement.$t SET $col = $col" \
+				"DELETE FROM engagement.$t"
+			n=$((n + 3))
+		done
+	done
+	echo "# $n writes tried, every one refused" >&3
+	# and no role may call the internal functions (audit, outbox, preferences)
+	for login in $LOGINS; do
+		denied "$login" \
+			"SELECT engagement.write_audit('[{\"event\": \"forged\"}]')" \
+			"SELECT engagement.publish_message_events('message.sent', ARRAY[$M_SENT::bigint], NULL)" \
+			"SELECT * FROM engagement.apply_preferences('[]', NULL)" \
+			"SELECT engagement.provider_stops('[]', NULL, 'x')"
+	done
 }
 
-@test "an outbox event says what its row says: no event for a state the row is not in, no unknown type" {
-	id=$(q "SELECT id FROM engagement.message_queue WHERE idempotency_key = 'k1'")
-	# the message is queued, not sent: announcing it sent publishes nothing
-	as eng_sender "SELECT engagement.publish_message_events('message.sent', ARRAY[$id::bigint], NULL)"
+# hostile TYPE: a value of that type meant to break a rule: far-future
+# instants, huge and negative numbers, other people's ids, a message
+# already sent, one that was blocked, forged actors and sources
+hostile() {
+	case $1 in
+	timestamptz | 'timestamp with time zone') echo "'9999-12-31T23:59:59Z'::timestamptz" ;;
+	integer) echo "2147483647" ;;
+	bigint) echo "$M_SENT::bigint" ;;
+	boolean) echo "true" ;;
+	text) echo "'inactivity'" ;;
+	uuid) echo "'$U1'::uuid" ;;
+	'uuid[]') echo "ARRAY['$U1', '$U2', '$U3']::uuid[]" ;;
+	'bigint[]') echo "ARRAY[$M_BLOCKED, $M_SENT, $M_QUEUED]::bigint[]" ;;
+	'timestamp with time zone[]') echo "ARRAY['9999-12-31T23:59:59Z']::timestamptz[]" ;;
+	jsonb) jq -cn --arg u1 "$U1" --arg u2 "$U2" --argjson ms "$M_SENT" --argjson mb "$M_BLOCKED" '[
+	  {user_id: $u1, opt_out: false, source: "web", at: "9999-12-31T00:00:00Z",
+	   reason: "forged", login: "root", actor: "admin", event_id: "hostile-1",
+	   trigger: "inactivity_14d", activity: false, phrase_locale: "forged",
+	   id: $ms, kind: "retried", charge: 1, before: 0, requested: true,
+	   status: "delivered", wamid: "wamid.SENT2", queue_id: $mb, message_id: $ms},
+	  {user_id: $u2, opt_out: true, source: "api", at: "9999-12-31T00:00:00Z",
+	   id: $mb, kind: "sent", wamid: "wamid.FORGED", sent_at: "2026-01-01T00:00:00Z",
+	   status: "read", wamid_: "x", queue_id: $mb}]' | sed "s/'/''/g; s/^/'/; s/\$/'::jsonb/" ;;
+	*) echo "NULL" ;;
+	esac
+}
+
+# invariants: what no role may ever bring about, whatever it calls
+invariants() {
+	# nobody's consent frozen in the future, U1 still opted out
+	[ "$(q "SELECT count(*) FROM engagement.user_preferences
+	        WHERE reengagement_opt_out_updated_at > now() + interval '5 minutes'")" -eq 0 ] ||
+		{ echo "a preference dated in the future" >&2; return 1; }
+	[ "$(q "SELECT reengagement_opt_out FROM engagement.user_preferences WHERE user_id = '$U1'")" = t ] ||
+		{ echo "the opted-out person was opted in" >&2; return 1; }
+	# the sent message stays sent, once, with its own wamid; the blocked one
+	# is never sent or delivered
+	[ "$(q "SELECT status || ' ' || provider_message_id FROM engagement.message_queue WHERE id = $M_SENT")" = "sent wamid.SENT2" ] ||
+		{ echo "the sent message changed: $(q "SELECT status, provider_message_id FROM engagement.message_queue WHERE id = $M_SENT")" >&2; return 1; }
+	[ "$(q "SELECT status || ' ' || coalesce(delivery_status, '-') FROM engagement.message_queue WHERE id = $M_BLOCKED")" = "blocked -" ] ||
+		{ echo "the blocked message changed" >&2; return 1; }
+	# no forged word in any audit row or outbox event, and every audit row
+	# names a real login
+	[ "$(q "SELECT count(*) FROM engagement.audit_log a WHERE a::text ~ '(forged|admin|root)'
+	        OR a.login IS NULL OR a.login NOT IN (SELECT rolname FROM pg_roles)")" -eq 0 ] ||
+		{ echo "a forged audit row" >&2; return 1; }
+	[ "$(q "SELECT count(*) FROM engagement.outbox_events o WHERE o::text ~ 'forged'")" -eq 0 ] ||
+		{ echo "a forged outbox event" >&2; return 1; }
+}
+
+@test "every function a role may call, with hostile arguments: nothing outside its job changes, no rule is broken (from the catalog)" {
+	local login role fn args t calls=0 refused=0 sql
+	declare -A before
+	for login in $LOGINS; do
+		role=$(role_of "$login")
+		for t in $(tables); do before[$t]=$(fingerprint "$t"); done
+		while IFS='|' read -r fn args; do
+			[ -n "$fn" ] || continue
+			# each argument NULL, then each hostile, then all hostile
+			local types=() a i list
+			IFS=',' read -r -a types <<<"$args"
+			for variant in null hostile; do
+				list=()
+				for a in "${types[@]}"; do
+					a=$(sed 's/^ *//; s/ *$//' <<<"$a")
+					if [ "$variant" = null ]; then list+=("NULL"); else list+=("$(hostile "$a")"); fi
+				done
+				sql="SELECT * FROM engagement.$fn($(IFS=,; echo "${list[*]}"))"
+				as "$login" "$sql"
+				calls=$((calls + 1))
+				[ "$status" -eq 0 ] || refused=$((refused + 1))
+				# an error of the server's own (a crash) is not a refusal
+				[[ "$output" != *"server closed the connection"* ]]
+				invariants || { echo "$login: $sql" >&2; return 1; }
+			done
+		done < <(q "SELECT p.proname, pg_get_function_identity_arguments(p.oid) FROM pg_proc p
+		            WHERE p.pronamespace = 'engagement'::regnamespace
+		              AND has_function_privilege('$role', p.oid, 'EXECUTE')
+		              AND p.proname <> 'program_role' ORDER BY 1" |
+			sed -E 's/p_[a-z_]+ //g')
+		# nothing outside the role's job changed
+		local job=" $(job_tables "$role") "
+		for t in $(tables); do
+			[[ "$job" == *" $t "* ]] && continue
+			[ "$(fingerprint "$t")" = "${before[$t]}" ] ||
+				{ echo "$login changed engagement.$t, outside its job" >&2; return 1; }
+		done
+	done
+	echo "# $calls hostile calls, $refused refused, every rule held" >&3
+}
+
+@test "the internet-facing receiver cannot requeue, forge, or freeze consent (the attacks of issue 20)" {
+	# it may not rewrite the queue or the inbound ids, or move a state by hand
+	denied eng_webhook \
+		"INSERT INTO engagement.message_queue (user_id, message_type, template_key, params, idempotency_key)
+		 VALUES ('$U2', 'goodbye', 'goodbye', '{\"link\": \"http://phish\"}', 'x')" \
+		"UPDATE engagement.message_queue SET status = 'queued' WHERE id = $M_SENT" \
+		"DELETE FROM engagement.inbound_events" \
+		"UPDATE engagement.engagement_states SET state = 'active'" \
+		"SELECT engagement.write_audit('[]')"
+	# a far-future change is refused, and a real opt-out afterwards applies
+	as eng_webhook "SELECT outcome FROM engagement.record_whatsapp_preferences(
+	  '[{\"user_id\": \"$U2\", \"opt_out\": false, \"at\": \"9999-12-31T00:00:01Z\", \"phrase_locale\": \"en\"}]', NULL)"
 	[ "$status" -eq 0 ]
-	[ "$output" = 0 ]
-	as eng_sender "SELECT engagement.publish_message_events('user.erased', ARRAY[$id::bigint], NULL)"
+	[ "$output" = future ]
+	as eng_webhook "SELECT outcome FROM engagement.record_whatsapp_preferences(
+	  '[{\"user_id\": \"$U2\", \"opt_out\": true, \"phrase_locale\": \"pt-BR\", \"source\": \"web\"}]', NULL)"
+	[ "$output" = applied ]
+	# whatever it says, the source is whatsapp and the record says a phrase
+	[ "$(q "SELECT reengagement_opt_out_source FROM engagement.user_preferences WHERE user_id = '$U2'")" = whatsapp ]
+	[ "$(q "SELECT details->>'reason' || '|' || login FROM engagement.audit_log
+	        WHERE user_id = '$U2' ORDER BY id DESC LIMIT 1")" = "WhatsApp message, phrase (pt-BR)|eng_webhook" ]
+	# it records messages and goodbye replies, not other triggers
+	as eng_webhook "SELECT * FROM engagement.apply_events(
+	  '[{\"user_id\": \"$U2\", \"trigger\": \"inactivity_14d\", \"at\": \"2026-11-22T00:00:00Z\"}]', NULL)"
 	[ "$status" -ne 0 ]
-	[[ "$output" == *"unknown message event type"* ]]
-	[ "$(q "SELECT count(*) FROM engagement.outbox_events")" -eq 0 ]
-	# what is true may be announced (again): the payload comes from the row
-	as eng_weekly "SELECT engagement.publish_message_events('message.queued', ARRAY[$id::bigint], NULL)"
-	[ "$output" = 1 ]
-	[ "$(q "SELECT payload->>'message_type' FROM engagement.outbox_events")" = goodbye ]
+	[[ "$output" == *"may record activity and goodbye replies, not inactivity_14d"* ]]
+	# a status for the blocked message (by mq:ID) marks nothing
+	as eng_webhook "SELECT delivered FROM engagement.apply_delivery_statuses(
+	  '[{\"wamid\": \"wamid.X\", \"queue_id\": $M_BLOCKED, \"status\": \"delivered\", \"at\": \"2026-11-22T00:00:00Z\"}]', NULL)"
+	[ "$output" = 0 ]
+	[ "$(q "SELECT delivery_status IS NULL FROM engagement.message_queue WHERE id = $M_BLOCKED")" = t ]
+}
+
+@test "the sender cannot opt anyone in or out, touch preferences, users, templates or the outbox, queue messages, or send again what was sent" {
+	denied eng_sender \
+		"UPDATE engagement.user_preferences SET reengagement_opt_out = false" \
+		"SELECT * FROM engagement.change_preferences('[]', NULL)" \
+		"INSERT INTO engagement.message_queue (user_id, message_type, template_key, idempotency_key)
+		 VALUES ('$U1', 'goodbye', 'goodbye', 'mine')" \
+		"UPDATE engagement.message_templates SET provider_name = 'phish'" \
+		"DELETE FROM engagement.message_queue" \
+		"SELECT phone_e164 FROM engagement.users"
+	# a retry outcome for a message it never claimed, that was sent: refused
+	as eng_sender "SELECT count(*) FROM engagement.record_outcomes('me', NULL,
+	  '[{\"id\": $M_SENT, \"kind\": \"retried\", \"charge\": 1, \"before\": 0, \"requested\": true}]')"
+	[ "$output" = 0 ]
+	# a 131050 for a message it does not hold opts nobody out
+	as eng_sender "SELECT count(*) FROM engagement.record_outcomes('me', NULL,
+	  '[{\"id\": $M_QUEUED, \"kind\": \"failed\", \"code\": \"131050\", \"charge\": 1, \"before\": 0, \"requested\": true}]')"
+	[ "$(q "SELECT reengagement_opt_out FROM engagement.user_preferences WHERE user_id = '$U3'")" = f ]
+	# limits are not parameters: a lease of a day, a purge of everything
+	as eng_sender "SELECT count(*) FROM engagement.claim_messages('me', NULL, 86400, 10, 20)"
+	[ "$status" -ne 0 ]
+	as eng_sender "SELECT engagement.purge_messages(0)"
+	[ "$status" -ne 0 ]
+	[ "$(q "SELECT count(*) FROM engagement.message_queue")" -eq 3 ]
 }
 
 @test "each job sees and writes only its own runs and lease; engagement-status reads them all" {
@@ -155,53 +369,29 @@ denied() {
 	for login in eng_daily eng_weekly; do
 		denied "$login" \
 			"SELECT reengagement_opt_out FROM engagement.user_preferences" \
-			"SELECT phone_e164 FROM engagement.users" \
-			"UPDATE engagement.user_preferences SET reengagement_opt_out = false" \
-			"INSERT INTO engagement.outbox_events (aggregate_type, aggregate_id, event_type, payload)
-			 VALUES ('x', 'x', 'x', '{}')" \
-			"UPDATE engagement.message_queue SET status = 'cancelled'" \
-			"DELETE FROM engagement.message_queue"
+			"SELECT phone_e164 FROM engagement.users"
 		as "$login" "SELECT count(*) FROM engagement.opted_out_users"
 		[ "$status" -eq 0 ]
+		[ "$output" = 1 ]
 	done
-	denied eng_weekly "UPDATE engagement.engagement_states SET state = 'dormant'" \
-		"INSERT INTO engagement.state_transitions (user_id, from_state, to_state, trigger)
-		 VALUES ('$U1', 'active', 'dormant', 'x')"
 }
 
-@test "optout-set changes preferences only through the function; event, relay and webhook keep to their tables" {
-	denied eng_optout \
-		"UPDATE engagement.user_preferences SET reengagement_opt_out = true" \
-		"INSERT INTO engagement.message_queue (user_id, message_type, template_key, idempotency_key)
-		 VALUES ('$U1', 'goodbye', 'goodbye', 'x')" \
-		"UPDATE engagement.message_queue SET status = 'blocked'" \
-		"INSERT INTO engagement.audit_log (event, source) VALUES ('x', 'x')"
-	as eng_optout "SELECT outcome FROM engagement.apply_preference_changes(
-	  '[{\"user_id\": \"$U1\", \"opt_out\": true, \"source\": \"web\"}]', 300)"
+@test "a NOTIFY on engagement_preferences carries no personal data: only the outbox event's id" {
+	session_open listener
+	session listener "LISTEN engagement_preferences;"
+	as eng_optout "SELECT outcome FROM engagement.change_preferences(
+	  '[{\"user_id\": \"$U2\", \"opt_out\": true, \"source\": \"web\"}]', NULL)"
 	[ "$output" = applied ]
-	denied eng_event \
-		"UPDATE engagement.user_preferences SET reengagement_opt_out = false" \
-		"SELECT * FROM engagement.apply_preference_changes('[]', 300)" \
-		"INSERT INTO engagement.outbox_events (aggregate_type, aggregate_id, event_type, payload)
-		 VALUES ('x', 'x', 'x', '{}')" \
-		"DELETE FROM engagement.users"
-	denied eng_relay \
-		"SELECT phone_e164 FROM engagement.users" \
-		"INSERT INTO engagement.outbox_events (aggregate_type, aggregate_id, event_type, payload)
-		 VALUES ('x', 'x', 'x', '{}')" \
-		"UPDATE engagement.outbox_events SET payload = '{}'" \
-		"SELECT * FROM engagement.message_queue"
-	denied eng_webhook \
-		"UPDATE engagement.message_templates SET is_active = false" \
-		"DELETE FROM engagement.users" \
-		"UPDATE engagement.user_preferences SET reengagement_opt_out = false" \
-		"UPDATE engagement.message_queue SET provider_message_id = 'wamid.x'" \
-		"UPDATE engagement.message_queue SET attempts = 0" \
-		"INSERT INTO engagement.outbox_events (aggregate_type, aggregate_id, event_type, payload)
-		 VALUES ('x', 'x', 'x', '{}')"
+	session listener "SELECT 1;"
+	session_close listener
+	id=$(q "SELECT id FROM engagement.outbox_events WHERE event_type = 'preferences.reengagement_changed'")
+	grep -q "Asynchronous notification \"engagement_preferences\" with payload \"$id\"" \
+		"$BATS_TEST_TMPDIR/listener.out"
+	run grep -E "$U2|opt_out|web" "$BATS_TEST_TMPDIR/listener.out"
+	[ "$status" -eq 1 ]
 }
 
-@test "a migrating role that may not create roles: migrate says what to run, the rest applies; run again after, the roles get their grants" {
+@test "a migrating role that may not create roles: migrate says what to run, the rest applies; run again after, the roles get their grants and the owner its functions" {
 	PRIV_PG="$BATS_TEST_TMPDIR/pg"
 	"$ENG_SRC/tests/pg/cluster.sh" start "$PRIV_PG" >/dev/null 3>&-
 	eval "$(. "$PRIV_PG/env" && printf 'P_HOST=%q P_PORT=%q' "$PGHOST" "$PGPORT")"
@@ -212,20 +402,25 @@ denied() {
 	eng migrate --db "$OWNER" up
 	[ "$status" -eq 0 ]
 	[ "$(sj .current)" -eq "$(ls "$ENG_SRC"/sql/*.up.sql | wc -l)" ]
-	[ "$(sj '.roles_missing | length')" -eq 8 ]
+	[ "$(sj '.roles_missing | length')" -eq 10 ]
 	line=$(log_events roles_missing)
 	[ "$(jq -r .level <<<"$line")" = warn ]
 	[[ "$(jq -r .message <<<"$line")" == *"CREATEROLE"* ]]
-	# the schema works for its owner meanwhile
+	[[ "$(jq -r .sql <<<"$line")" == *"GRANT engagement_owner TO app_owner"* ]]
+	# the schema works for its owner meanwhile; the functions are its own
 	[ "$(psu "SELECT count(*) FROM engagement.opted_out_users" app)" -eq 0 ]
+	[ "$(psu "SELECT count(*) FROM pg_proc WHERE pronamespace = 'engagement'::regnamespace
+	          AND pg_get_userbyid(proowner) <> 'app_owner'" app)" -eq 0 ]
 	# an administrator runs what it said, then migrate up again grants
 	psu "$(jq -r .sql <<<"$line")" >/dev/null
 	eng migrate --db "$OWNER" up
 	[ "$status" -eq 0 ]
 	[ "$(sj '.roles_missing | length')" -eq 0 ]
+	[ "$(psu "SELECT count(*) FROM pg_proc WHERE pronamespace = 'engagement'::regnamespace
+	          AND pg_get_userbyid(proowner) <> 'engagement_owner'" app)" -eq 0 ]
 	psu "CREATE ROLE sender_login LOGIN IN ROLE engagement_sender" >/dev/null
 	[ "$(psql -X -q -At -h "$P_HOST" -p "$P_PORT" -U sender_login -d app \
-		-c "SELECT count(*) FROM engagement.message_queue")" -eq 0 ]
+		-c "SELECT count(*) FROM engagement.claim_messages('x', NULL, 60, 10, 20)")" -eq 0 ]
 	run psql -X -q -At -h "$P_HOST" -p "$P_PORT" -U sender_login -d app \
 		-c "UPDATE engagement.user_preferences SET reengagement_opt_out = false" 2>&1
 	[[ "$output" == *"permission denied"* ]]
@@ -233,7 +428,7 @@ denied() {
 	# the cluster)
 	eng migrate --db "$OWNER" down --to 11
 	[ "$status" -eq 0 ]
-	[ "$(psu "SELECT count(*) FROM pg_roles WHERE rolname = ANY (string_to_array('$ROLES', ' '))")" -eq 8 ]
+	[ "$(psu "SELECT count(*) FROM pg_roles WHERE rolname = ANY (string_to_array('$ROLES', ' '))")" -eq 9 ]
 	[ "$(psu "SELECT count(*) FROM information_schema.role_table_grants
 	          WHERE table_schema = 'engagement' AND grantee LIKE 'engagement\_%'" app)" -eq 0 ]
 }

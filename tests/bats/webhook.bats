@@ -695,6 +695,81 @@ $(statuses "$(st wamid.OUT1 delivered "$T")")")
 	[ "$(sh_ .stored)" -eq 1 ]
 }
 
+@test "a client trickling a byte at a time is cut off by --request-timeout, never idle; the others are answered meanwhile" {
+	user 1 dormant
+	start_hook --connection-timeout 300s --request-timeout 3s
+	python3 "$CLIENT" trickle --port "$HOOK_PORT" --count 3 --every-ms 200 --wait 60 \
+		>"$BATS_TEST_TMPDIR/trickle.out" 2>&1 3>&- &
+	BG_PIDS+=("$!")
+	wait_for 30 grep -q '^ready' "$BATS_TEST_TMPDIR/trickle.out"
+	deliver "$(messages "$(mtext 1 wamid.WHILETRICKLE "$T" hi)")"
+	settle
+	[ "$(state 1)" = active ]
+	wait "${BG_PIDS[0]}"
+	# each was closed, after its 3 s (the connection timeout, 300 s, never
+	# came into it: a byte came every 200 ms)
+	[ "$(grep -c '^closed' "$BATS_TEST_TMPDIR/trickle.out")" -eq 3 ] || {
+		cat "$BATS_TEST_TMPDIR/trickle.out" >&2
+		return 1
+	}
+	awk '/^closed/ { if ($3 < 3) exit 1 }' "$BATS_TEST_TMPDIR/trickle.out"
+	served
+	stop_hook
+	[ "$(sh_ .timed_out)" -ge 3 ]
+	grep -q '"event":"requests_timed_out"' "$HOOK_LOG"
+}
+
+@test "--max-connections-per-ip: one address cannot take every connection; another address is answered" {
+	user 1 dormant
+	start_hook --max-connections-per-ip 4 --request-timeout 300s --connection-timeout 300s
+	python3 "$CLIENT" trickle --port "$HOOK_PORT" --count 12 --every-ms 500 --wait 5 \
+		>"$BATS_TEST_TMPDIR/hog.out" 2>&1 3>&- &
+	BG_PIDS+=("$!")
+	wait_for 30 grep -q '^ready' "$BATS_TEST_TMPDIR/hog.out"
+	# from another address (loopback's 127.0.0.2): answered
+	local f
+	f=$(body "$(messages "$(mtext 1 wamid.OTHERADDR "$T" hi)")")
+	post "$f" --interface 127.0.0.2
+	[ "$CODE" = 200 ]
+	DELIVERED=$((DELIVERED + 1))
+	settle
+	[ "$(state 1)" = active ]
+	wait "${BG_PIDS[0]}"
+	# of the twelve from one address, four held a connection
+	[ "$(grep -c '^open' "$BATS_TEST_TMPDIR/hog.out")" -eq 4 ] || {
+		cat "$BATS_TEST_TMPDIR/hog.out" >&2
+		return 1
+	}
+	stop_hook
+}
+
+@test "a delivery of 10,000 messages from one number: each applied once, one state change, and an opt-out posted right behind it applied" {
+	user 1 dormant
+	user 2 active
+	start_hook --max-body 4000000
+	local t=$T
+	jq -cn --arg f "$(from 1)" --argjson t "$t" \
+		'{messages: [range(0; 10000) | {from: $f, id: "wamid.MANY\(.)", timestamp: ($t + (. / 100 | floor) | tostring),
+		   type: "text", text: {body: "hi \(.)"}}]}' >"$BATS_TEST_TMPDIR/many.json"
+	deliver "$(cat "$BATS_TEST_TMPDIR/many.json")"
+	deliver "$(messages "$(mtext 2 wamid.STOPBEHIND $((t + 200)) "parar lembretes")")"
+	settle
+	[ "$(q "SELECT reengagement_opt_out FROM engagement.user_preferences WHERE user_id = '$(uid 2)'")" = t ]
+	# one return from dormant, every message an activity, each id once
+	[ "$(count state_transitions "user_id = '$(uid 1)'")" -eq 1 ]
+	[ "$(state 1)" = active ]
+	[ "$(count activity_events "user_id = '$(uid 1)'")" -eq 10000 ]
+	[ "$(count inbound_events "event_id LIKE 'wamid.MANY%'")" -eq 10000 ]
+	[ "$(q "SELECT last_activity_at = to_timestamp($((t + 99))) FROM engagement.engagement_states
+	        WHERE user_id = '$(uid 1)'")" = t ]
+	# again (Meta repeats): nothing more
+	deliver "$(cat "$BATS_TEST_TMPDIR/many.json")"
+	settle
+	[ "$(count activity_events "user_id = '$(uid 1)'")" -eq 10000 ]
+	stop_hook
+	[ "$(sh_ .duplicates)" -eq 10000 ]
+}
+
 # =============================================================================
 # Applying
 # =============================================================================

@@ -18,6 +18,12 @@
       100 bytes and only 10 of them; then nothing. Print "ready", then
       wait up to S seconds (default 30) for the server to close each and
       print "closed I" or "open I" per connection.
+
+  webhook_client.py trickle --port P [--count N] [--every-ms M] [--source A] [--wait S]
+      N clients from address A that send a request one byte every M ms,
+      for ever (a slow read of the body, never idle); print "ready", then
+      "closed I SECONDS" for each the server closed, "open I" for the rest
+      after S seconds, "refused I" for those it would not accept.
 """
 import argparse
 import hashlib
@@ -169,6 +175,59 @@ def slow(a):
         socks[i].close()
 
 
+def trickle(a):
+    """N connections from --source that send a request a byte every
+    --every-ms, for ever; print "ready" once all are open, then per
+    connection "closed I SECONDS" when the server closed it (SECONDS since
+    it opened) or "open I" at the end of --wait seconds."""
+    req = (b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+           b"X-Hub-Signature-256: sha256=" + b"0" * 64 + b"\r\nContent-Length: 100000\r\n\r\n" +
+           b"x" * 100000)
+    socks, t0, pos, state = [], [], [], []
+    for i in range(a.count):
+        try:
+            s = socket.create_connection(("127.0.0.1", a.port), timeout=10,
+                                         source_address=(a.source, 0))
+        except OSError:
+            state.append("refused")
+            socks.append(None)
+            t0.append(0)
+            pos.append(0)
+            continue
+        s.setblocking(False)
+        socks.append(s)
+        t0.append(time.monotonic())
+        pos.append(0)
+        state.append("open")
+    print("ready", flush=True)
+    deadline = time.monotonic() + a.wait
+    while time.monotonic() < deadline and "open" in state:
+        for i, s in enumerate(socks):
+            if state[i] != "open":
+                continue
+            try:
+                if s.recv(65536) == b"":
+                    state[i] = "closed %.1f" % (time.monotonic() - t0[i])
+                    continue
+            except BlockingIOError:
+                pass
+            except OSError:
+                state[i] = "closed %.1f" % (time.monotonic() - t0[i])
+                continue
+            try:
+                s.send(req[pos[i]:pos[i] + 1])
+                pos[i] += 1
+            except BlockingIOError:
+                pass
+            except OSError:
+                state[i] = "closed %.1f" % (time.monotonic() - t0[i])
+        time.sleep(a.every_ms / 1000.0)
+    for i, st in enumerate(state):
+        print(st.split(" ")[0], i, *st.split(" ")[1:], flush=True)
+        if socks[i] is not None:
+            socks[i].close()
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -189,8 +248,14 @@ def main():
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--count", type=int, default=4)
     s.add_argument("--wait", type=float, default=30)
+    t = sub.add_parser("trickle")
+    t.add_argument("--port", type=int, required=True)
+    t.add_argument("--count", type=int, default=1)
+    t.add_argument("--every-ms", type=int, default=300)
+    t.add_argument("--source", default="127.0.0.1")
+    t.add_argument("--wait", type=float, default=60)
     a = p.parse_args()
-    {"burst": burst, "inflight": inflight, "slow": slow}[a.cmd](a)
+    {"burst": burst, "inflight": inflight, "slow": slow, "trickle": trickle}[a.cmd](a)
 
 
 if __name__ == "__main__":

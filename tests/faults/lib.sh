@@ -773,7 +773,7 @@ fs_trials_parallel() {
 # Faults (fj_trial DIR SEED SCENARIO FAULT), each placed by the run's
 # progress, not by time: once the run has committed a random share of its
 # work (fj_progress between the reference's start and end: in its first
-# three quarters, two thirds for a restart), whatever the machine's speed:
+# half), whatever the machine's speed:
 #   kill9    SIGKILL, direct connection; then a bounded wait until the dead
 #            client's server process has left pg_stat_activity (reported:
 #            backend_at_kill, backend_wait_ms)
@@ -1319,11 +1319,10 @@ fj_trial() {
 	RANDOM=$seed
 	# The fault lands when the run has committed a random share of its
 	# work (fj_progress, from the reference: base to fin), whatever the
-	# machine's speed: somewhere in its first three quarters (two thirds
-	# for a restart, which takes a moment to bite).
+	# machine's speed: somewhere in its first half, so that a good part of
+	# the work is still to do when it strikes (commits come in batches).
 	span=$((fin - base))
-	share=$((span * 3 / 4))
-	[ "$fault" = restart ] && share=$((span * 2 / 3))
+	share=$((span / 2))
 	[ "$share" -ge 1 ] || share=1
 	target=$((base + 1 + (RANDOM * 32768 + RANDOM) % share))
 

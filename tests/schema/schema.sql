@@ -1,13 +1,31 @@
 -- The schema of DESIGN.md §3: tables, constraints, erasure, maintenance.
 BEGIN;
-SELECT plan(67);
+SELECT plan(70);
 
 -- Tables ------------------------------------------------------------------
 SELECT tables_are('engagement', ARRAY[
     'users', 'user_preferences', 'engagement_states', 'state_transitions',
     'activity_events', 'message_templates', 'message_queue', 'audit_log',
     'outbox_events', 'job_runs', 'job_locks', 'schema_migrations', 'time_zones', 'send_rate',
-    'webhook_inbox', 'inbound_events', 'message_counts', 'program_grants']);
+    'webhook_inbox', 'inbound_events', 'message_counts', 'program_grants', 'state_machine']);
+
+-- The state machine: exactly the ten transitions of DESIGN.md §1 ------------
+SELECT set_eq(
+    'SELECT from_state, trigger, to_state FROM engagement.state_machine',
+    $$VALUES ('active', 'inactivity_14d', 'goodbye_sent'),
+             ('goodbye_sent', 'user_message', 'active'),
+             ('goodbye_sent', 'goodbye_response_1', 'help_flow'),
+             ('goodbye_sent', 'goodbye_response_2', 'remind_later'),
+             ('goodbye_sent', 'goodbye_response_3', 'dormant'),
+             ('goodbye_sent', 'goodbye_timeout', 'dormant'),
+             ('help_flow', 'user_message', 'active'),
+             ('remind_later', 'user_message', 'active'),
+             ('remind_later', 'reminder_due', 'dormant'),
+             ('dormant', 'user_message', 'active')$$,
+    'the ten valid transitions of DESIGN.md, and nothing else');
+SELECT is(engagement.trigger_sources('user_message'),
+          'goodbye_sent, help_flow, remind_later or dormant', 'where user_message applies from');
+SELECT is(engagement.trigger_sources('inactivity_14d'), 'active', 'where inactivity_14d applies from');
 SELECT col_is_pk('engagement', 'users', 'id', 'users keyed by id');
 SELECT col_is_pk('engagement', 'user_preferences', 'user_id', 'preferences 1:1');
 SELECT col_is_pk('engagement', 'engagement_states', 'user_id', 'state 1:1');
