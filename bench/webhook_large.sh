@@ -42,7 +42,7 @@ psql -X -q -d bench -c "
   SELECT id, 'dormant', now() - interval '20 days', now() - interval '5 days' FROM engagement.users"
 (umask 077 && echo "bench-app-secret" >"$work/secret" && echo "bench-verify" >"$work/token")
 "$bin/engagement-webhook" --db "dbname=bench" --listen 127.0.0.1:0 --app-secret-file "$work/secret" \
-	--verify-token-file "$work/token" --max-connections-per-ip 64 >"$work/hook.json" 2>"$work/hook.log" &
+	--verify-token-file "$work/token" --max-connections-per-ip 64 --max-body 8000000 >"$work/hook.json" 2>"$work/hook.log" &
 hook=$!
 for _ in $(seq 200); do
 	port=$(jq -rn 'first(inputs | select(.event == "listening") | .port)' "$work/hook.log" 2>/dev/null || true)
@@ -63,7 +63,7 @@ def env(value):
 big = env({"messages": [{"from": "5511987654321", "id": "wamid.LARGE%d" % i,
                          "timestamp": str(t + i // 100), "type": "text", "text": {"body": "hi %d" % i}}
                         for i in range(n)]})
-stop = env({"messages": [{"from": "5511987654322", "id": "wamid.STOP", "timestamp": str(t + n),
+stop = env({"messages": [{"from": "5511987654322", "id": "wamid.STOP", "timestamp": str(t + n // 100 + 1),
                           "type": "text", "text": {"body": "parar lembretes"}}]})
 def post(body):
     raw = json.dumps(body).encode()
@@ -76,13 +76,13 @@ assert post(big) == 200
 assert post(stop) == 200
 PY
 t_stop=$(date +%s%N)
-for _ in $(seq 6000); do
+for _ in $(seq 3000); do
 	[ "$(psql -X -q -At -d bench -c "SELECT reengagement_opt_out FROM engagement.user_preferences
 	       WHERE user_id = '00000000-0000-4000-8000-000000000002'")" = t ] && break
 	sleep 0.01
 done
 t_in_force=$(( ($(date +%s%N) - t_stop) / 1000000 ))
-for _ in $(seq 6000); do
+for _ in $(seq 3000); do
 	[ "$(psql -X -q -At -d bench -c "SELECT count(*) FROM engagement.webhook_inbox WHERE applied_at IS NULL")" = 0 ] && break
 	sleep 0.01
 done
