@@ -1124,7 +1124,7 @@ static void finished(struct sender *s, const struct eng_pool_done *d)
 static void check_stop(struct sender *s, int64_t t0)
 {
 	if (s->stop)
-		return;
+		goto hand_back_pending;
 	if (eng_interrupted) {
 		s->stop = s->interrupted = true;
 		s->stop_reason = "signal";
@@ -1141,9 +1141,10 @@ static void check_stop(struct sender *s, int64_t t0)
 	}
 	if (!s->stop)
 		return;
-	/* whatever was claimed and not started goes back, uncharged */
-	struct msg *m;
-	while ((m = q_pop(&s->pending)) != NULL)
+hand_back_pending:
+	/* whatever was claimed and not started goes back, uncharged: also a
+	 * claim whose answer came after the stop (it was on its way) */
+	for (struct msg *m; (m = q_pop(&s->pending)) != NULL;)
 		hand_back(s, m, s->stop_reason);
 }
 

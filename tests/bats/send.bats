@@ -158,6 +158,25 @@ send() { eng queue-send --db "$CONN" --now "$NOW" "$@"; }
 	[[ "$output$stderr" != *not-the-token* ]]
 }
 
+@test "a claim that comes back after the API refused the run is handed back too: no message left claimed, and the run ends" {
+	for i in $(seq 1 12); do user "$i"; msg "$i" >/dev/null; done
+	# every claim takes a while (each row it takes sleeps), so that the
+	# second claim is on its way when the first requests are refused
+	q "CREATE FUNCTION engagement.test_slow_claim() RETURNS trigger LANGUAGE plpgsql AS \$\$
+	   BEGIN PERFORM pg_sleep(0.3); RETURN NEW; END \$\$;
+	   CREATE TRIGGER test_slow_claim BEFORE UPDATE ON engagement.message_queue FOR EACH ROW
+	   WHEN (OLD.status = 'queued' AND NEW.status = 'sending')
+	   EXECUTE FUNCTION engagement.test_slow_claim()" >/dev/null
+	echo "not-the-token" >"$BATS_TEST_TMPDIR/wrong"
+	WHATSAPP_ACCESS_TOKEN_FILE="$BATS_TEST_TMPDIR/wrong" run --separate-stderr \
+		timeout -k 10 120 "$ENG_BIN/queue-send" --db "$CONN" --now "$NOW" --batch 3 --concurrency 2
+	[ "$status" -ne 124 ] && [ "$status" -ne 137 ] || { echo "queue-send did not end within 120 s" >&2; return 1; }
+	[ "$status" -eq 69 ]
+	[ "$(q "SELECT count(*) FROM engagement.message_queue WHERE status = 'sending'")" -eq 0 ]
+	[ "$(q "SELECT count(*) FROM engagement.message_queue WHERE status = 'queued' AND attempts = 0")" -eq 12 ]
+	[ "$(sj .claimed)" -gt 3 ] # a claim came back after the refusal
+}
+
 @test "an account-level error (131031) stops the run too: 69, both handed back with an audit row" {
 	user 1 913; user 2
 	msg 1 >/dev/null; msg 2 >/dev/null
