@@ -1,8 +1,30 @@
 /* outbox-relay: publish outbox events to stdout or a signed webhook. */
 
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
 #include "eng_fe.h"
-#include "eng_out.h"
 #include "eng_relay.h"
+
+/* --stdout: one JSON line per event, flushed per batch (ENG_ETEMP when
+ * stdout cannot be written: the events stay unpublished). */
+static enum eng_status print_lines(void *ctx, const char *const *lines, size_t n,
+				   struct eng_err *err)
+{
+	(void)ctx;
+	for (size_t i = 0; i < n; i++) {
+		fputs(lines[i], stdout);
+		fputc('\n', stdout);
+	}
+	if (fflush(stdout) != 0 || ferror(stdout))
+		return eng_err_set(err, ENG_ETEMP,
+				   "cannot write to stdout (%s): events stay unpublished",
+				   strerror(errno));
+	return ENG_OK;
+}
+
+static const struct eng_relay_sink stdout_sink = {"stdout", print_lines, NULL};
 
 static const char usage[] =
 	"Usage: outbox-relay (--stdout | --webhook URL --secret-file FILE) [--follow]\n"
@@ -93,7 +115,7 @@ static enum eng_status check(void *p, struct eng_args *a, struct eng_err *err)
 	if (c->to_stdout && c->secret_file)
 		return eng_err_set(err, ENG_EUSAGE, "--secret-file goes with --webhook");
 	if (c->to_stdout) {
-		c->o.sink = &eng_stdout_sink;
+		c->o.sink = &stdout_sink;
 		return ENG_OK;
 	}
 	return eng_relay_check(&c->o, c->webhook, c->secret_file, err);

@@ -5,21 +5,6 @@
 #include <signal.h>
 #include <stdarg.h>
 
-/* Exit codes (sysexits), DESIGN.md §2.2. */
-enum {
-	ENG_EXIT_OK = 0,
-	ENG_EXIT_PARTIAL = 1,
-	ENG_EXIT_USAGE = 64,
-	ENG_EXIT_DATAERR = 65,
-	ENG_EXIT_NOUSER = 67,
-	ENG_EXIT_UNAVAILABLE = 69,
-	ENG_EXIT_SOFTWARE = 70,
-	ENG_EXIT_CANTCREAT = 73,
-	ENG_EXIT_TEMPFAIL = 75,
-	ENG_EXIT_NOPERM = 77,
-	ENG_EXIT_CONFIG = 78,
-};
-
 enum eng_status {
 	ENG_OK = 0,
 	ENG_EUSAGE,    /* bad command line                          -> 64 */
@@ -68,7 +53,6 @@ enum eng_status eng_err_prefix(struct eng_err *e, const char *fmt, ...)
  * hold, and return ENG_ETEMP. */
 extern volatile sig_atomic_t eng_interrupted;
 
-int eng_exit_code(enum eng_status st);
 const char *eng_status_name(enum eng_status st);
 
 /* Classify a five-character SQLSTATE (NULL or "" gives ENG_EINTERNAL). */

@@ -9,6 +9,7 @@
 #define ENG_FE_H
 
 #include "eng.h"
+#include "eng_exit.h"
 #include "eng_opt.h"
 #include "eng_run.h"
 

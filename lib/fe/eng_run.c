@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "eng_exit.h"
 #include "eng_guard.h"
 #include "eng_json.h"
 #include "eng_log.h"

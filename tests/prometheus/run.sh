@@ -15,7 +15,7 @@ promtool=${1:-promtool}
 rules=$src/contrib/prometheus/engagement.rules.yml
 tests=$src/tests/prometheus/engagement.rules.test.yml
 runbook=$src/docs/runbook.md
-status_c=$src/lib/delivery/eng_status.c
+status_c=$src/lib/report/eng_status.c
 
 if ! command -v "$promtool" >/dev/null 2>&1; then
   echo "prometheus.rules: promtool not found; install Debian's prometheus package (scripts/deps.sh)" >&2

@@ -6,6 +6,7 @@
 
 #include "eng_db.h"
 #include "eng_err.h"
+#include "eng_exit.h"
 
 static void test_exit_codes(void **state)
 {

@@ -18,7 +18,6 @@
 #include "eng_json.h"
 #include "eng_log.h"
 #include "eng_pool.h"
-#include "eng_state.h"
 #include "eng_stats.h"
 #include "eng_version.h"
 

@@ -1,15 +1,22 @@
 /*
  * libengagement, the core every engagement program is built on.
  *
- * Layers, each using only those before it:
+ * Layers, each a static library that sees only those it links (so an
+ * include that goes up does not compile):
  *   base/        errors, buffers, JSON, logs, masking, parsers, time, crypto
- *   db/          the connection, statements, migrations, the lease, batches,
- *                and struct eng_job (what a job gets from its program)
- *   engagement/  the domain: state machine, daily, weekly, events, opt-outs
- *   delivery/    sending and publishing: queue, fence, Cloud API, HTTP, relay
- * Above them, and apart (lib/fe, a library of its own that the core cannot
- * include): the front end, which owns options, the run's lifecycle, what is
- * printed and the exit code.
+ *   db/          the connection, statements, migrations, job runs and the
+ *                lease, batches, and struct eng_job (what a job gets)
+ *   http/        the HTTP client pool, URL and secret rules
+ *   engagement/  the domain: the state machine, daily, weekly, events,
+ *                opt-outs, and what an inbound message means
+ * Then one folder per program's core, each named for what it does:
+ *   outbound/    queue-send: claim, fence, decide, the Cloud API, the loop
+ *   inbound/     engagement-webhook: the receiver, its inbox, Meta's payloads
+ *   outbox/      outbox-relay: the transactional outbox's publisher
+ *   report/      engagement-status: the operator's report and metrics
+ * Above them (lib/fe): the front end, which owns options, help, the run's
+ * lifecycle, what is printed and the exit code. This header sits outside
+ * every layer: it is what the front end includes of the core.
  *
  * Ownership, in one sentence: a string or struct passed *into* a function is
  * borrowed for the duration of the call; anything a function hands back
