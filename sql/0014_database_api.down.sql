@@ -51,6 +51,7 @@ DROP FUNCTION engagement.provider_stops(jsonb, uuid, text);
 DROP FUNCTION engagement.record_whatsapp_preferences(jsonb, uuid);
 DROP FUNCTION engagement.change_preferences(jsonb, uuid);
 DROP FUNCTION engagement.apply_preferences(jsonb, uuid);
+DROP FUNCTION engagement.count_messages(text[], text[]);
 DROP FUNCTION engagement.apply_events(jsonb, uuid);
 DROP FUNCTION engagement.transition_due_users(text, uuid[], timestamptz, integer, uuid, integer, integer);
 DROP FUNCTION engagement.transition_due(text, timestamptz, integer, timestamptz, uuid, integer, uuid, integer, integer);

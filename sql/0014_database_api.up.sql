@@ -601,6 +601,25 @@ BEGIN
 END
 $$;
 
+-- ---- counts ------------------------------------------------------------------------------
+-- The minute's counts of what happened to messages and preferences
+-- (engagement-status reads them): one (kind, code) pair per thing counted,
+-- code NULL for none. Upserted in key order, so two writers never
+-- deadlock here. Internal: the functions below that count call it. How
+-- many rows it touched.
+CREATE FUNCTION engagement.count_messages(p_kind text[], p_code text[]) RETURNS integer
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    WITH ins AS (
+        INSERT INTO engagement.message_counts (minute, kind, code, n)
+        SELECT date_trunc('minute', clock_timestamp()), kind, coalesce(code, ''), count(*)
+        FROM unnest(p_kind, p_code) AS k(kind, code) WHERE kind IS NOT NULL
+        GROUP BY 2, 3 ORDER BY 2, 3
+        ON CONFLICT (minute, kind, code) DO UPDATE
+            SET n = engagement.message_counts.n + excluded.n
+        RETURNING 1)
+    SELECT count(*)::integer FROM ins
+$$;
+
 -- ---- preferences -------------------------------------------------------------------------
 -- Apply opt-out and opt-in changes, last write wins by the time each was
 -- made. p_changes: a JSON array of {user_id, opt_out, source, at, reason,
@@ -738,12 +757,9 @@ BEGIN
             jsonb_build_object('opt_out', d.opt_out, 'source', d.source, 'at', d.eff), p_run_id
         FROM d WHERE d.event_id IS NOT NULL
     ), counted AS (
-        INSERT INTO engagement.message_counts (minute, kind, code, n)
-        SELECT date_trunc('minute', clock_timestamp()),
-            CASE WHEN d.opt_out THEN 'opt_out' ELSE 'opt_in' END AS kind, d.source, count(*)
-        FROM d WHERE d.outcome = 'applied' GROUP BY 2, 3 ORDER BY 2, 3
-        ON CONFLICT (minute, kind, code) DO UPDATE
-            SET n = engagement.message_counts.n + excluded.n
+        SELECT engagement.count_messages(
+            array_agg(CASE WHEN d.opt_out THEN 'opt_out' ELSE 'opt_in' END), array_agg(d.source)) AS n
+        FROM d WHERE d.outcome = 'applied'
     ), audited AS (
         -- the aggregates read d and stopped whole, so this runs once, after them
         SELECT engagement.write_audit(
@@ -767,9 +783,10 @@ BEGIN
         -- the event's id: whoever listens reads what changed through its own grants
         SELECT count(pg_notify('engagement_preferences', ob.id::text)) AS n FROM ob
     ), forced AS MATERIALIZED (
-        SELECT (SELECT n FROM audited) + (SELECT n FROM notified) AS n
+        SELECT (SELECT n FROM audited) + (SELECT n FROM notified) + (SELECT n FROM counted) AS n
     )
-    -- (a CTE that only reads runs when referenced: audited and notified are)
+    -- (a CTE that only reads runs when referenced: audited, notified and
+    -- counted are)
     SELECT x.ord, x.outcome, x.old_v, (extract(epoch FROM x.eff) * 1000000)::bigint
     FROM (SELECT d.ord, d.outcome, d.old_v, d.eff FROM d
           UNION ALL
@@ -921,13 +938,10 @@ BEGIN
             'run_id', p_run_id) ORDER BY u.id) FILTER (WHERE u.newly_failed)) AS n
         FROM upd u
     ), counted AS (
-        INSERT INTO engagement.message_counts (minute, kind, code, n)
-        SELECT date_trunc('minute', clock_timestamp()), kind, code, count(*) FROM (
-            SELECT 'delivered' AS kind, '' AS code FROM upd WHERE newly_delivered
-            UNION ALL SELECT 'read', '' FROM upd WHERE newly_read
-            UNION ALL SELECT 'undelivered', coalesce(code, '') FROM upd WHERE newly_failed) k
-        GROUP BY kind, code ORDER BY kind, code
-        ON CONFLICT (minute, kind, code) DO UPDATE SET n = engagement.message_counts.n + excluded.n
+        SELECT engagement.count_messages(array_agg(kind), array_agg(code)) AS n FROM (
+            SELECT 'delivered' AS kind, NULL AS code FROM upd WHERE newly_delivered
+            UNION ALL SELECT 'read', NULL FROM upd WHERE newly_read
+            UNION ALL SELECT 'undelivered', code FROM upd WHERE newly_failed) k
     )
     SELECT (SELECT count(*) FROM s0)::integer AS statuses,
         (SELECT count(*) FROM s WHERE NOT EXISTS (SELECT 1 FROM m
@@ -938,8 +952,8 @@ BEGIN
         (SELECT count(*) FROM upd WHERE newly_failed)::integer AS failed,
         (SELECT jsonb_agg(jsonb_build_object('message_id', id, 'at', f_at) ORDER BY id)
          FROM upd WHERE newly_failed AND code = '131050') AS stops,
-        -- (ob and audit only read: they run because they are read here)
-        (SELECT n FROM ob) + (SELECT n FROM audit) AS written
+        -- (ob, audit and counted only read: they run because they are read here)
+        (SELECT n FROM ob) + (SELECT n FROM audit) + (SELECT n FROM counted) AS written
     INTO r;
     IF r.stops IS NOT NULL THEN
         n_stops := engagement.provider_stops(r.stops, p_run_id,
@@ -1234,20 +1248,14 @@ BEGIN
                 array_agg(id ORDER BY id) FILTER (WHERE status = 'failed'), p_run_id) AS n
         FROM upd
     ), counted AS (
-        -- the minute's counts (in key order: two senders never deadlock here)
-        INSERT INTO engagement.message_counts (minute, kind, code, n)
-        SELECT date_trunc('minute', clock_timestamp()), kind, code, count(*) FROM (
-            SELECT CASE event WHEN 'message_retry' THEN 'retried'
+        SELECT engagement.count_messages(array_agg(CASE event WHEN 'message_retry' THEN 'retried'
                 WHEN 'message_deferred' THEN 'deferred'
-                WHEN 'message_handed_back' THEN 'handed_back' ELSE status END AS kind,
-                coalesce(code, '') AS code FROM upd) k
-        GROUP BY kind, code ORDER BY kind, code
-        ON CONFLICT (minute, kind, code) DO UPDATE
-            SET n = engagement.message_counts.n + excluded.n
+                WHEN 'message_handed_back' THEN 'handed_back' ELSE status END), array_agg(code)) AS n
+        FROM upd
     ), forced AS MATERIALIZED (
-        SELECT (SELECT n FROM audit) + (SELECT n FROM ob) AS n
+        SELECT (SELECT n FROM audit) + (SELECT n FROM ob) + (SELECT n FROM counted) AS n
     )
-    -- (audit and ob only read: they run because they are read here)
+    -- (audit, ob and counted only read: they run because they are read here)
     SELECT u.id FROM upd u CROSS JOIN forced
     UNION ALL SELECT d.id FROM done d;
 END

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "eng_exit.h"
-#include "eng_guard.h"
+#include "eng_runs.h"
 #include "eng_json.h"
 #include "eng_log.h"
 #include "eng_parse.h"
@@ -127,8 +127,8 @@ static enum eng_status lease_renew(void *arg, struct eng_err *err)
 		return ENG_OK;
 	int64_t now = eng_mono_us();
 	bool lost;
-	if (eng_guard_renew(&run->db, run->program, run->run_id,
-			    ENG_GUARD_TTL_S, &lost, err)) {
+	if (eng_lease_renew(&run->db, run->program, run->run_id,
+			    ENG_LEASE_TTL_S, &lost, err)) {
 		if (lost)
 			run->guard_held = false; /* not ours to release */
 		return err->status;
@@ -147,7 +147,7 @@ static enum eng_status lease_keep(void *arg, struct eng_err *err)
 	if (run->opt.dry_run && eng_db_in_transaction(&run->db))
 		return ENG_OK;
 	if (!run->guard_held ||
-	    eng_mono_us() - run->guard_renewed_us < (int64_t)ENG_GUARD_TTL_S * 1000000 / 4)
+	    eng_mono_us() - run->guard_renewed_us < (int64_t)ENG_LEASE_TTL_S * 1000000 / 4)
 		return ENG_OK;
 	return lease_renew(run, err);
 }
@@ -156,7 +156,7 @@ static enum eng_status take_lease(struct eng_run *run, struct eng_err *err)
 {
 	bool got = false;
 	char holder[512] = "";
-	if (eng_guard_acquire(&run->db, run->program, run->run_id, ENG_GUARD_TTL_S,
+	if (eng_lease_take(&run->db, run->program, run->run_id, ENG_LEASE_TTL_S,
 			      &got, holder, sizeof(holder), err))
 		return eng_err_prefix(err, "could not take the run lease");
 	if (!got) {
@@ -175,17 +175,8 @@ static enum eng_status take_lease(struct eng_run *run, struct eng_err *err)
 
 static enum eng_status mark_dead(struct eng_run *run, bool all_others, struct eng_err *err)
 {
-	char stale[16];
-	snprintf(stale, sizeof(stale), "%d", all_others ? 0 : ENG_RUN_DEAD_AFTER_S);
-	const char *p[] = {run->program, run->run_id, stale};
 	long long n = 0;
-	if (eng_db_exec_count(&run->db,
-			      "UPDATE engagement.job_runs"
-			      " SET status = 'died', finished_at = coalesce(heartbeat_at, started_at)"
-			      " WHERE program = $1 AND status = 'running' AND run_id <> $2::uuid"
-			      "   AND coalesce(heartbeat_at, started_at)"
-			      "       <= clock_timestamp() - make_interval(secs => $3::int)",
-			      3, p, &n, err))
+	if (eng_runs_mark_dead(&run->db, run->program, run->run_id, all_others, &n, err))
 		return eng_err_prefix(err, "could not mark dead runs");
 	if (n)
 		eng_log(ENG_WARN, "dead_runs_marked", ENG_I("runs", n));
@@ -220,12 +211,7 @@ enum eng_status eng_run_start(struct eng_run *run, unsigned what,
 
 	/* Dry runs are rehearsals: they leave no job_runs row behind. */
 	if ((what & ENG_START_RECORD) && !run->opt.dry_run) {
-		const char *p[] = {run->run_id, run->program};
-		if (eng_db_exec(&run->db,
-				"INSERT INTO engagement.job_runs "
-				"(run_id, program, started_at, status, heartbeat_at) "
-				"VALUES ($1, $2, clock_timestamp(), 'running', clock_timestamp())",
-				2, p, err))
+		if (eng_runs_start(&run->db, run->run_id, run->program, err))
 			return eng_err_prefix(err, "could not record the run");
 		run->job_row = true;
 	}
@@ -329,15 +315,7 @@ static void record_end(struct eng_run *run, const char *status, int exit_code,
 		       const char *summary)
 {
 	struct eng_err err = ENG_ERR_INIT;
-	char code[16];
-	snprintf(code, sizeof(code), "%d", exit_code);
-	const char *p[] = {run->run_id, status, code, summary};
-	if (eng_db_exec(&run->db,
-			"UPDATE engagement.job_runs SET "
-			"finished_at = clock_timestamp(), status = $2, "
-			"exit_code = $3::int, summary = $4::jsonb "
-			"WHERE run_id = $1",
-			4, p, &err))
+	if (eng_runs_end(&run->db, run->run_id, status, exit_code, summary, &err))
 		eng_log(ENG_WARN, "job_run_not_recorded", ENG_S("error", err.msg));
 }
 
@@ -381,7 +359,7 @@ int eng_run_finish(struct eng_run *run, int exit_code)
 		if (run->job_row)
 			record_end(run, status, exit_code, text);
 		if (run->guard_held)
-			eng_guard_release(&run->db, run->program, run->run_id);
+			eng_lease_release(&run->db, run->program, run->run_id);
 	}
 
 	if (run->started) /* a usage error stays one line */

@@ -290,6 +290,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 /* libmicrohttpd's own messages (a connection refused at a limit, one cut
  * off): log lines like every other, at debug (they come in floods under
  * the very attacks they are about). */
+__attribute__((format(printf, 2, 0)))
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	(void)cls;

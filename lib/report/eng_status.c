@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "eng_buf.h"
-#include "eng_guard.h"
+#include "eng_runs.h"
 #include "eng_json.h"
 #include "eng_log.h"
 #include "eng_optout.h"
@@ -344,8 +344,7 @@ static enum eng_status runs(const struct eng_job *job, struct figures *f, json_t
 		"   ORDER BY r.started_at DESC LIMIT 1) l ON true"
 		/* a run whose heartbeat stopped died (its next run marks it) */
 		" CROSS JOIN LATERAL (SELECT coalesce(l.heartbeat_at, l.started_at) AS seen) h"
-		" CROSS JOIN LATERAL (SELECT l.status = 'running'"
-		"   AND h.seen < now() - make_interval(secs => $2::int) AS died) d"
+		" CROSS JOIN LATERAL (SELECT " ENG_RUN_DIED_SQL("l", "$2") " AS died) d"
 		" LEFT JOIN LATERAL (SELECT r.finished_at FROM engagement.job_runs r"
 		"   WHERE r.program = j.program AND r.status = 'ok'"
 		"   ORDER BY r.started_at DESC LIMIT 1) s ON true"

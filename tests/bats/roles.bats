@@ -169,13 +169,15 @@ tables() {
 		done
 	done
 	echo "# $n writes tried, every one refused" >&3
-	# and no role may call the internal functions (audit, outbox, preferences)
+	# and no role may call the internal functions (audit, outbox, preferences,
+	# counts)
 	for login in $LOGINS; do
 		denied "$login" \
 			"SELECT engagement.write_audit('[{\"event\": \"forged\"}]')" \
 			"SELECT engagement.publish_message_events('message.sent', ARRAY[$M_SENT::bigint], NULL)" \
 			"SELECT * FROM engagement.apply_preferences('[]', NULL)" \
-			"SELECT engagement.provider_stops('[]', NULL, 'x')"
+			"SELECT engagement.provider_stops('[]', NULL, 'x')" \
+			"SELECT engagement.count_messages(ARRAY['sent'], ARRAY[''])"
 	done
 }
 

@@ -14,7 +14,7 @@
 
 #include "eng_fe.h"
 #include "eng_version.h"
-#include "eng_guard.h"
+#include "eng_runs.h"
 
 static char conninfo[512];
 
@@ -109,26 +109,26 @@ static void guard_exclusive(const char *ci)
 	connect_or_fail(&a, ci);
 	connect_or_fail(&b, ci);
 
-	assert_int_equal(eng_guard_acquire(&a, "test-job", run_a, 60, &got, holder,
+	assert_int_equal(eng_lease_take(&a, "test-job", run_a, 60, &got, holder,
 					   sizeof(holder), &err), ENG_OK);
 	assert_true(got);
-	assert_int_equal(eng_guard_acquire(&b, "test-job", run_b, 60, &got, holder,
+	assert_int_equal(eng_lease_take(&b, "test-job", run_b, 60, &got, holder,
 					   sizeof(holder), &err), ENG_OK);
 	assert_false(got);
 	assert_non_null(strstr(holder, run_a));
 	/* Another job is independent. */
-	assert_int_equal(eng_guard_acquire(&b, "other-job", run_b, 60, &got, holder,
+	assert_int_equal(eng_lease_take(&b, "other-job", run_b, 60, &got, holder,
 					   sizeof(holder), &err), ENG_OK);
 	assert_true(got);
-	eng_guard_release(&b, "other-job", run_b);
+	eng_lease_release(&b, "other-job", run_b);
 	/* Renewal by the holder works; release frees it for the next run. */
-	assert_int_equal(eng_guard_renew(&a, "test-job", run_a, 60, &lost, &err), ENG_OK);
+	assert_int_equal(eng_lease_renew(&a, "test-job", run_a, 60, &lost, &err), ENG_OK);
 	assert_false(lost);
-	eng_guard_release(&a, "test-job", run_a);
-	assert_int_equal(eng_guard_acquire(&b, "test-job", run_b, 60, &got, holder,
+	eng_lease_release(&a, "test-job", run_a);
+	assert_int_equal(eng_lease_take(&b, "test-job", run_b, 60, &got, holder,
 					   sizeof(holder), &err), ENG_OK);
 	assert_true(got);
-	eng_guard_release(&b, "test-job", run_b);
+	eng_lease_release(&b, "test-job", run_b);
 	eng_db_close(&a);
 	eng_db_close(&b);
 }
@@ -166,26 +166,26 @@ static void test_guard_crashed_holder_lapses(void **state)
 	eng_uuid_v4(run_b);
 	connect_or_fail(&a, db_conn("ENG_TEST_DB"));
 	connect_or_fail(&b, db_conn("ENG_TEST_DB"));
-	assert_int_equal(eng_guard_acquire(&a, "crash-job", run_a, 1, &got, holder,
+	assert_int_equal(eng_lease_take(&a, "crash-job", run_a, 1, &got, holder,
 					   sizeof(holder), &err), ENG_OK);
 	assert_true(got);
 	/* "a" crashes: it never renews. After its TTL the next run proceeds. */
 	usleep(1300 * 1000);
-	assert_int_equal(eng_guard_acquire(&b, "crash-job", run_b, 60, &got, holder,
+	assert_int_equal(eng_lease_take(&b, "crash-job", run_b, 60, &got, holder,
 					   sizeof(holder), &err), ENG_OK);
 	assert_true(got);
 	/* If "a" wakes up, it learns it lost the lease. */
-	assert_int_equal(eng_guard_renew(&a, "crash-job", run_a, 60, &lost, &err), ENG_ETEMP);
+	assert_int_equal(eng_lease_renew(&a, "crash-job", run_a, 60, &lost, &err), ENG_ETEMP);
 	assert_true(lost);
 	assert_non_null(strstr(err.msg, "lost"));
-	eng_guard_release(&a, "crash-job", run_a); /* must not free b's lease */
+	eng_lease_release(&a, "crash-job", run_a); /* must not free b's lease */
 	/* A dropped connection is not a lost lease: renewal can be retried. */
 	eng_db_close(&a);
-	assert_int_equal(eng_guard_renew(&a, "crash-job", run_b, 60, &lost, &err), ENG_ETEMP);
+	assert_int_equal(eng_lease_renew(&a, "crash-job", run_b, 60, &lost, &err), ENG_ETEMP);
 	assert_false(lost);
 	assert_int_equal(count(&b, "SELECT count(*) FROM engagement.job_locks "
 				   "WHERE job = 'crash-job' AND run_id = $1::uuid", run_b), 1);
-	eng_guard_release(&b, "crash-job", run_b);
+	eng_lease_release(&b, "crash-job", run_b);
 	eng_db_close(&a);
 	eng_db_close(&b);
 }

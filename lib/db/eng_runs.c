@@ -1,4 +1,4 @@
-#include "eng_guard.h"
+#include "eng_runs.h"
 
 /* This connection's server process and when it started. */
 #define BACKEND                                                                \
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum eng_status eng_guard_acquire(struct eng_db *db, const char *job,
+enum eng_status eng_lease_take(struct eng_db *db, const char *job,
 				  const char *run_id, int ttl_s,
 				  bool *acquired, char *holder, size_t holdersz,
 				  struct eng_err *err)
@@ -66,7 +66,7 @@ enum eng_status eng_guard_acquire(struct eng_db *db, const char *job,
 	return ENG_OK;
 }
 
-enum eng_status eng_guard_renew(struct eng_db *db, const char *job,
+enum eng_status eng_lease_renew(struct eng_db *db, const char *job,
 				const char *run_id, int ttl_s, bool *lost,
 				struct eng_err *err)
 {
@@ -94,11 +94,52 @@ enum eng_status eng_guard_renew(struct eng_db *db, const char *job,
 	return ENG_OK;
 }
 
-void eng_guard_release(struct eng_db *db, const char *job, const char *run_id)
+void eng_lease_release(struct eng_db *db, const char *job, const char *run_id)
 {
 	struct eng_err err = ENG_ERR_INIT;
 	const char *p[] = {job, run_id};
 	eng_db_exec(db,
 		    "DELETE FROM engagement.job_locks WHERE job = $1 AND run_id = $2",
 		    2, p, &err);
+}
+
+enum eng_status eng_runs_start(struct eng_db *db, const char *run_id,
+			       const char *program, struct eng_err *err)
+{
+	const char *p[] = {run_id, program};
+	return eng_db_exec(db,
+			   "INSERT INTO engagement.job_runs "
+			   "(run_id, program, started_at, status, heartbeat_at) "
+			   "VALUES ($1, $2, clock_timestamp(), 'running', clock_timestamp())",
+			   2, p, err);
+}
+
+enum eng_status eng_runs_end(struct eng_db *db, const char *run_id,
+			     const char *status, int exit_code,
+			     const char *summary, struct eng_err *err)
+{
+	char code[16];
+	snprintf(code, sizeof(code), "%d", exit_code);
+	const char *p[] = {run_id, status, code, summary};
+	return eng_db_exec(db,
+			   "UPDATE engagement.job_runs SET "
+			   "finished_at = clock_timestamp(), status = $2, "
+			   "exit_code = $3::int, summary = $4::jsonb "
+			   "WHERE run_id = $1",
+			   4, p, err);
+}
+
+enum eng_status eng_runs_mark_dead(struct eng_db *db, const char *program,
+				   const char *run_id, bool all_others,
+				   long long *n, struct eng_err *err)
+{
+	char secs[16];
+	snprintf(secs, sizeof(secs), "%d", all_others ? 0 : ENG_RUN_DEAD_AFTER_S);
+	const char *p[] = {program, run_id, secs};
+	return eng_db_exec_count(db,
+				 "UPDATE engagement.job_runs AS r"
+				 " SET status = 'died', finished_at = coalesce(heartbeat_at, started_at)"
+				 " WHERE program = $1 AND run_id <> $2::uuid AND "
+				 ENG_RUN_DIED_SQL("r", "$3"),
+				 3, p, n, err);
 }
