@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "eng_inbound.h"
 #include "eng_meta.h"
 #include "eng_parse.h"
 
@@ -62,7 +63,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			CHECK(m->at >= 0 && m->at <= NOW + SKEW * ENG_USEC_PER_SEC);
 			CHECK(!(m->text && m->payload));
 			CHECK(!m->text || strcmp(m->type, "text") == 0);
-			int g = eng_meta_goodbye_reply(m);
+			const struct eng_inbound_msg im = {.text = m->text, .payload = m->payload};
+			int g = eng_inbound_goodbye_reply(&im);
 			CHECK(g >= 0 && g <= 3);
 			if (m->payload)
 				CHECK(g == 0 || (strlen(m->payload) == 9 &&

@@ -8,7 +8,7 @@
  *                lease, batches, and struct eng_job (what a job gets)
  *   http/        the HTTP client pool, URL and secret rules
  *   engagement/  the domain: the state machine, daily, weekly, events,
- *                opt-outs, and what an inbound message means
+ *                opt-outs, and what an inbound message means (eng_inbound.h)
  * Then one folder per program's core, each named for what it does:
  *   outbound/    queue-send: claim, fence, decide, the Cloud API, the loop
  *   inbound/     engagement-webhook: the receiver, its inbox, Meta's payloads

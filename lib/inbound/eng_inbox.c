@@ -5,13 +5,12 @@
 #include <string.h>
 
 #include "eng_buf.h"
-#include "eng_crypto.h"
 #include "eng_event.h"
+#include "eng_inbound.h"
 #include "eng_json.h"
 #include "eng_log.h"
 #include "eng_meta.h"
 #include "eng_optout.h"
-#include "eng_phrase.h"
 #include "eng_users.h"
 
 enum eng_status eng_inbox_store(struct eng_db *db, const char *const *bodies, size_t n,
@@ -96,133 +95,15 @@ static int by_time(const void *a, const void *b)
 	return strcmp(x->wamid, y->wamid);
 }
 
-/* The people's states, for telling a goodbye reply from activity. */
-static PGresult *states_of(struct eng_db *db, struct eng_user_ref *refs, size_t n,
-			   struct eng_err *err)
+/* Meta's message as the domain reads any inbound message (eng_inbound.h):
+ * its sender by phone, resolved later. */
+static void to_inbound(const struct eng_meta_message *m, struct eng_inbound_msg *out)
 {
-	const char **ids = eng_xcalloc(n + 1, sizeof(*ids));
-	size_t k = 0;
-	for (size_t i = 0; i < n; i++)
-		if (refs[i].found)
-			ids[k++] = refs[i].user_id;
-	char *arr = eng_db_text_array(ids, k);
-	const char *p[] = {arr};
-	PGresult *r = eng_db_query(db,
-				   "SELECT user_id::text, state FROM engagement.engagement_states "
-				   "WHERE user_id = ANY ($1::uuid[])",
-				   1, p, err);
-	free(arr);
-	free(ids);
-	return r;
-}
-
-/* The users of a result (column 0, sorted), for bsearch. */
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Who is in goodbye_sent now: their ids, sorted. */
-static size_t goodbye_sent_ids(const PGresult *states, const char ***out)
-{
-	*out = eng_xcalloc((size_t)PQntuples(states) + 1, sizeof(**out));
-	size_t n = 0;
-	for (int i = 0; i < PQntuples(states); i++)
-		if (strcmp(PQgetvalue(states, i, 1), "goodbye_sent") == 0)
-			(*out)[n++] = PQgetvalue(states, i, 0);
-	qsort(*out, n, sizeof(**out), cmp_str);
-	return n;
-}
-
-/* first[i]: message i is its person's first here (in time order). */
-struct by_user {
-	const char *user_id;
-	size_t i;
-};
-
-static int cmp_by_user(const void *a, const void *b)
-{
-	const struct by_user *x = a, *y = b;
-	int c = strcmp(x->user_id, y->user_id);
-	return c ? c : (x->i > y->i) - (x->i < y->i);
-}
-
-static bool *firsts(const struct eng_user_ref *refs, size_t n)
-{
-	struct by_user *v = eng_xcalloc(n + 1, sizeof(*v));
-	bool *first = eng_xcalloc(n + 1, sizeof(*first));
-	size_t k = 0;
-	for (size_t i = 0; i < n; i++)
-		if (refs[i].found)
-			v[k++] = (struct by_user){refs[i].user_id, i};
-	qsort(v, k, sizeof(*v), cmp_by_user);
-	for (size_t j = 0; j < k; j++)
-		first[v[j].i] = j == 0 || strcmp(v[j - 1].user_id, v[j].user_id) != 0;
-	free(v);
-	return first;
-}
-
-/* Messages into events (and phrase changes into preference items). */
-struct inbound {
-	struct eng_event *ev;
-	size_t nev;
-	struct eng_optout_item *pref;
-	size_t npref;
-};
-
-/* A message's identity as an inbound event id (at most 128 bytes): its
- * wamid, or, for a longer one, "wamid-sha256:" and the wamid's SHA-256, so
- * that two long ids sharing a prefix stay two messages. */
-static void event_id_of(const char *wamid, char out[ENG_EVENT_ID_MAX + 1])
-{
-	if (strlen(wamid) <= ENG_EVENT_ID_MAX) {
-		snprintf(out, ENG_EVENT_ID_MAX + 1, "%s", wamid);
-		return;
-	}
-	char hex[65];
-	eng_sha256_hex(wamid, strlen(wamid), hex);
-	snprintf(out, ENG_EVENT_ID_MAX + 1, "wamid-sha256:%s", hex);
-}
-
-static void to_events(struct eng_meta_message **msgs, const struct eng_user_ref *refs,
-		      size_t n, const PGresult *states, struct inbound *in)
-{
-	in->ev = eng_xcalloc(n + 1, sizeof(*in->ev));
-	in->pref = eng_xcalloc(n + 1, sizeof(*in->pref));
-	const char **gs;
-	size_t ngs = goodbye_sent_ids(states, &gs);
-	bool *first = firsts(refs, n);
-	for (size_t i = 0; i < n; i++) {
-		const struct eng_meta_message *m = msgs[i];
-		if (!refs[i].found)
-			continue;
-		struct eng_event *e = &in->ev[in->nev++];
-		e->who = refs[i];
-		e->at = m->at;
-		event_id_of(m->wamid, e->id);
-		/* a reply to the goodbye only as the person's first message here:
-		 * any message moves them out of goodbye_sent, so the next one is
-		 * activity, whatever it says */
-		const char *key = refs[i].user_id;
-		int reply = first[i] && bsearch(&key, gs, ngs, sizeof(*gs), cmp_str)
-				    ? eng_meta_goodbye_reply(m) : 0;
-		e->activity = reply == 0;
-		e->trigger = reply ? (enum eng_trigger)(ENG_TR_GOODBYE_RESPONSE_1 + reply - 1)
-				   : ENG_TR_USER_MESSAGE;
-		bool opt_out;
-		const char *locale;
-		if (m->text && eng_phrase_match(m->text, &opt_out, &locale)) {
-			struct eng_optout_item *it = &in->pref[in->npref++];
-			it->who = refs[i];
-			it->opt_out = opt_out;
-			snprintf(it->source, sizeof(it->source), "whatsapp");
-			it->at = m->at;
-			snprintf(it->id, sizeof(it->id), "%s", e->id);
-			snprintf(it->phrase_locale, sizeof(it->phrase_locale), "%s", locale);
-		}
-	}
-	free(gs);
-	free(first);
+	snprintf(out->who.phone, sizeof(out->who.phone), "%s", m->phone);
+	out->at = m->at;
+	out->id = m->wamid;
+	out->text = m->text;
+	out->payload = m->payload;
 }
 
 static enum eng_status apply_messages(struct eng_db *db, const struct eng_meta_delivery *d,
@@ -243,21 +124,19 @@ static enum eng_status apply_messages(struct eng_db *db, const struct eng_meta_d
 	qsort(msgs, n, sizeof(*msgs), by_time);
 	k->messages += (long long)n;
 
-	struct eng_user_ref *refs = eng_xcalloc(n, sizeof(*refs));
+	struct eng_inbound_msg *im = eng_xcalloc(n, sizeof(*im));
 	struct eng_user_ref **rp = eng_xcalloc(n, sizeof(*rp));
 	for (size_t i = 0; i < n; i++) {
-		snprintf(refs[i].phone, sizeof(refs[i].phone), "%s", msgs[i]->phone);
-		rp[i] = &refs[i];
+		to_inbound(msgs[i], &im[i]);
+		rp[i] = &im[i].who;
 	}
-	struct inbound in = {0};
-	PGresult *states = NULL;
+	struct eng_inbound in = {0};
 	enum eng_status st = eng_users_resolve(db, rp, n, err);
-	if (st == ENG_OK && !(states = states_of(db, refs, n, err)))
-		st = err->status;
+	if (st == ENG_OK)
+		st = eng_inbound_read(db, im, n, &in, err);
 	if (st == ENG_OK) {
 		for (size_t i = 0; i < n; i++)
-			k->unknown_users += !refs[i].found;
-		to_events(msgs, refs, n, states, &in);
+			k->unknown_users += !im[i].who.found;
 		struct eng_ev_counts ec = {0};
 		st = eng_events_apply(db, in.ev, in.nev, run_id, true, &ec, err);
 		k->activities += ec.activities;
@@ -279,12 +158,8 @@ static enum eng_status apply_messages(struct eng_db *db, const struct eng_meta_d
 			if (!in.pref[i].failed && in.pref[i].res.outcome != ENG_OPTOUT_DUPLICATE)
 				k->preferences++;
 	}
-	for (size_t i = 0; i < in.npref; i++)
-		eng_optout_item_release(&in.pref[i]);
-	PQclear(states);
-	free(in.ev);
-	free(in.pref);
-	free(refs);
+	eng_inbound_release(&in);
+	free(im);
 	free(rp);
 	free(msgs);
 	return st;

@@ -11,7 +11,8 @@
  *   reply from someone in goodbye_sent, through engagement-event's path
  *   (eng_events_apply), with the wamid as the event's identity; an opt-out
  *   or opt-in phrase also changes the preference through optout-set's
- *   last-write-wins path, with the same identity.
+ *   last-write-wins path, with the same identity (what a message means
+ *   is the domain's rule: eng_inbound.h).
  *
  * Meta repeats deliveries and does not keep order: a message is applied at
  * most once (its wamid), a status at most once (it only moves forward).

@@ -1,6 +1,5 @@
 #include "eng_meta.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,26 +142,4 @@ void eng_meta_release(struct eng_meta_delivery *d)
 	free(d->messages);
 	free(d->statuses);
 	memset(d, 0, sizeof(*d));
-}
-
-int eng_meta_goodbye_reply(const struct eng_meta_message *m)
-{
-	if (m->payload) {
-		if (strncmp(m->payload, "goodbye_", 8) == 0 && m->payload[8] >= '1' &&
-		    m->payload[8] <= '3' && m->payload[9] == '\0')
-			return m->payload[8] - '0';
-		return 0;
-	}
-	if (!m->text)
-		return 0;
-	/* "2", " 2 ", "2." (people type it so) */
-	const char *p = m->text;
-	while (isspace((unsigned char)*p))
-		p++;
-	if (*p < '1' || *p > '3')
-		return 0;
-	int n = *p++ - '0';
-	while (*p == '.' || *p == ')' || isspace((unsigned char)*p))
-		p++;
-	return *p == '\0' ? n : 0;
 }

@@ -17,7 +17,8 @@
 #include "eng_time.h"
 
 /* A person wrote (value.messages[]). Strings are borrowed from the
- * delivery's parsed body. */
+ * delivery's parsed body. What it means (a goodbye reply, activity, an
+ * opt-out phrase) is the domain's: lib/engagement/eng_inbound.h. */
 struct eng_meta_message {
 	const char *wamid;
 	char phone[24];        /* "+" and the sender's digits (from) */
@@ -68,9 +69,5 @@ const char *eng_meta_status_name(enum eng_meta_status_kind k);
 enum eng_status eng_meta_parse(const char *body, size_t len, eng_time now, int skew_s,
 			       struct eng_meta_delivery *d, struct eng_err *err);
 void eng_meta_release(struct eng_meta_delivery *d);
-
-/* The goodbye reply a message is, for a user in goodbye_sent: 1, 2 or 3
- * (a text "1".."3", or a button payload / reply id goodbye_1..3), else 0. */
-int eng_meta_goodbye_reply(const struct eng_meta_message *m);
 
 #endif
