@@ -130,76 +130,6 @@ static void write_all(int fd, const char *p, size_t n)
 	}
 }
 
-static void render_json(struct eng_buf *b, const char *ts, enum eng_level lvl,
-			const char *event, const struct eng_field *f, size_t n)
-{
-	eng_buf_adds(b, "{\"ts\":\"");
-	eng_buf_adds(b, ts);
-	eng_buf_adds(b, "\",\"level\":\"");
-	eng_buf_adds(b, eng_log_level_name(lvl));
-	eng_buf_adds(b, "\",\"program\":");
-	eng_json_escape(b, g_log.program, strlen(g_log.program), 0);
-	eng_buf_adds(b, ",\"run_id\":");
-	eng_json_escape(b, g_log.run_id, strlen(g_log.run_id), 0);
-	eng_buf_adds(b, ",\"event\":");
-	eng_json_escape(b, event, strlen(event), 0);
-
-	for (size_t i = 0; i < n; i++) {
-		const struct eng_field *x = &f[i];
-		if (x->type == ENG_FT_NONE || !x->key)
-			continue;
-		add_key(b, x->key);
-		switch (x->type) {
-		case ENG_FT_STR:
-			if (x->s)
-				add_text(b, x->s);
-			else
-				eng_buf_adds(b, "null");
-			break;
-		case ENG_FT_PHONE:
-			if (x->s) {
-				char masked[48];
-				eng_mask_phone(x->s, masked, sizeof(masked));
-				eng_json_escape(b, masked, strlen(masked), 0);
-			} else {
-				eng_buf_adds(b, "null");
-			}
-			break;
-		case ENG_FT_INT:
-			eng_buf_addf(b, "%lld", x->i);
-			break;
-		case ENG_FT_DBL:
-			if (isfinite(x->d))
-				eng_buf_addf(b, "%.6g", x->d);
-			else
-				eng_buf_adds(b, "null");
-			break;
-		case ENG_FT_BOOL:
-			eng_buf_adds(b, x->b ? "true" : "false");
-			break;
-		case ENG_FT_JSON:
-			eng_buf_adds(b, x->s ? x->s : "null");
-			break;
-		case ENG_FT_NONE:
-			break;
-		}
-	}
-	if (b->overflow || eng_buf_adds(b, "}\n")) {
-		/* A pathological line: say so rather than cut the JSON. */
-		eng_buf_reset(b);
-		eng_buf_addf(b, "{\"ts\":\"%s\",\"level\":\"%s\",\"program\":",
-			     ts, eng_log_level_name(lvl));
-		eng_json_escape(b, g_log.program, strlen(g_log.program), 0);
-		eng_buf_adds(b, ",\"run_id\":");
-		eng_json_escape(b, g_log.run_id, strlen(g_log.run_id), 0);
-		eng_buf_adds(b, ",\"event\":");
-		eng_json_escape(b, event, strlen(event), 0);
-		eng_buf_adds(b, ",\"truncated\":true}\n");
-	}
-}
-
-/* ---- text ------------------------------------------------------------------- */
-
 /* A text value: masked, cut like a JSON one, its control characters
  * escaped so that it stays on its line; quoted (logfmt) when it holds
  * anything but plain printable characters, unless bare (the message, which
@@ -247,6 +177,84 @@ static void add_text_value(struct eng_buf *b, const char *s, bool bare)
 	eng_buf_release(&m);
 }
 
+/* A field's value: as JSON (json), or as the text format shows it. Every
+ * string is scrubbed of phone numbers; a phone field is masked. */
+static void add_value(struct eng_buf *b, const struct eng_field *x, bool json)
+{
+	char masked[48];
+	const char *s = x->s;
+	switch (x->type) {
+	case ENG_FT_PHONE:
+		if (s) {
+			eng_mask_phone(s, masked, sizeof(masked));
+			s = masked;
+		}
+		/* fall through */
+	case ENG_FT_STR:
+	case ENG_FT_JSON:
+		if (!s)
+			eng_buf_adds(b, "null");
+		else if (!json)
+			add_text_value(b, s, false);
+		else if (x->type == ENG_FT_JSON)
+			eng_buf_adds(b, s);
+		else if (x->type == ENG_FT_PHONE)
+			eng_json_escape(b, s, strlen(s), 0);
+		else
+			add_text(b, s);
+		break;
+	case ENG_FT_INT:
+		eng_buf_addf(b, "%lld", x->i);
+		break;
+	case ENG_FT_DBL:
+		if (json && !isfinite(x->d))
+			eng_buf_adds(b, "null");
+		else
+			eng_buf_addf(b, "%.6g", x->d);
+		break;
+	case ENG_FT_BOOL:
+		eng_buf_adds(b, x->b ? "true" : "false");
+		break;
+	case ENG_FT_NONE:
+		break;
+	}
+}
+
+/* A JSON line's first fields, every line alike. */
+static void add_head(struct eng_buf *b, const char *ts, enum eng_level lvl,
+		     const char *event)
+{
+	eng_buf_addf(b, "{\"ts\":\"%s\",\"level\":\"%s\",\"program\":",
+		     ts, eng_log_level_name(lvl));
+	eng_json_escape(b, g_log.program, strlen(g_log.program), 0);
+	eng_buf_adds(b, ",\"run_id\":");
+	eng_json_escape(b, g_log.run_id, strlen(g_log.run_id), 0);
+	eng_buf_adds(b, ",\"event\":");
+	eng_json_escape(b, event, strlen(event), 0);
+}
+
+static void render_json(struct eng_buf *b, const char *ts, enum eng_level lvl,
+			const char *event, const struct eng_field *f, size_t n)
+{
+	add_head(b, ts, lvl, event);
+
+	for (size_t i = 0; i < n; i++) {
+		const struct eng_field *x = &f[i];
+		if (x->type == ENG_FT_NONE || !x->key)
+			continue;
+		add_key(b, x->key);
+		add_value(b, x, true);
+	}
+	if (b->overflow || eng_buf_adds(b, "}\n")) {
+		/* A pathological line: say so rather than cut the JSON. */
+		eng_buf_reset(b);
+		add_head(b, ts, lvl, event);
+		eng_buf_adds(b, ",\"truncated\":true}\n");
+	}
+}
+
+/* ---- text ------------------------------------------------------------------- */
+
 static const char *const level_colours[] = {"\033[2m", "\033[32m", "\033[33m",
 					    "\033[1;31m"};
 
@@ -290,35 +298,7 @@ static void render_text(struct eng_buf *b, enum eng_level lvl, const char *event
 		eng_buf_addc(b, ' ');
 		add_text_value(b, x->key, false);
 		eng_buf_addc(b, '=');
-		switch (x->type) {
-		case ENG_FT_STR:
-		case ENG_FT_JSON:
-			if (x->s)
-				add_text_value(b, x->s, false);
-			else
-				eng_buf_adds(b, "null");
-			break;
-		case ENG_FT_PHONE:
-			if (x->s) {
-				char masked[48];
-				eng_mask_phone(x->s, masked, sizeof(masked));
-				add_text_value(b, masked, false);
-			} else {
-				eng_buf_adds(b, "null");
-			}
-			break;
-		case ENG_FT_INT:
-			eng_buf_addf(b, "%lld", x->i);
-			break;
-		case ENG_FT_DBL:
-			eng_buf_addf(b, "%.6g", x->d);
-			break;
-		case ENG_FT_BOOL:
-			eng_buf_adds(b, x->b ? "true" : "false");
-			break;
-		case ENG_FT_NONE:
-			break;
-		}
+		add_value(b, x, false);
 	}
 	if (b->overflow || eng_buf_addc(b, '\n')) {
 		eng_buf_reset(b);

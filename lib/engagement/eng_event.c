@@ -26,6 +26,46 @@ static enum eng_status future(eng_time at, struct eng_err *err)
 			   ts, ENG_FUTURE_SKEW_S / 60);
 }
 
+struct event_fields {
+	struct eng_event *ev;
+	int what; /* activity, goodbye_reply and trigger seen */
+};
+
+static int event_field(void *ctx, const char *key, const json_t *v, struct eng_err *err)
+{
+	struct event_fields *f = ctx;
+	if (strcmp(key, "activity") == 0) {
+		f->what++;
+		if (!json_is_true(v)) {
+			eng_err_set(err, ENG_EDATA, "\"activity\" must be true");
+			return -1;
+		}
+		f->ev->activity = true;
+	} else if (strcmp(key, "goodbye_reply") == 0) {
+		f->what++;
+		json_int_t n = json_is_integer(v) ? json_integer_value(v) : 0;
+		if (n < 1 || n > 3) {
+			eng_err_set(err, ENG_EDATA, "\"goodbye_reply\" must be 1, 2 or 3");
+			return -1;
+		}
+		f->ev->trigger = (enum eng_trigger)(ENG_TR_GOODBYE_RESPONSE_1 + n - 1);
+	} else if (strcmp(key, "trigger") == 0) {
+		f->what++;
+		int t = json_is_string(v) ? eng_trigger_parse(json_string_value(v)) : -1;
+		if (t < 0) {
+			eng_err_set(err, ENG_EDATA,
+				    "\"trigger\" is not one of inactivity_14d, "
+				    "user_message, goodbye_response_1..3, "
+				    "goodbye_timeout, reminder_due");
+			return -1;
+		}
+		f->ev->trigger = (enum eng_trigger)t;
+	} else {
+		return 0;
+	}
+	return 1;
+}
+
 enum eng_status eng_event_parse_json(const char *text, size_t len,
 				     eng_time default_at, eng_time latest,
 				     struct eng_event *ev, struct eng_err *err)
@@ -35,72 +75,16 @@ enum eng_status eng_event_parse_json(const char *text, size_t len,
 	ev->line = line;
 	ev->at = default_at;
 
-	json_t *o = eng_line_object(text, len, err);
-	if (!o)
+	struct event_fields f = {ev, 0};
+	if (eng_line_parse(text, len, &ev->who, &ev->at, ev->id, event_field, &f, err))
 		return err->status;
-	enum eng_status st = ENG_OK;
-	int who = 0, what = 0;
-	const char *key;
-	json_t *v;
-	json_object_foreach(o, key, v) {
-		int ref = eng_line_field(key, v, &ev->who, &who, &ev->at, err);
-		if (ref < 0) {
-			st = err->status;
-			goto out;
-		}
-		if (ref > 0)
-			continue;
-		if (strcmp(key, "activity") == 0) {
-			what++;
-			if (!json_is_true(v)) {
-				st = eng_err_set(err, ENG_EDATA,
-						 "\"activity\" must be true");
-				goto out;
-			}
-			ev->activity = true;
-		} else if (strcmp(key, "goodbye_reply") == 0) {
-			what++;
-			json_int_t n = json_is_integer(v) ? json_integer_value(v) : 0;
-			if (n < 1 || n > 3) {
-				st = eng_err_set(err, ENG_EDATA,
-						 "\"goodbye_reply\" must be 1, 2 or 3");
-				goto out;
-			}
-			ev->trigger = (enum eng_trigger)(ENG_TR_GOODBYE_RESPONSE_1 + n - 1);
-		} else if (strcmp(key, "id") == 0) {
-			if (eng_event_id_parse(v, ev->id, err)) {
-				st = err->status;
-				goto out;
-			}
-		} else if (strcmp(key, "trigger") == 0) {
-			what++;
-			int t = json_is_string(v) ? eng_trigger_parse(json_string_value(v))
-						  : -1;
-			if (t < 0) {
-				st = eng_err_set(err, ENG_EDATA,
-						 "\"trigger\" is not one of inactivity_14d, "
-						 "user_message, goodbye_response_1..3, "
-						 "goodbye_timeout, reminder_due");
-				goto out;
-			}
-			ev->trigger = (enum eng_trigger)t;
-		} else {
-			st = eng_err_set(err, ENG_EDATA, "unknown field \"%.40s\"", key);
-			goto out;
-		}
-	}
-	if (who != 1)
-		st = eng_err_set(err, ENG_EDATA,
-				 "give exactly one of \"user_id\" and \"phone\"");
-	else if (ev->at > latest)
-		st = future(ev->at, err);
-	else if (what != 1)
-		st = eng_err_set(err, ENG_EDATA,
-				 "give exactly one of \"activity\", \"goodbye_reply\" "
-				 "and \"trigger\"");
-out:
-	json_decref(o);
-	return st;
+	if (ev->at > latest)
+		return future(ev->at, err);
+	if (f.what != 1)
+		return eng_err_set(err, ENG_EDATA,
+				   "give exactly one of \"activity\", \"goodbye_reply\" "
+				   "and \"trigger\"");
+	return ENG_OK;
 }
 
 /* ---- applying events: engagement.apply_events --------------------------------- */

@@ -123,71 +123,54 @@ enum eng_status eng_optout_apply(struct eng_db *db, const char *run_id,
 
 /* ---- batches ------------------------------------------------------------ */
 
+struct optout_fields {
+	struct eng_optout_item *it;
+	bool have_value;
+};
+
+static int optout_field(void *ctx, const char *key, const json_t *v, struct eng_err *err)
+{
+	struct optout_fields *f = ctx;
+	if (strcmp(key, "opt_out") == 0) {
+		if (!json_is_boolean(v)) {
+			eng_err_set(err, ENG_EDATA, "\"opt_out\" must be true or false");
+			return -1;
+		}
+		f->it->opt_out = json_is_true(v);
+		f->have_value = true;
+	} else if (strcmp(key, "source") == 0) {
+		if (!json_is_string(v) || !eng_optout_source_valid(json_string_value(v))) {
+			eng_err_set(err, ENG_EDATA, "\"source\" must be whatsapp, web, cli or api");
+			return -1;
+		}
+		snprintf(f->it->source, sizeof(f->it->source), "%s", json_string_value(v));
+	} else if (strcmp(key, "reason") == 0) {
+		if (!json_is_string(v) || json_string_length(v) > 500) {
+			eng_err_set(err, ENG_EDATA,
+				    "\"reason\" must be a string of at most 500 bytes");
+			return -1;
+		}
+		free(f->it->reason);
+		f->it->reason = eng_xstrdup(json_string_value(v));
+	} else {
+		return 0;
+	}
+	return 1;
+}
+
 enum eng_status eng_optout_parse_json(const char *text, size_t len,
 				      struct eng_optout_item *it,
 				      struct eng_err *err)
 {
-	int who = 0;
-	bool have_value = false;
-	const char *key;
-	json_t *v;
-	enum eng_status st = ENG_OK;
 	it->at = ENG_TIME_NONE;
-	json_t *o = eng_line_object(text, len, err);
-	if (!o)
+	struct optout_fields f = {it, false};
+	if (eng_line_parse(text, len, &it->who, &it->at, it->id, optout_field, &f, err))
 		return err->status;
-	json_object_foreach(o, key, v) {
-		int ref = eng_line_field(key, v, &it->who, &who, &it->at, err);
-		if (ref < 0) {
-			st = err->status;
-			goto out;
-		}
-		if (ref > 0)
-			continue;
-		if (strcmp(key, "opt_out") == 0) {
-			if (!json_is_boolean(v)) {
-				st = eng_err_set(err, ENG_EDATA,
-						 "\"opt_out\" must be true or false");
-				goto out;
-			}
-			it->opt_out = json_is_true(v);
-			have_value = true;
-		} else if (strcmp(key, "source") == 0) {
-			if (!json_is_string(v) ||
-			    !eng_optout_source_valid(json_string_value(v))) {
-				st = eng_err_set(err, ENG_EDATA,
-						 "\"source\" must be whatsapp, web, cli or api");
-				goto out;
-			}
-			snprintf(it->source, sizeof(it->source), "%s", json_string_value(v));
-		} else if (strcmp(key, "id") == 0) {
-			if (eng_event_id_parse(v, it->id, err)) {
-				st = err->status;
-				goto out;
-			}
-		} else if (strcmp(key, "reason") == 0) {
-			if (!json_is_string(v) || json_string_length(v) > 500) {
-				st = eng_err_set(err, ENG_EDATA,
-						 "\"reason\" must be a string of at most 500 bytes");
-				goto out;
-			}
-			free(it->reason);
-			it->reason = eng_xstrdup(json_string_value(v));
-		} else {
-			st = eng_err_set(err, ENG_EDATA, "unknown field \"%.40s\"", key);
-			goto out;
-		}
-	}
-	if (who != 1)
-		st = eng_err_set(err, ENG_EDATA,
-				 "give exactly one of \"user_id\" and \"phone\"");
-	else if (!have_value)
-		st = eng_err_set(err, ENG_EDATA, "\"opt_out\" (true or false) is missing");
-	else if (!it->source[0])
-		st = eng_err_set(err, ENG_EDATA, "\"source\" is missing");
-out:
-	json_decref(o);
-	return st;
+	if (!f.have_value)
+		return eng_err_set(err, ENG_EDATA, "\"opt_out\" (true or false) is missing");
+	if (!it->source[0])
+		return eng_err_set(err, ENG_EDATA, "\"source\" is missing");
+	return ENG_OK;
 }
 
 void eng_optout_item_release(struct eng_optout_item *it)

@@ -74,24 +74,10 @@ enum eng_status eng_users_resolve(struct eng_db *db, struct eng_user_ref **refs,
 	return ENG_OK;
 }
 
-json_t *eng_line_object(const char *text, size_t len, struct eng_err *err)
-{
-	json_error_t je;
-	json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-	if (!o) {
-		eng_err_set(err, ENG_EDATA, "not valid JSON: %s", je.text);
-		return NULL;
-	}
-	if (!json_is_object(o)) {
-		json_decref(o);
-		eng_err_set(err, ENG_EDATA, "expected a JSON object");
-		return NULL;
-	}
-	return o;
-}
-
-int eng_line_field(const char *key, const json_t *v, struct eng_user_ref *who,
-		   int *seen, eng_time *at, struct eng_err *err)
+/* The fields every line may carry: 1 when key is one of them, -1 (err
+ * filled) when its value is malformed, 0 for other keys. */
+static int common_field(const char *key, const json_t *v, struct eng_user_ref *who,
+			int *seen, eng_time *at, char *id, struct eng_err *err)
 {
 	if (strcmp(key, "at") == 0) {
 		if (!json_is_string(v) || eng_time_parse(json_string_value(v), at)) {
@@ -100,6 +86,8 @@ int eng_line_field(const char *key, const json_t *v, struct eng_user_ref *who,
 		}
 		return 1;
 	}
+	if (strcmp(key, "id") == 0)
+		return eng_event_id_parse(v, id, err) ? -1 : 1;
 	if (strcmp(key, "user_id") == 0) {
 		(*seen)++;
 		if (!json_is_string(v) || eng_parse_uuid(json_string_value(v), who->user_id)) {
@@ -119,6 +107,41 @@ int eng_line_field(const char *key, const json_t *v, struct eng_user_ref *who,
 		return 1;
 	}
 	return 0;
+}
+
+enum eng_status eng_line_parse(const char *text, size_t len, struct eng_user_ref *who,
+			       eng_time *at, char *id, eng_line_field_fn field, void *ctx,
+			       struct eng_err *err)
+{
+	json_error_t je;
+	json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+	if (!o)
+		return eng_err_set(err, ENG_EDATA, "not valid JSON: %s", je.text);
+	enum eng_status st = ENG_OK;
+	int seen = 0;
+	const char *key;
+	json_t *v;
+	if (!json_is_object(o)) {
+		st = eng_err_set(err, ENG_EDATA, "expected a JSON object");
+		goto out;
+	}
+	json_object_foreach(o, key, v) {
+		int taken = common_field(key, v, who, &seen, at, id, err);
+		if (taken == 0)
+			taken = field(ctx, key, v, err);
+		if (taken == 0)
+			st = eng_err_set(err, ENG_EDATA, "unknown field \"%.40s\"", key);
+		else if (taken < 0)
+			st = err->status;
+		if (st)
+			goto out;
+	}
+	if (seen != 1)
+		st = eng_err_set(err, ENG_EDATA,
+				 "give exactly one of \"user_id\" and \"phone\"");
+out:
+	json_decref(o);
+	return st;
 }
 
 void eng_users_not_found(const struct eng_user_ref *r, struct eng_err *err)

@@ -36,15 +36,19 @@ enum eng_status eng_user_find(const struct eng_job *job, struct eng_user_ref *re
 enum eng_status eng_users_resolve(struct eng_db *db, struct eng_user_ref **refs,
 				  size_t n, struct eng_err *err);
 
-/* A batch line as a JSON object (duplicate keys refused); NULL with
- * ENG_EDATA in err when it is not one. */
-json_t *eng_line_object(const char *text, size_t len, struct eng_err *err);
+/* A program's own field of a batch line: 1 when it took key, 0 when key is
+ * not one of its fields, -1 (ENG_EDATA in err) when the value is malformed. */
+typedef int (*eng_line_field_fn)(void *ctx, const char *key, const json_t *v,
+			   struct eng_err *err);
 
-/* The fields every batch line may carry: "user_id" or "phone" (parsed into
- * who, counted in *seen) and "at" (into *at). 1 when key is one of them,
- * -1 (ENG_EDATA in err) when its value is malformed, 0 for other keys. */
-int eng_line_field(const char *key, const json_t *v, struct eng_user_ref *who,
-		   int *seen, eng_time *at, struct eng_err *err);
+/* A batch line: a JSON object (duplicate keys refused) with exactly one of
+ * "user_id" and "phone" (into who), and maybe "at" (into *at) and "id"
+ * (into id, ENG_EVENT_ID_MAX + 1 bytes); every other key goes to field(),
+ * and one it does not take is refused. ENG_OK, or ENG_EDATA with err
+ * saying what is wrong. */
+enum eng_status eng_line_parse(const char *text, size_t len, struct eng_user_ref *who,
+			       eng_time *at, char *id, eng_line_field_fn field, void *ctx,
+			       struct eng_err *err);
 
 /* An inbound event's identity (a WhatsApp message's wamid, a batch line's
  * "id", --id): at most this long. */
