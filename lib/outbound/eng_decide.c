@@ -252,6 +252,11 @@ enum eng_fence_action eng_decide_fence(const char *verdict, struct eng_outcome *
 		eng_outcome_blocked(o);
 		return ENG_FENCE_RECORD;
 	}
+	if (strcmp(verdict, "paused") == 0) {
+		/* back to the queue uncharged; the claim skips it while paused */
+		eng_outcome_handed_back(o, "paused", NULL, NULL);
+		return ENG_FENCE_RECORD;
+	}
 	if (strcmp(verdict, "user_returned") == 0) {
 		eng_outcome_cancelled(o, "user_returned",
 				      "the user wrote again before it was sent");

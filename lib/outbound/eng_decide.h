@@ -113,7 +113,8 @@ bool eng_decide_claim(const struct eng_claim_row *m, const struct eng_reservatio
 /* The pre-send fence's verdict on one message. */
 enum eng_fence_action {
 	ENG_FENCE_SEND,   /* go */
-	ENG_FENCE_RECORD, /* *o is its outcome (cancelled or blocked) */
+	ENG_FENCE_RECORD, /* *o is its outcome (cancelled, blocked, or handed
+			   * back: paused) */
 	ENG_FENCE_RETRY,  /* a concurrent writer holds the row: ask again */
 	ENG_FENCE_DROP,   /* not ours any more: neither sent nor written */
 };

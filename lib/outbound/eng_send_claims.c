@@ -163,7 +163,10 @@ static void count(struct sender *s, const struct eng_outcome *o)
 	case ENG_OUT_FAILED: s->k.failed++; break;
 	case ENG_OUT_BLOCKED: s->k.blocked++; break;
 	case ENG_OUT_CANCELLED: s->k.cancelled++; break;
-	case ENG_OUT_HANDED_BACK: s->k.handed_back++; break;
+	case ENG_OUT_HANDED_BACK:
+		s->k.handed_back++;
+		s->k.paused += o->reason && strcmp(o->reason, "paused") == 0;
+		break;
 	}
 }
 

@@ -68,7 +68,7 @@ struct user_sends { /* this run's sends per user, for the hourly cap */
 
 struct counts {
 	long long claimed, sent, retried, deferred, failed, blocked, cancelled,
-		handed_back, requests, recovered, purged, lease_lost, would_send,
+		handed_back, paused, requests, recovered, purged, lease_lost, would_send,
 		reconnects, unrecorded;
 };
 

@@ -274,6 +274,11 @@ static void test_fence(void **state)
 	assert_string_equal(o.code, "expired");
 	assert_int_equal(eng_decide_fence("user_returned", &o), ENG_FENCE_RECORD);
 	assert_string_equal(o.code, "user_returned");
+	/* paused: back to the queue, no attempt charged */
+	assert_int_equal(eng_decide_fence("paused", &o), ENG_FENCE_RECORD);
+	assert_int_equal(o.kind, ENG_OUT_HANDED_BACK);
+	assert_int_equal(o.charge, 0);
+	assert_string_equal(o.reason, "paused");
 }
 
 static struct eng_wa_result answer(enum eng_wa_class cls, long code)
