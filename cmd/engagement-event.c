@@ -24,26 +24,21 @@ static const char usage[] =
 	"A bad line is reported with its number; the others still apply.\n"
 	"An event with an id (--id, a line's \"id\": the channel's message id) is\n"
 	"applied at most once: seen again, it is a duplicate and changes nothing,\n"
-	"so a whole batch can be run again after a crash.\n"
-	"\n"
-	"Options:\n"
+	"so a whole batch can be run again after a crash.\n";
+
+static const char options[] =
 	"      --at RFC3339      when the event happened (default: now)\n"
-	"      --id ID           the event's identity (1 to 128 bytes)\n"
-	"      --now RFC3339     evaluate as if it were this instant\n"
-	"      --dry-run         report what would happen, change nothing\n"
-	"      --db CONNINFO     libpq connection string or URI\n"
-	"      --log-level LEVEL debug, info, warn or error (default info)\n"
-	"      --log-format FORMAT\n"
-	"                        auto (text on a terminal), json or text\n"
-	"      --summary-format FORMAT\n"
-	"                        auto (indented on a terminal), json or pretty\n"
-	"      --help            show this help and exit\n"
-	"      --version         show the version and exit\n"
-	"\n"
-	"Exit status: 0 applied; 1 (--batch) some lines failed; 64 bad command\n"
-	"line; 65 malformed UUID, phone or timestamp, or an invalid transition\n"
-	"(nothing changed); 67 no such user; 75 database unreachable or\n"
-	"interrupted; 77 credentials refused; 78 configuration or schema.\n";
+	"      --id ID           the event's identity (1 to 128 bytes)\n";
+
+static const struct eng_exit_text exits[] = {
+	{ENG_EXIT_OK, "applied"},
+	{ENG_EXIT_PARTIAL, "(--batch) some lines failed, the others applied"},
+	{ENG_EXIT_DATAERR, "malformed UUID, phone or timestamp, or an invalid transition "
+			   "(nothing changed)"},
+	{ENG_EXIT_NOUSER, NULL},
+	ENG_EXIT_SIGNAL,
+	{0},
+};
 
 enum {
 	OPT_USER = 1, OPT_PHONE, OPT_ACTIVITY, OPT_REPLY, OPT_TRIGGER, OPT_AT,
@@ -69,16 +64,20 @@ struct ctx {
 	struct eng_event ev;
 };
 
+static const struct eng_opt_field fields[] = {
+	ENG_ARG(OPT_USER, struct ctx, a.user),
+	ENG_ARG(OPT_PHONE, struct ctx, a.phone),
+	ENG_ARG(OPT_AT, struct ctx, a.at),
+	ENG_ARG(OPT_BATCH, struct ctx, batch),
+	ENG_ARG(OPT_ID, struct ctx, a.id),
+	{0},
+};
+
 static enum eng_status on_opt(void *p, int opt, const char *arg, struct eng_err *err)
 {
 	struct ctx *c = p;
 	long long v;
 	switch (opt) {
-	case OPT_USER: c->a.user = arg; return ENG_OK;
-	case OPT_PHONE: c->a.phone = arg; return ENG_OK;
-	case OPT_AT: c->a.at = arg; return ENG_OK;
-	case OPT_BATCH: c->batch = arg; return ENG_OK;
-	case OPT_ID: c->a.id = arg; return ENG_OK;
 	case OPT_ACTIVITY:
 		c->actions++;
 		c->a.activity = true;
@@ -106,9 +105,8 @@ static enum eng_status on_opt(void *p, int opt, const char *arg, struct eng_err 
 
 static enum eng_status check(void *p, struct eng_args *a, struct eng_err *err)
 {
+	(void)a;
 	struct ctx *c = p;
-	if (eng_no_arguments(a, err))
-		return err->status;
 	if (c->batch) {
 		if (c->a.user || c->a.phone || c->actions || c->a.at || c->a.id)
 			return eng_err_set(err, ENG_EUSAGE,
@@ -134,7 +132,8 @@ static enum eng_status run(void *p, const struct eng_job *job, struct eng_err *e
 }
 
 static const struct eng_prog prog = {
-	.name = "engagement-event", .usage = usage, .opts = opts, .on_opt = on_opt,
+	.name = "engagement-event", .usage = usage, .options = options,
+	.exits = exits, .opts = opts, .fields = fields, .on_opt = on_opt,
 	.common = ENG_OPT_NOW | ENG_OPT_DRYRUN, .start = ENG_START_TOOL,
 	.check = check, .run = run,
 };

@@ -15,9 +15,9 @@ static const char usage[] =
 	"undelivered), opt-outs and opt-ins, people by state, each job's last run\n"
 	"and last success, the outbox's and the webhook inbox's backlog. Cheap at\n"
 	"any size: indexes, small tables and the planner's statistics (figures\n"
-	"that are estimates say so).\n"
-	"\n"
-	"Options:\n"
+	"that are estimates say so).\n";
+
+static const char options[] =
 	"      --format FORMAT        json (the summary, default) or prometheus (the\n"
 	"                             text exposition on stdout instead)\n"
 	"      --textfile PATH        also write the metrics for node_exporter's\n"
@@ -32,19 +32,14 @@ static const char usage[] =
 	"      --max-outbox-age D     the oldest unpublished event (5min)\n"
 	"      --max-failure-rate P   failed sends in the last hour, percent (5)\n"
 	"      --min-sends N          the failure rate counts from N sends (20)\n"
-	"      --max-inbox-age D      the oldest webhook delivery not applied (2min)\n"
-	"      --db CONNINFO          libpq connection string or URI\n"
-	"      --log-level LEVEL      debug, info, warn or error (default info)\n"
-	"      --log-format FORMAT    auto (text on a terminal), json or text\n"
-	"      --summary-format FORMAT\n"
-	"                             auto (indented on a terminal), json or pretty\n"
-	"      --help                 show this help and exit\n"
-	"      --version              show the version and exit\n"
-	"\n"
-	"Exit status: 0 done (and, with --check, nothing crossed); 1 (--check) a\n"
-	"threshold crossed; 64 bad command line; 73 the textfile cannot be written\n"
-	"(the previous one is kept); 75 database unreachable; 77 credentials\n"
-	"refused; 78 configuration or schema not migrated.\n";
+	"      --max-inbox-age D      the oldest webhook delivery not applied (2min)\n";
+
+static const struct eng_exit_text exits[] = {
+	{ENG_EXIT_OK, "done (and, with --check, nothing crossed)"},
+	{ENG_EXIT_PARTIAL, "(--check) a threshold crossed"},
+	{ENG_EXIT_CANTCREAT, "the textfile cannot be written (the previous one is kept)"},
+	{0},
+};
 
 enum {
 	OPT_FORMAT = 1, OPT_TEXTFILE, OPT_CHECK, OPT_DAILY, OPT_WEEKLY, OPT_DUE, OPT_LEASES,
@@ -69,7 +64,7 @@ static const struct option opts[] = {
 #define SO struct eng_status_opts
 #define YEAR_MS 31536000000.0
 
-static const struct eng_opt_num nums[] = {
+static const struct eng_opt_field fields[] = {
 	ENG_NUM(OPT_DAILY, ENG_NUM_MS, 1000, YEAR_MS, SO, max_daily_age_ms, NULL),
 	ENG_NUM(OPT_WEEKLY, ENG_NUM_MS, 1000, YEAR_MS, SO, max_weekly_age_ms, NULL),
 	ENG_NUM(OPT_DUE, ENG_NUM_MS, 1000, YEAR_MS, SO, max_due_age_ms, NULL),
@@ -79,35 +74,23 @@ static const struct eng_opt_num nums[] = {
 		"a percentage from 0 to 100"),
 	ENG_NUM(OPT_MINSENDS, ENG_NUM_LLONG, 1, 1000000000, SO, min_sends, NULL),
 	ENG_NUM(OPT_INBOX, ENG_NUM_MS, 1000, YEAR_MS, SO, max_inbox_age_ms, NULL),
+	ENG_TEXT(OPT_TEXTFILE, 1, 4096, SO, textfile),
+	ENG_FLAG(OPT_CHECK, SO, check),
 	{0},
 };
 
-static enum eng_status on_opt(void *p, int opt, const char *arg, struct eng_err *err)
+/* --format, the one option the table does not store */
+static enum eng_status on_opt(void *o, int opt, const char *arg, struct eng_err *err)
 {
-	SO *o = p;
-	switch (opt) {
-	case OPT_FORMAT:
-		if (strcmp(arg, "json") != 0 && strcmp(arg, "prometheus") != 0)
-			return eng_err_set(err, ENG_EUSAGE,
-					   "invalid --format \"%.40s\": use json or prometheus", arg);
-		o->prometheus = strcmp(arg, "prometheus") == 0;
-		return ENG_OK;
-	case OPT_TEXTFILE:
-		if (!*arg)
-			return eng_err_set(err, ENG_EUSAGE, "--textfile needs a path");
-		o->textfile = arg;
-		return ENG_OK;
-	case OPT_CHECK:
-		o->check = true;
-		return ENG_OK;
-	}
-	return eng_err_set(err, ENG_EINTERNAL, "unhandled option");
+	static const char *const formats[] = {"json", "prometheus"};
+	int f = 0;
+	(void)opt;
+	enum eng_status st = eng_opt_choice("format", arg, formats, 2, &f, err);
+	((SO *)o)->prometheus = f == 1;
+	return st;
 }
 
-static enum eng_status run(void *o, const struct eng_job *job, struct eng_err *err)
-{
-	return eng_status_run(job, o, err);
-}
+ENG_PROG_RUN(run, eng_status_run, SO)
 
 static const char *output(void *o)
 {
@@ -120,7 +103,8 @@ static void done(void *o)
 }
 
 static const struct eng_prog prog = {
-	.name = "engagement-status", .usage = usage, .opts = opts, .nums = nums,
+	.name = "engagement-status", .usage = usage, .options = options,
+	.exits = exits, .opts = opts, .fields = fields,
 	.on_opt = on_opt, .start = ENG_START_DB | ENG_START_SCHEMA | ENG_START_NOW,
 	.run = run, .output = output, .done = done,
 };

@@ -21,9 +21,9 @@ static const char usage[] =
 	"or opt-in phrase also changes the preference, and statuses move each\n"
 	"message's delivery_status forward. Unknown numbers, fields and types\n"
 	"are counted and ignored. SIGTERM: stop accepting, answer what is in hand,\n"
-	"apply what is pending, exit 0. --drain applies what is pending and exits.\n"
-	"\n"
-	"Options:\n"
+	"apply what is pending, exit 0. --drain applies what is pending and exits.\n";
+
+static const char options[] =
 	"      --listen ADDR:PORT        where to listen (e.g. 127.0.0.1:8090)\n"
 	"      --app-secret-file FILE    the Meta app's secret (mode 0600)\n"
 	"      --verify-token-file FILE  the verify token set in the app dashboard\n"
@@ -38,17 +38,14 @@ static const char usage[] =
 	"      --max-connections-per-ip N  connections from one address (default 64)\n"
 	"      --batch N                 deliveries applied per transaction (default 200)\n"
 	"      --retain-days N           applied deliveries and event ids kept (default 30)\n"
-	"      --drain                   apply the pending inbox and exit\n"
-	"      --db CONNINFO             libpq connection string or URI\n"
-	"      --log-level LEVEL         debug, info, warn or error (default info)\n"
-	"      --log-format FORMAT       auto (text on a terminal), json or text\n"
-	"      --summary-format FORMAT   auto (indented on a terminal), json or pretty\n"
-	"      --help                    show this help and exit\n"
-	"      --version                 show the version and exit\n"
-	"\n"
-	"Exit status: 0 stopped by SIGTERM or drained; 64 bad command line; 75\n"
-	"database unreachable; 77 credentials refused; 78 bad configuration\n"
-	"(secret files, an address it cannot listen on) or schema not migrated.\n";
+	"      --drain                   apply the pending inbox and exit\n";
+
+static const struct eng_exit_text exits[] = {
+	{ENG_EXIT_OK, "stopped by SIGTERM or drained"},
+	{ENG_EXIT_CONFIG, "bad configuration (secret files, an address it cannot listen "
+			  "on) or schema not migrated"},
+	{0},
+};
 
 enum {
 	OPT_LISTEN = 1, OPT_SECRET, OPT_TOKEN, OPT_PATH, OPT_MAXBODY, OPT_THREADS,
@@ -72,12 +69,12 @@ static const struct option opts[] = {
 };
 
 struct ctx {
-	struct eng_webhook_opts o;
+	struct eng_webhook_opts o; /* first: what run() and done() hand the core */
 	const char *secret_file, *token_file;
 	long timeout_ms;
 };
 
-static const struct eng_opt_num nums[] = {
+static const struct eng_opt_field fields[] = {
 	ENG_NUM(OPT_MAXBODY, ENG_NUM_LLONG, 1024, 64 * 1024 * 1024, struct ctx, o.max_body,
 		NULL),
 	ENG_NUM(OPT_THREADS, ENG_NUM_INT, 1, 64, struct ctx, o.threads, NULL),
@@ -87,37 +84,18 @@ static const struct eng_opt_num nums[] = {
 	ENG_NUM(OPT_BATCH, ENG_NUM_INT, 1, 10000, struct ctx, o.batch, NULL),
 	ENG_NUM(OPT_RETAIN, ENG_NUM_INT, 8, 3650, struct ctx, o.retain_days,
 		"expected 8 to 3650 days (Meta repeats deliveries for 7)"),
+	ENG_COPY(OPT_LISTEN, struct ctx, o.listen),
+	ENG_COPY(OPT_PATH, struct ctx, o.path),
+	ENG_ARG(OPT_SECRET, struct ctx, secret_file),
+	ENG_ARG(OPT_TOKEN, struct ctx, token_file),
+	ENG_FLAG(OPT_DRAIN, struct ctx, o.drain),
 	{0},
 };
 
-static enum eng_status copy(char *out, size_t outsz, const char *arg, const char *name,
-			    struct eng_err *err)
-{
-	if (!*arg || strlen(arg) >= outsz)
-		return eng_err_set(err, ENG_EUSAGE, "invalid --%s: 1 to %zu characters", name,
-				   outsz - 1);
-	snprintf(out, outsz, "%s", arg);
-	return ENG_OK;
-}
-
-static enum eng_status on_opt(void *p, int opt, const char *arg, struct eng_err *err)
-{
-	struct ctx *c = p;
-	switch (opt) {
-	case OPT_LISTEN: return copy(c->o.listen, sizeof(c->o.listen), arg, "listen", err);
-	case OPT_PATH: return copy(c->o.path, sizeof(c->o.path), arg, "path", err);
-	case OPT_SECRET: c->secret_file = arg; return ENG_OK;
-	case OPT_TOKEN: c->token_file = arg; return ENG_OK;
-	case OPT_DRAIN: c->o.drain = true; return ENG_OK;
-	}
-	return eng_err_set(err, ENG_EINTERNAL, "unhandled option");
-}
-
 static enum eng_status check(void *p, struct eng_args *a, struct eng_err *err)
 {
+	(void)a;
 	struct ctx *c = p;
-	if (eng_no_arguments(a, err))
-		return err->status;
 	c->o.connection_timeout_s = (int)((c->timeout_ms + 999) / 1000);
 	if (c->o.drain) {
 		if (c->o.listen[0] || c->secret_file || c->token_file)
@@ -131,19 +109,14 @@ static enum eng_status check(void *p, struct eng_args *a, struct eng_err *err)
 	return eng_webhook_check(&c->o, c->secret_file, c->token_file, err);
 }
 
-static enum eng_status run(void *p, const struct eng_job *job, struct eng_err *err)
-{
-	return eng_webhook_run(job, &((struct ctx *)p)->o, err);
-}
+ENG_PROG_RUN(run, eng_webhook_run, struct eng_webhook_opts)
 
-static void done(void *p)
-{
-	eng_webhook_opts_release(&((struct ctx *)p)->o);
-}
+ENG_PROG_DONE(done, eng_webhook_opts_release, struct eng_webhook_opts)
 
 static const struct eng_prog prog = {
-	.name = "engagement-webhook", .usage = usage, .opts = opts, .nums = nums,
-	.on_opt = on_opt, .start = ENG_START_DB | ENG_START_SCHEMA, .secret = true,
+	.name = "engagement-webhook", .usage = usage, .options = options,
+	.exits = exits, .opts = opts, .fields = fields,
+	.start = ENG_START_DB | ENG_START_SCHEMA, .secret = true,
 	.check = check, .run = run, .done = done,
 };
 

@@ -7,27 +7,19 @@ static const char usage[] =
 	"Queue a weekly_review message, params {\"activity_count\": N}, for every\n"
 	"user with activity in [now - lookback, now) who has not opted out. The\n"
 	"idempotency key {user_id}:weekly_review:{ISO year}-W{week} makes a second\n"
-	"run in the same ISO week queue nothing.\n"
-	"\n"
-	"Options:\n"
-	"      --now RFC3339          evaluate as if it were this instant\n"
-	"                             (default: the database's clock)\n"
-	"      --dry-run              report what would be queued, change nothing\n"
+	"run in the same ISO week queue nothing.\n";
+
+static const char options[] =
 	"      --lookback-days N      the activity window (default 7)\n"
 	"      --batch-size N         users per batch and transaction (default 5000)\n"
 	"      --expire-hours N       a review not sent within N hours is cancelled\n"
-	"                             by queue-send (default 24)\n"
-	"      --db CONNINFO          libpq connection string or URI\n"
-	"      --log-level LEVEL      debug, info, warn or error (default info)\n"
-	"      --log-format FORMAT    auto (text on a terminal), json or text\n"
-	"      --summary-format FORMAT\n"
-	"                             auto (indented on a terminal), json or pretty\n"
-	"      --help                 show this help and exit\n"
-	"      --version              show the version and exit\n"
-	"\n"
-	"Exit status: 0 done; 1 some users failed; 64 bad command line; 75 another\n"
-	"run holds the lease, database unreachable, or interrupted; 77 credentials\n"
-	"or privilege refused; 78 bad configuration or schema not migrated.\n";
+	"                             by queue-send (default 24)\n";
+
+static const struct eng_exit_text exits[] = {
+	{ENG_EXIT_PARTIAL, "some users failed"},
+	ENG_EXIT_SIGNAL,
+	{0},
+};
 
 enum { OPT_LOOKBACK = 1, OPT_BATCH, OPT_EXPIRE };
 
@@ -38,7 +30,7 @@ static const struct option opts[] = {
 	{NULL, 0, NULL, 0},
 };
 
-static const struct eng_opt_num nums[] = {
+static const struct eng_opt_field fields[] = {
 	ENG_NUM(OPT_LOOKBACK, ENG_NUM_INT, 1, 366, struct eng_weekly_opts, lookback_days,
 		NULL),
 	ENG_NUM(OPT_BATCH, ENG_NUM_INT, 1, 100000, struct eng_weekly_opts, batch_size, NULL),
@@ -46,13 +38,11 @@ static const struct eng_opt_num nums[] = {
 	{0},
 };
 
-static enum eng_status run(void *o, const struct eng_job *job, struct eng_err *err)
-{
-	return eng_weekly_run(job, o, err);
-}
+ENG_PROG_RUN(run, eng_weekly_run, struct eng_weekly_opts)
 
 static const struct eng_prog prog = {
-	.name = "engagement-weekly", .usage = usage, .opts = opts, .nums = nums,
+	.name = "engagement-weekly", .usage = usage, .options = options,
+	.exits = exits, .opts = opts, .fields = fields,
 	.common = ENG_OPT_NOW | ENG_OPT_DRYRUN, .start = ENG_START_JOB, .run = run,
 };
 

@@ -15,26 +15,23 @@ static const char usage[] =
 	"  status                      show every migration, drift and order problems\n"
 	"  verify                      exit 0 only if the schema is complete and unchanged\n"
 	"  new NAME                    write the next NNNN_NAME.{up,down}.sql into --dir\n"
-	"\n"
-	"Options:\n"
-	"      --db CONNINFO           libpq connection string or URI (else DATABASE_URL,\n"
-	"                              else libpq defaults: PGHOST, PGDATABASE, ...)\n"
+	"With --dry-run, up and down print the SQL that would run and change nothing.\n";
+
+static const char options[] =
 	"      --dir DIR               read migrations from DIR instead of the ones built\n"
 	"                              in (for new: where to write; default ./sql)\n"
 	"      --to V                  target version\n"
 	"      --steps N               how many migrations down reverts\n"
 	"      --lock-wait SECONDS     wait this long for another migrate run (default 60)\n"
-	"      --lock-timeout DURATION lock_timeout for migration statements (default 5s)\n"
-	"      --dry-run               print the SQL that would run, change nothing\n"
-	"      --log-level LEVEL       debug, info, warn or error (default info)\n"
-	"      --log-format FORMAT     auto (text on a terminal), json or text\n"
-	"      --summary-format FORMAT auto (indented on a terminal), json or pretty\n"
-	"      --help                  show this help and exit\n"
-	"      --version               show the version and exit\n"
-	"\n"
-	"Exit status: 0 done; 64 bad command line; 65 drift, out-of-order or failing\n"
-	"migration; 75 database unreachable or lock busy; 77 refused credentials;\n"
-	"78 bad configuration, or (verify) migrations pending.\n";
+	"      --lock-timeout DURATION lock_timeout for migration statements (default 5s)\n";
+
+static const struct eng_exit_text exits[] = {
+	{ENG_EXIT_DATAERR, "drift, out-of-order or failing migration"},
+	ENG_EXIT_CAUSE(ENG_EXIT_TEMPFAIL, "lock busy"),
+	ENG_EXIT_SIGNAL,
+	ENG_EXIT_CAUSE(ENG_EXIT_CONFIG, "(verify) migrations pending"),
+	{0},
+};
 
 enum { OPT_DIR = 1, OPT_TO, OPT_STEPS, OPT_LOCK_WAIT, OPT_LOCK_TIMEOUT };
 
@@ -56,7 +53,7 @@ struct ctx {
 	bool loaded;
 };
 
-static const struct eng_opt_num nums[] = {
+static const struct eng_opt_field fields[] = {
 	ENG_NUM(OPT_TO, ENG_NUM_INT, 0, 99999999, struct ctx, mo.to,
 		"expected a version number"),
 	ENG_NUM(OPT_STEPS, ENG_NUM_INT, 1, 100000, struct ctx, mo.steps,
@@ -65,18 +62,9 @@ static const struct eng_opt_num nums[] = {
 		"expected seconds (0-86400)"),
 	ENG_NUM(OPT_LOCK_TIMEOUT, ENG_NUM_MS, 0, 3600000, struct ctx, mo.lock_timeout_ms,
 		"expected a duration such as 5s or 500ms"),
+	ENG_ARG(OPT_DIR, struct ctx, dir),
 	{0},
 };
-
-static enum eng_status on_opt(void *p, int opt, const char *arg,
-			      struct eng_err *err)
-{
-	struct ctx *c = p;
-	if (opt != OPT_DIR)
-		return eng_err_set(err, ENG_EINTERNAL, "unhandled option");
-	c->dir = arg;
-	return ENG_OK;
-}
 
 static const struct {
 	const char *verb;
@@ -158,9 +146,10 @@ static void done(void *p)
 }
 
 static const struct eng_prog prog = {
-	.name = "migrate", .usage = usage, .opts = opts, .nums = nums,
-	.on_opt = on_opt, .common = ENG_OPT_DRYRUN, .start = ENG_START_DB,
-	.check = check, .run = run, .done = done,
+	.name = "migrate", .usage = usage, .options = options,
+	.exits = exits, .opts = opts, .fields = fields,
+	.common = ENG_OPT_DRYRUN, .start = ENG_START_DB,
+	.args = true, .check = check, .run = run, .done = done,
 };
 
 int main(int argc, char **argv)

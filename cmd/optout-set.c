@@ -24,23 +24,16 @@ static const char usage[] =
 	"--batch applies JSON lines in order, an offline channel's queue:\n"
 	"  {\"user_id\"|\"phone\": ..., \"opt_out\": true|false, \"source\": ...,\n"
 	"   \"at\": RFC3339 (optional), \"reason\": text (optional)}\n"
-	"each line's outcome is logged (line_result, or line_failed).\n"
-	"\n"
-	"Options:\n"
-	"      --dry-run          report the outcome, change nothing\n"
-	"      --db CONNINFO      libpq connection string or URI\n"
-	"      --log-level LEVEL  debug, info, warn or error (default info)\n"
-	"      --log-format FORMAT\n"
-	"                         auto (text on a terminal), json or text\n"
-	"      --summary-format FORMAT\n"
-	"                         auto (indented on a terminal), json or pretty\n"
-	"      --help             show this help and exit\n"
-	"      --version          show the version and exit\n"
-	"\n"
-	"Exit status: 0 done (applied, unchanged or stale); 1 (--batch) some lines\n"
-	"failed; 64 bad command line (including an unknown --source); 65 unknown\n"
-	"phrase, malformed UUID, phone or timestamp; 67 no such user; 75 database\n"
-	"unreachable; 77 credentials refused; 78 configuration or schema.\n";
+	"each line's outcome is logged (line_result, or line_failed).\n";
+
+static const struct eng_exit_text exits[] = {
+	{ENG_EXIT_OK, "done (applied, unchanged or stale)"},
+	{ENG_EXIT_PARTIAL, "(--batch) some lines failed"},
+	{ENG_EXIT_USAGE, "bad command line (including an unknown --source)"},
+	{ENG_EXIT_DATAERR, "unknown phrase, malformed UUID, phone or timestamp"},
+	{ENG_EXIT_NOUSER, NULL},
+	{0},
+};
 
 enum {
 	OPT_USER = 1, OPT_PHONE, OPT_OUT, OPT_IN, OPT_TEXT, OPT_LOCALE, OPT_SOURCE,
@@ -70,23 +63,26 @@ struct ctx {
 	struct eng_optout_request rq;
 };
 
+static const struct eng_opt_field fields[] = {
+	ENG_ARG(OPT_USER, struct ctx, a.user),
+	ENG_ARG(OPT_PHONE, struct ctx, a.phone),
+	ENG_ARG(OPT_AT, struct ctx, a.at),
+	ENG_TEXT(OPT_REASON, 0, 500, struct ctx, a.reason),
+	ENG_FLAG(OPT_SHOW, struct ctx, show),
+	ENG_ARG(OPT_BATCH, struct ctx, batch),
+	{0},
+};
+
 static enum eng_status on_opt(void *p, int opt, const char *arg, struct eng_err *err)
 {
 	struct ctx *c = p;
 	switch (opt) {
-	case OPT_USER: c->a.user = arg; return ENG_OK;
-	case OPT_PHONE: c->a.phone = arg; return ENG_OK;
 	case OPT_OUT: c->values++; c->a.opt_out = true; return ENG_OK;
 	case OPT_IN: c->values++; c->a.opt_out = false; return ENG_OK;
 	case OPT_TEXT:
-		if (strlen(arg) > 200)
-			return eng_err_set(err, ENG_EUSAGE, "--text is longer than 200 bytes");
 		c->values++;
 		c->a.text = arg;
-		return ENG_OK;
-	case OPT_AT: c->a.at = arg; return ENG_OK;
-	case OPT_SHOW: c->show = true; return ENG_OK;
-	case OPT_BATCH: c->batch = arg; return ENG_OK;
+		return eng_opt_text("text", arg, 0, 200, err);
 	case OPT_LOCALE: {
 		size_t n = strspn(arg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-");
 		if (!*arg || arg[n] || strlen(arg) > 35)
@@ -97,19 +93,12 @@ static enum eng_status on_opt(void *p, int opt, const char *arg, struct eng_err 
 		c->a.locale = arg;
 		return ENG_OK;
 	}
-	case OPT_SOURCE:
-		if (!eng_optout_source_valid(arg))
-			return eng_err_set(err, ENG_EUSAGE,
-					   "unknown --source \"%.40s\": use whatsapp, web, "
-					   "cli or api",
-					   arg);
+	case OPT_SOURCE: {
+		int i;
 		c->a.source = arg;
-		return ENG_OK;
-	case OPT_REASON:
-		if (strlen(arg) > 500)
-			return eng_err_set(err, ENG_EUSAGE, "--reason is longer than 500 bytes");
-		c->a.reason = arg;
-		return ENG_OK;
+		return eng_opt_choice("source", arg, eng_optout_sources, ENG_OPTOUT_NSOURCES, &i,
+				      err);
+	}
 	}
 	return eng_err_set(err, ENG_EINTERNAL, "unhandled option");
 }
@@ -122,8 +111,6 @@ static enum eng_status usage_error(struct eng_err *err, const char *msg)
 static enum eng_status check(void *p, struct eng_args *a, struct eng_err *err)
 {
 	struct ctx *c = p;
-	if (eng_no_arguments(a, err))
-		return err->status;
 	bool change_opts = c->values || c->a.source || c->a.at || c->a.reason || c->a.locale;
 	if (c->batch) {
 		if (c->a.user || c->a.phone || change_opts || c->show)
@@ -158,7 +145,8 @@ static enum eng_status run(void *p, const struct eng_job *job, struct eng_err *e
 }
 
 static const struct eng_prog prog = {
-	.name = "optout-set", .usage = usage, .opts = opts, .on_opt = on_opt,
+	.name = "optout-set", .usage = usage, .exits = exits, .opts = opts,
+	.fields = fields, .on_opt = on_opt,
 	.common = ENG_OPT_DRYRUN, .start = ENG_START_DB | ENG_START_SCHEMA,
 	.check = check, .run = run,
 };

@@ -41,25 +41,23 @@ static const char usage[] =
 	"  --follow    keep running: LISTEN for new events and publish them within\n"
 	"              a moment of commit; reconnect after losing the database and\n"
 	"              catch up (needs a direct connection, not PgBouncer)\n"
-	"Only one relay runs at a time: a second exits 75.\n"
-	"\n"
-	"Options:\n"
+	"Only one relay runs at a time: a second exits 75.\n";
+
+static const char options[] =
 	"      --secret-file FILE         the webhook's keys, one whsec_BASE64 per line, mode 600\n"
 	"      --batch N                  events per fetch and per request (default 100)\n"
 	"      --purge-published-days N   delete events published longer ago (default 7)\n"
 	"      --timeout DURATION         per webhook request (default 10s)\n"
-	"      --max-attempts N           webhook tries per batch without --follow (default 3)\n"
-	"      --db CONNINFO              libpq connection string or URI\n"
-	"      --log-level LEVEL          debug, info, warn or error (default info)\n"
-	"      --log-format FORMAT        auto (text on a terminal), json or text\n"
-	"      --summary-format FORMAT    auto (indented on a terminal), json or pretty\n"
-	"      --help                     show this help and exit\n"
-	"      --version                  show the version and exit\n"
-	"\n"
-	"Exit status: 0 published everything; 64 bad command line; 69 the webhook\n"
-	"refused the events (4xx); 75 the webhook or stdout unavailable, another\n"
-	"relay running, the database unreachable, or stopped by a signal; 77\n"
-	"credentials refused; 78 bad configuration (URL, secret file) or schema.\n";
+	"      --max-attempts N           webhook tries per batch without --follow (default 3)\n";
+
+static const struct eng_exit_text exits[] = {
+	{ENG_EXIT_OK, "published everything"},
+	{ENG_EXIT_UNAVAILABLE, "the webhook refused the events (4xx)"},
+	ENG_EXIT_CAUSE(ENG_EXIT_TEMPFAIL, "the webhook or stdout unavailable"),
+	ENG_EXIT_SIGNAL,
+	{ENG_EXIT_CONFIG, "bad configuration (URL, secret file) or schema not migrated"},
+	{0},
+};
 
 enum { OPT_STDOUT = 1, OPT_WEBHOOK, OPT_SECRET, OPT_FOLLOW, OPT_BATCH, OPT_PURGE,
        OPT_TIMEOUT, OPT_ATTEMPTS };
@@ -77,37 +75,27 @@ static const struct option opts[] = {
 };
 
 struct ctx {
-	struct eng_relay_opts o;
+	struct eng_relay_opts o; /* first: what run() and done() hand the core */
 	bool to_stdout;
 	const char *webhook, *secret_file;
 };
 
-static const struct eng_opt_num nums[] = {
+static const struct eng_opt_field fields[] = {
 	ENG_NUM(OPT_BATCH, ENG_NUM_INT, 1, 10000, struct ctx, o.batch, NULL),
 	ENG_NUM(OPT_PURGE, ENG_NUM_INT, 1, 3650, struct ctx, o.purge_days, NULL),
 	ENG_NUM(OPT_TIMEOUT, ENG_NUM_MS, 1, 30000, struct ctx, o.timeout_ms, NULL),
 	ENG_NUM(OPT_ATTEMPTS, ENG_NUM_INT, 1, 100, struct ctx, o.max_attempts, NULL),
+	ENG_FLAG(OPT_STDOUT, struct ctx, to_stdout),
+	ENG_ARG(OPT_WEBHOOK, struct ctx, webhook),
+	ENG_ARG(OPT_SECRET, struct ctx, secret_file),
+	ENG_FLAG(OPT_FOLLOW, struct ctx, o.follow),
 	{0},
 };
 
-static enum eng_status on_opt(void *p, int opt, const char *arg,
-			      struct eng_err *err)
-{
-	struct ctx *c = p;
-	switch (opt) {
-	case OPT_STDOUT: c->to_stdout = true; return ENG_OK;
-	case OPT_WEBHOOK: c->webhook = arg; return ENG_OK;
-	case OPT_SECRET: c->secret_file = arg; return ENG_OK;
-	case OPT_FOLLOW: c->o.follow = true; return ENG_OK;
-	}
-	return eng_err_set(err, ENG_EINTERNAL, "unhandled option");
-}
-
 static enum eng_status check(void *p, struct eng_args *a, struct eng_err *err)
 {
+	(void)a;
 	struct ctx *c = p;
-	if (eng_no_arguments(a, err))
-		return err->status;
 	if (c->to_stdout == !!c->webhook)
 		return eng_err_set(err, ENG_EUSAGE, "give exactly one of --stdout and --webhook");
 	if (c->webhook && !c->secret_file)
@@ -121,19 +109,14 @@ static enum eng_status check(void *p, struct eng_args *a, struct eng_err *err)
 	return eng_relay_check(&c->o, c->webhook, c->secret_file, err);
 }
 
-static enum eng_status run(void *p, const struct eng_job *job, struct eng_err *err)
-{
-	return eng_relay_run(job, &((struct ctx *)p)->o, err);
-}
+ENG_PROG_RUN(run, eng_relay_run, struct eng_relay_opts)
 
-static void done(void *p)
-{
-	eng_relay_opts_release(&((struct ctx *)p)->o);
-}
+ENG_PROG_DONE(done, eng_relay_opts_release, struct eng_relay_opts)
 
 static const struct eng_prog prog = {
-	.name = "outbox-relay", .usage = usage, .opts = opts, .nums = nums,
-	.on_opt = on_opt, .start = ENG_START_JOB, .secret = true, .check = check,
+	.name = "outbox-relay", .usage = usage, .options = options,
+	.exits = exits, .opts = opts, .fields = fields,
+	.start = ENG_START_JOB, .secret = true, .check = check,
 	.run = run, .done = done,
 };
 

@@ -13,9 +13,14 @@ static const char usage[] =
 	"hourly cap -> deferred; no template in the user's language, its base\n"
 	"language or en -> failed; else sent. Errors are retried with backoff,\n"
 	"deferred, failed, or (bad token, blocked account) stop the run.\n"
-	"Many copies may run at once.\n"
+	"Many copies may run at once. --dry-run shows the request bodies, and\n"
+	"sends and changes nothing.\n"
 	"\n"
-	"Options:\n"
+	"Environment: WHATSAPP_API_URL (default https://graph.facebook.com),\n"
+	"WHATSAPP_API_VERSION (default v23.0), WHATSAPP_PHONE_NUMBER_ID,\n"
+	"WHATSAPP_ACCESS_TOKEN_FILE (preferred) or WHATSAPP_ACCESS_TOKEN.\n";
+
+static const char options[] =
 	"      --batch N              messages per claim (default 200)\n"
 	"      --concurrency N        requests in flight (default 16)\n"
 	"      --rate MPS             messages per second, for all senders of this\n"
@@ -27,24 +32,13 @@ static const char usage[] =
 	"      --retain-days N        delete finished messages older than this (default 30)\n"
 	"      --lease-seconds N      how long a claim is held (default 60)\n"
 	"      --timeout DURATION     per request (default 10s)\n"
-	"      --connect-timeout DURATION  (default 3s)\n"
-	"      --now RFC3339          decide as if it were this instant\n"
-	"      --dry-run              show the request bodies, send and change nothing\n"
-	"      --db CONNINFO          libpq connection string or URI\n"
-	"      --log-level LEVEL      debug, info, warn or error (default info)\n"
-	"      --log-format FORMAT    auto (text on a terminal), json or text\n"
-	"      --summary-format FORMAT\n"
-	"                             auto (indented on a terminal), json or pretty\n"
-	"      --help                 show this help and exit\n"
-	"      --version              show the version and exit\n"
-	"\n"
-	"Environment: WHATSAPP_API_URL (default https://graph.facebook.com),\n"
-	"WHATSAPP_API_VERSION (default v23.0), WHATSAPP_PHONE_NUMBER_ID,\n"
-	"WHATSAPP_ACCESS_TOKEN_FILE (preferred) or WHATSAPP_ACCESS_TOKEN.\n"
-	"\n"
-	"Exit status: 0 done; 64 bad command line; 69 the API refused the whole run\n"
-	"(every unsent claim handed back); 75 interrupted or database unreachable;\n"
-	"77 credentials refused; 78 missing or invalid configuration.\n";
+	"      --connect-timeout DURATION  (default 3s)\n";
+
+static const struct eng_exit_text exits[] = {
+	{ENG_EXIT_UNAVAILABLE, "the API refused the whole run (every unsent claim handed back)"},
+	ENG_EXIT_SIGNAL,
+	{0},
+};
 
 enum {
 	OPT_BATCH = 1, OPT_CONC, OPT_RATE, OPT_MAXMSG, OPT_MAXSEC, OPT_WORKER,
@@ -68,7 +62,7 @@ static const struct option opts[] = {
 
 #define SO struct eng_send_opts
 
-static const struct eng_opt_num nums[] = {
+static const struct eng_opt_field fields[] = {
 	ENG_NUM(OPT_BATCH, ENG_NUM_INT, 1, 10000, SO, batch, NULL),
 	ENG_NUM(OPT_CONC, ENG_NUM_INT, 1, 512, SO, concurrency, NULL),
 	ENG_NUM(OPT_RATE, ENG_NUM_REAL, 0, 100000, SO, rate,
@@ -80,42 +74,24 @@ static const struct eng_opt_num nums[] = {
 	ENG_NUM(OPT_LEASE, ENG_NUM_INT, 5, 3600, SO, lease_seconds, NULL),
 	ENG_NUM(OPT_TIMEOUT, ENG_NUM_MS, 1, 300000, SO, timeout_ms, NULL),
 	ENG_NUM(OPT_CTIMEOUT, ENG_NUM_MS, 1, 300000, SO, connect_timeout_ms, NULL),
+	ENG_COPY(OPT_WORKER, SO, worker_id),
 	{0},
 };
 
-static enum eng_status on_opt(void *ctx, int opt, const char *arg,
-			      struct eng_err *err)
-{
-	SO *o = ctx;
-	if (opt != OPT_WORKER)
-		return eng_err_set(err, ENG_EINTERNAL, "unhandled option");
-	if (!*arg || strlen(arg) >= sizeof(o->worker_id))
-		return eng_err_set(err, ENG_EUSAGE, "invalid --worker-id: 1 to %zu characters",
-				   sizeof(o->worker_id) - 1);
-	snprintf(o->worker_id, sizeof(o->worker_id), "%s", arg);
-	return ENG_OK;
-}
-
 static enum eng_status check(void *o, struct eng_args *a, struct eng_err *err)
 {
-	if (eng_no_arguments(a, err))
-		return err->status;
+	(void)a;
 	return eng_send_check(o, err);
 }
 
-static enum eng_status run(void *o, const struct eng_job *job, struct eng_err *err)
-{
-	return eng_send_run(job, o, err);
-}
+ENG_PROG_RUN(run, eng_send_run, SO)
 
-static void done(void *o)
-{
-	eng_send_opts_release(o);
-}
+ENG_PROG_DONE(done, eng_send_opts_release, SO)
 
 static const struct eng_prog prog = {
-	.name = "queue-send", .usage = usage, .opts = opts, .nums = nums,
-	.on_opt = on_opt, .common = ENG_OPT_NOW | ENG_OPT_DRYRUN,
+	.name = "queue-send", .usage = usage, .options = options,
+	.exits = exits, .opts = opts, .fields = fields,
+	.common = ENG_OPT_NOW | ENG_OPT_DRYRUN,
 	.start = ENG_START_SCHEMA | ENG_START_DB | ENG_START_NOW | ENG_START_RECORD,
 	.secret = true, .check = check, .run = run, .done = done,
 };

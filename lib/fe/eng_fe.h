@@ -10,6 +10,7 @@
 
 #include "eng.h"
 #include "eng_exit.h"
+#include "eng_help.h"
 #include "eng_opt.h"
 #include "eng_run.h"
 

@@ -100,7 +100,9 @@ int eng_run_args(struct eng_run *run, const struct eng_cmd *cmd, int argc,
 	enum eng_status st = eng_opt_parse(cmd, argc, argv, &run->opt,
 					   first_arg, &err);
 	if (run->opt.help) {
-		fputs(cmd->usage, stdout);
+		char *text = cmd->help ? eng_help_text(cmd->help) : NULL;
+		fputs(text ? text : "", stdout);
+		free(text);
 		return informed(run);
 	}
 	if (st == ENG_OK && run->opt.version) {
@@ -387,8 +389,13 @@ int eng_main(const struct eng_prog *prog, void *opts, int argc, char **argv)
 {
 	struct eng_run run;
 	struct eng_err err = ENG_ERR_INIT;
-	struct eng_cmd cmd = {prog->usage, prog->opts, prog->common, prog->on_opt,
-			      opts, prog->nums};
+	struct eng_help help = {
+		prog->usage, prog->options, prog->common, prog->exits,
+		(prog->start & ENG_START_GUARD ? ENG_HELP_LEASE : 0) |
+			(prog->start & ENG_START_SCHEMA ? ENG_HELP_SCHEMA : 0),
+	};
+	struct eng_cmd cmd = {&help, prog->opts, prog->common, prog->on_opt, opts,
+			      prog->fields};
 	int first;
 	eng_run_init(&run, prog->name);
 	int rc = eng_run_args(&run, &cmd, argc, argv, &first);
@@ -398,8 +405,9 @@ int eng_main(const struct eng_prog *prog, void *opts, int argc, char **argv)
 			prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 		struct eng_args a = {argc - first, argv + first, &run.opt, prog->start,
 				     run.summary};
-		enum eng_status st = prog->check ? prog->check(opts, &a, &err)
-						 : eng_no_arguments(&a, &err);
+		enum eng_status st = prog->args ? ENG_OK : eng_no_arguments(&a, &err);
+		if (st == ENG_OK && prog->check)
+			st = prog->check(opts, &a, &err);
 		if (st == ENG_OK)
 			st = eng_run_start(&run, a.start, &err);
 		if (st == ENG_OK) {

@@ -12,11 +12,13 @@
  *           return eng_main(&prog, &o, argc, argv);
  *   }
  *
- * eng_main parses the options into o, lets the program check how they
- * combine, starts the run (connect, schema, now, job_runs, lease), calls
- * prog.run with a struct eng_job (the core's narrow view of the run), and
- * ends it: ENG_OK exits 0, ENG_PARTIAL 1, an error its sysexits code, with
- * the error logged (as err.event, or run_failed) and in the summary.
+ * eng_main parses the options into o (--help prints the program's text
+ * and the shared options and exit codes, eng_help.h), lets the program
+ * check how they combine, starts the run (connect, schema, now, job_runs,
+ * lease), calls prog.run with a struct eng_job (the core's narrow view of
+ * the run), and ends it: ENG_OK exits 0, ENG_PARTIAL 1, an error its
+ * sysexits code, with the error logged (as err.event, or run_failed) and
+ * in the summary.
  */
 #ifndef ENG_RUN_H
 #define ENG_RUN_H
@@ -26,6 +28,7 @@
 
 #include "eng_db.h"
 #include "eng_err.h"
+#include "eng_help.h"
 #include "eng_job.h"
 #include "eng_opt.h"
 #include "eng_time.h"
@@ -74,17 +77,24 @@ struct eng_args {
 /* A program. */
 struct eng_prog {
 	const char *name;
-	const char *usage;               /* --help */
+	/* --help: the front end adds the shared options' lines and the exit
+	 * codes every program shows (eng_help.h) */
+	const char *usage;               /* synopsis and description */
+	const char *options;             /* its own options' lines */
+	const struct eng_exit_text *exits; /* its own exit codes and meanings */
 	const struct option *opts;       /* its own options, {0}-terminated */
 	unsigned common;                 /* shared options it takes: ENG_OPT_* */
-	const struct eng_opt_num *nums;  /* numeric options stored by the parser */
+	const struct eng_opt_field *fields; /* options the parser stores */
 	eng_opt_fn on_opt;               /* the other options (may be NULL) */
 	unsigned start;                  /* ENG_START_* */
 	bool secret;                     /* it holds a secret: no core dumps */
+	bool args;                       /* it takes positional arguments
+					  * (check() reads them); else any is
+					  * a usage error */
 	/* After the options: check how they combine and what the positional
 	 * arguments say (ENG_EUSAGE is a usage error; any other error fails
 	 * the run before it connects, e.g. 65 or 78), and adjust a->start.
-	 * NULL: no positional arguments. */
+	 * May be NULL. */
 	enum eng_status (*check)(void *opts, struct eng_args *a, struct eng_err *err);
 	/* The work: one call into the core. */
 	enum eng_status (*run)(void *opts, const struct eng_job *job,
@@ -97,6 +107,22 @@ struct eng_prog {
 };
 
 int eng_main(const struct eng_prog *prog, void *opts, int argc, char **argv);
+
+/* A program's run() or done() that only hands its options to the core:
+ * fn(job, (T *)opts, err), fn((T *)opts). T is the type of the options
+ * eng_main was given, or of their first member (a pointer to a struct
+ * stands for one to its first member). */
+#define ENG_PROG_RUN(name, fn, T)                                              \
+	static enum eng_status name(void *o_, const struct eng_job *job,       \
+				    struct eng_err *err)                        \
+	{                                                                       \
+		return fn(job, (T *)o_, err);                                   \
+	}
+#define ENG_PROG_DONE(name, fn, T)                                             \
+	static void name(void *o_)                                              \
+	{                                                                       \
+		fn((T *)o_);                                                    \
+	}
 
 /* ENG_EUSAGE when there are positional arguments (a check() for programs
  * that take none). */

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eng_help.h"
 #include "eng_log.h"
 #include "eng_opt.h"
 
@@ -88,7 +89,6 @@ static void parse(struct run *r, unsigned common, const char *const *words)
 	eng_err_clear(&r->err);
 	r->first_arg = -1;
 	struct eng_cmd cmd = {
-		.usage = "usage: prog [options] [file...]",
 		.opts = prog_opts,
 		.common = common,
 		.handle = prog_handle,
@@ -403,7 +403,7 @@ static void test_no_program_options(void **state)
 	struct eng_common c;
 	memset(&c, 0, sizeof(c));
 	struct eng_err err = ENG_ERR_INIT;
-	struct eng_cmd cmd = {.usage = "usage", .opts = NULL, .common = 0,
+	struct eng_cmd cmd = {.help = NULL, .opts = NULL, .common = 0,
 			      .handle = NULL, .ctx = NULL};
 	struct args a;
 	args_make(&a, (const char *const[]){"prog", "--db", "x", "f", NULL});
@@ -418,6 +418,213 @@ static void test_no_program_options(void **state)
 	assert_int_equal(eng_opt_parse(&cmd, a.argc, a.argv, &c, &first, &err),
 			 ENG_EUSAGE);
 	args_free(&a);
+}
+
+/* ---- options the parser stores itself ----------------------------------- */
+
+struct stored {
+	const char *name;
+	char tag[8];
+	bool on;
+	int n;
+};
+
+enum { OPT_NAME = 1, OPT_TAG, OPT_ON, OPT_N };
+
+static const struct option stored_opts[] = {
+	{"name", required_argument, NULL, OPT_NAME},
+	{"tag", required_argument, NULL, OPT_TAG},
+	{"on", no_argument, NULL, OPT_ON},
+	{"n", required_argument, NULL, OPT_N},
+	{NULL, 0, NULL, 0},
+};
+
+static const struct eng_opt_field stored_fields[] = {
+	ENG_TEXT(OPT_NAME, 0, 5, struct stored, name),
+	ENG_COPY(OPT_TAG, struct stored, tag),
+	ENG_FLAG(OPT_ON, struct stored, on),
+	ENG_NUM(OPT_N, ENG_NUM_INT, 1, 9, struct stored, n, NULL),
+	{0},
+};
+
+static enum eng_status parse_stored(struct stored *o, const char *const *words,
+				    struct eng_err *err)
+{
+	struct eng_common c;
+	memset(&c, 0, sizeof(c));
+	memset(o, 0, sizeof(*o));
+	struct eng_cmd cmd = {.opts = stored_opts, .ctx = o, .fields = stored_fields};
+	struct args a;
+	int first = -1;
+	args_make(&a, words);
+	enum eng_status st = eng_opt_parse(&cmd, a.argc, a.argv, &c, &first, err);
+	/* name points into argv: keep what the test looks at */
+	static char name[16];
+	if (o->name) {
+		snprintf(name, sizeof(name), "%s", o->name);
+		o->name = name;
+	}
+	args_free(&a);
+	return st;
+}
+
+static void test_fields(void **state)
+{
+	(void)state;
+	struct stored o;
+	struct eng_err err = ENG_ERR_INIT;
+	assert_int_equal(parse_stored(&o,
+				      (const char *const[]){"prog", "--name", "ab", "--tag",
+							    "1234567", "--on", "--n", "3",
+							    NULL},
+				      &err),
+			 ENG_OK);
+	assert_string_equal(o.name, "ab");
+	assert_string_equal(o.tag, "1234567");
+	assert_true(o.on);
+	assert_int_equal(o.n, 3);
+
+	assert_int_equal(parse_stored(&o, (const char *const[]){"prog", "--name", "", NULL},
+				      &err),
+			 ENG_OK);
+	assert_string_equal(o.name, "");
+	assert_int_equal(parse_stored(&o,
+				      (const char *const[]){"prog", "--name", "abcdef", NULL},
+				      &err),
+			 ENG_EUSAGE);
+	assert_string_equal(err.msg, "invalid --name: expected at most 5 bytes");
+	/* a copy: one byte to what the array holds */
+	assert_int_equal(parse_stored(&o,
+				      (const char *const[]){"prog", "--tag", "12345678", NULL},
+				      &err),
+			 ENG_EUSAGE);
+	assert_string_equal(err.msg, "invalid --tag: expected 1 to 7 bytes");
+	assert_string_equal(o.tag, "");
+	assert_int_equal(parse_stored(&o, (const char *const[]){"prog", "--tag=", NULL}, &err),
+			 ENG_EUSAGE);
+}
+
+static void test_choice(void **state)
+{
+	(void)state;
+	static const char *const words[] = {"json", "text", "pretty"};
+	struct eng_err err = ENG_ERR_INIT;
+	int i = -1;
+	assert_int_equal(eng_opt_choice("format", "text", words, 3, &i, &err), ENG_OK);
+	assert_int_equal(i, 1);
+	assert_int_equal(eng_opt_choice("format", "xml", words, 3, &i, &err), ENG_EUSAGE);
+	assert_string_equal(err.msg, "invalid --format \"xml\": use json, text or pretty");
+	assert_int_equal(eng_opt_choice("format", "xml", words, 2, &i, &err), ENG_EUSAGE);
+	assert_string_equal(err.msg, "invalid --format \"xml\": use json or text");
+}
+
+/* ---- --help ---------------------------------------------------------------- */
+
+/* The line of text that starts with start, or NULL. */
+static const char *line_of(const char *text, const char *start)
+{
+	for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+		if (strncmp(l, start, strlen(start)) == 0)
+			return l;
+	return NULL;
+}
+
+static void test_help_options(void **state)
+{
+	(void)state;
+	struct eng_help h = {
+		.usage = "Usage: prog [OPTION]...\nDo a thing.\n",
+		.options = "      --limit N            at most N (default 3)\n"
+			   "      --verbose            say more\n"
+			   "                           and more\n",
+		.common = ENG_OPT_NOW | ENG_OPT_DRYRUN,
+	};
+	char *t = eng_help_text(&h);
+	assert_non_null(strstr(t, "Usage: prog [OPTION]...\nDo a thing.\n\nOptions:\n"
+				  "      --limit N"));
+	/* every shared option, after the program's own, at their column (27) */
+	static const char *const shared[] = {
+		"      --now RFC3339", "      --dry-run", "      --db CONNINFO",
+		"      --log-level LEVEL", "      --log-format FORMAT",
+		"      --summary-format FORMAT", "      --help", "      --version",
+	};
+	const char *prev = strstr(t, "      --verbose");
+	for (size_t i = 0; i < sizeof(shared) / sizeof(*shared); i++) {
+		const char *l = line_of(t, shared[i]);
+		assert_non_null(l);
+		assert_true(l > prev);
+		prev = l;
+	}
+	/* descriptions at the program's column; a long name has its own line */
+	assert_non_null(line_of(t, "      --dry-run            report what would happen, "
+				   "change nothing\n"));
+	assert_non_null(strstr(t, "\n      --summary-format FORMAT\n"
+				  "                           auto (indented on a terminal), "
+				  "json or pretty\n"));
+	assert_non_null(strstr(t, "\n                           (default: the database's clock)\n"));
+	free(t);
+
+	/* without --now, --dry-run or --db, they are not listed */
+	h.common = ENG_OPT_NODB;
+	h.options = NULL;
+	t = eng_help_text(&h);
+	assert_null(strstr(t, "--now"));
+	assert_null(strstr(t, "--dry-run"));
+	assert_null(strstr(t, "--db"));
+	assert_non_null(line_of(t, "      --help                 show this help and exit"));
+	free(t);
+}
+
+/* The exit status paragraph of help text t, its lines (at most 76 wide)
+ * joined with spaces. */
+static void paragraph(const char *t, char *out, size_t size)
+{
+	const char *p = strstr(t, "\n\nExit status: ");
+	assert_non_null(p);
+	*out = '\0';
+	for (const char *l = p + 2; *l;) {
+		size_t n = strcspn(l, "\n");
+		assert_true(n <= 76);
+		assert_true(strlen(out) + n + 2 <= size);
+		strncat(out, l, n);
+		strcat(out, " ");
+		l += n + (l[n] == '\n');
+	}
+}
+
+static void test_help_exits(void **state)
+{
+	(void)state;
+	static const struct eng_exit_text exits[] = {
+		{ENG_EXIT_OK, "applied"},
+		{ENG_EXIT_DATAERR, "bad phrase"},
+		{ENG_EXIT_NOUSER, NULL},
+		ENG_EXIT_CAUSE(ENG_EXIT_TEMPFAIL, "lock busy"),
+		ENG_EXIT_SIGNAL,
+		{0},
+	};
+	struct eng_help h = {.usage = "Usage: prog\n", .exits = exits,
+			     .about = ENG_HELP_LEASE | ENG_HELP_SCHEMA};
+	char *t = eng_help_text(&h);
+	char para[1024];
+	paragraph(t, para, sizeof(para));
+	assert_string_equal(para,
+			    "Exit status: 0 applied; 64 bad command line; 65 bad phrase; "
+			    "67 no such user; 75 database unreachable, another run holds "
+			    "the lease, lock busy, or a signal stopped the run; 77 "
+			    "credentials or privilege refused; 78 missing or invalid "
+			    "configuration, or schema not migrated. ");
+	free(t);
+
+	/* the shared codes alone, without the lease and the schema */
+	h.exits = NULL;
+	h.about = 0;
+	t = eng_help_text(&h);
+	paragraph(t, para, sizeof(para));
+	assert_string_equal(para, "Exit status: 0 done; 64 bad command line; 75 database "
+				  "unreachable; 77 credentials or privilege refused; 78 "
+				  "missing or invalid configuration. ");
+	free(t);
 }
 
 int main(void)
@@ -438,6 +645,10 @@ int main(void)
 		cmocka_unit_test(test_program_options),
 		cmocka_unit_test(test_program_option_error),
 		cmocka_unit_test(test_reparse),
+		cmocka_unit_test(test_fields),
+		cmocka_unit_test(test_choice),
+		cmocka_unit_test(test_help_options),
+		cmocka_unit_test(test_help_exits),
 		cmocka_unit_test(test_no_program_options),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
