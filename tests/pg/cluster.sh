@@ -157,7 +157,8 @@ queue-send:eng_sender:engagement_sender
 optout-set:eng_optout:engagement_optout
 outbox-relay:eng_relay:engagement_relay
 engagement-status:eng_status:engagement_status
-engagement-webhook:eng_webhook:engagement_webhook"
+engagement-webhook:eng_webhook:engagement_webhook
+engagement-ctl:eng_operator:engagement_operator"
 
 # logins BUILD_DIR: a login per program role, the wrappers in as-roles/.
 logins() {
