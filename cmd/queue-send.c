@@ -31,6 +31,8 @@ static const char options[] =
 	"      --per-user-hourly N    messages per user per rolling hour (default 20)\n"
 	"      --retain-days N        delete finished messages older than this (default 30)\n"
 	"      --lease-seconds N      how long a claim is held (default 60)\n"
+	"      --pair-interval DURATION  at least this between two requests to one\n"
+	"                             person (default 6s; 0: none)\n"
 	"      --timeout DURATION     per request (default 10s)\n"
 	"      --connect-timeout DURATION  (default 3s)\n";
 
@@ -42,7 +44,7 @@ static const struct eng_exit_text exits[] = {
 
 enum {
 	OPT_BATCH = 1, OPT_CONC, OPT_RATE, OPT_MAXMSG, OPT_MAXSEC, OPT_WORKER,
-	OPT_HOURLY, OPT_RETAIN, OPT_LEASE, OPT_TIMEOUT, OPT_CTIMEOUT,
+	OPT_HOURLY, OPT_RETAIN, OPT_LEASE, OPT_TIMEOUT, OPT_CTIMEOUT, OPT_PAIR,
 };
 
 static const struct option opts[] = {
@@ -57,6 +59,7 @@ static const struct option opts[] = {
 	{"lease-seconds", required_argument, NULL, OPT_LEASE},
 	{"timeout", required_argument, NULL, OPT_TIMEOUT},
 	{"connect-timeout", required_argument, NULL, OPT_CTIMEOUT},
+	{"pair-interval", required_argument, NULL, OPT_PAIR},
 	{NULL, 0, NULL, 0},
 };
 
@@ -74,6 +77,7 @@ static const struct eng_opt_field fields[] = {
 	ENG_NUM(OPT_LEASE, ENG_NUM_INT, 5, 3600, SO, lease_seconds, NULL),
 	ENG_NUM(OPT_TIMEOUT, ENG_NUM_MS, 1, 300000, SO, timeout_ms, NULL),
 	ENG_NUM(OPT_CTIMEOUT, ENG_NUM_MS, 1, 300000, SO, connect_timeout_ms, NULL),
+	ENG_NUM(OPT_PAIR, ENG_NUM_MS, 0, 3600000, SO, pair_ms, NULL),
 	ENG_COPY(OPT_WORKER, SO, worker_id),
 	{0},
 };
@@ -101,7 +105,7 @@ int main(int argc, char **argv)
 	SO o = {
 		.batch = 200, .concurrency = 16, .rate = 80, .per_user_hourly = 20,
 		.retain_days = 30, .lease_seconds = 60, .timeout_ms = 10000,
-		.connect_timeout_ms = 3000,
+		.connect_timeout_ms = 3000, .pair_ms = 6000,
 	};
 	return eng_main(&prog, &o, argc, argv);
 }

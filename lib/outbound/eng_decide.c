@@ -238,7 +238,12 @@ bool eng_decide_claim(const struct eng_claim_row *m, const struct eng_reservatio
 
 /* ---- the fence ------------------------------------------------------------ */
 
-enum eng_fence_action eng_decide_fence(const char *verdict, struct eng_outcome *o)
+/* How long a message the account's rules hold waits before it is claimed
+ * again: a template not approved, the messaging limit used up. */
+#define HELD_WAIT (5 * 60 * (eng_time)ENG_USEC_PER_SEC)
+
+enum eng_fence_action eng_decide_fence(const char *verdict, eng_time now, long pair_ms,
+				       struct eng_outcome *o)
 {
 	if (strcmp(verdict, "send") == 0)
 		return ENG_FENCE_SEND;
@@ -255,6 +260,19 @@ enum eng_fence_action eng_decide_fence(const char *verdict, struct eng_outcome *
 	if (strcmp(verdict, "paused") == 0) {
 		/* back to the queue uncharged; the claim skips it while paused */
 		eng_outcome_handed_back(o, "paused", NULL, NULL);
+		return ENG_FENCE_RECORD;
+	}
+	if (strcmp(verdict, "template_disabled") == 0) {
+		eng_outcome_failed(o, 0, "template_disabled",
+				   "WhatsApp disabled, rejected or deleted the template", NULL);
+		return ENG_FENCE_RECORD;
+	}
+	if (strcmp(verdict, "template_held") == 0 || strcmp(verdict, "limit") == 0) {
+		eng_outcome_deferred(o, now + HELD_WAIT, verdict);
+		return ENG_FENCE_RECORD;
+	}
+	if (strcmp(verdict, "pair") == 0) {
+		eng_outcome_deferred(o, now + (eng_time)pair_ms * 1000, "pair");
 		return ENG_FENCE_RECORD;
 	}
 	if (strcmp(verdict, "user_returned") == 0) {

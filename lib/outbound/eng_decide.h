@@ -113,12 +113,14 @@ bool eng_decide_claim(const struct eng_claim_row *m, const struct eng_reservatio
 /* The pre-send fence's verdict on one message. */
 enum eng_fence_action {
 	ENG_FENCE_SEND,   /* go */
-	ENG_FENCE_RECORD, /* *o is its outcome (cancelled, blocked, or handed
-			   * back: paused) */
+	ENG_FENCE_RECORD, /* *o is its outcome: cancelled, blocked, failed
+			   * (template_disabled), handed back (paused) or
+			   * deferred, uncharged (template_held, pair, limit) */
 	ENG_FENCE_RETRY,  /* a concurrent writer holds the row: ask again */
 	ENG_FENCE_DROP,   /* not ours any more: neither sent nor written */
 };
-enum eng_fence_action eng_decide_fence(const char *verdict, struct eng_outcome *o);
+enum eng_fence_action eng_decide_fence(const char *verdict, eng_time now, long pair_ms,
+				       struct eng_outcome *o);
 
 /* What an answer (or a transport failure) does to a message that had
  * `attempts` attempts before this one: sent; FAIL -> failed; RETRY and

@@ -127,18 +127,19 @@ void eng_claim_read(const struct eng_claim_reader *rd, int i,
 /* ---- fence ------------------------------------------------------------------ */
 
 enum eng_status eng_queue_fence(struct eng_db *db, const long long *ids,
-				size_t n, const char *owner, const eng_time *now,
+				size_t n, const char *owner, const eng_time *now, long pair_ms,
 				PGresult **res, struct eng_err *err)
 {
-	char ts[32];
+	char ts[32], pair[24];
 	char *arr = eng_db_int_array(ids, n);
 	if (now)
 		eng_time_format(*now, ts);
-	const char *p[] = {arr, owner, now ? ts : NULL};
+	snprintf(pair, sizeof(pair), "%ld", pair_ms);
+	const char *p[] = {arr, owner, now ? ts : NULL, pair};
 	enum eng_status st = run(db,
 				 "SELECT id, verdict FROM engagement.send_fence"
-				 "($1::bigint[], $2, $3::timestamptz)",
-				 3, p, res, err);
+				 "($1::bigint[], $2, $3::timestamptz, $4::int)",
+				 4, p, res, err);
 	free(arr);
 	return st;
 }
@@ -184,12 +185,12 @@ size_t eng_queue_ids(const PGresult *r, long long **ids)
 
 /* ---- write-back ---------------------------------------------------------------- */
 
-/* engagement.record_outcomes (migration 0014): written while the claim is
+/* engagement.record_send_outcomes (migration 0016): written while the claim is
  * ours; a request's outcome also when another worker recovered the
  * message, and a send whoever holds it now; a 131050 records the person's
  * opt-out. */
 static const char writeback_sql[] =
-	"SELECT id FROM engagement.record_outcomes($2, $3::uuid, $1::jsonb)";
+	"SELECT id FROM engagement.record_send_outcomes($2, $3::uuid, $1::jsonb)";
 
 static json_t *ts_or_null(eng_time t)
 {

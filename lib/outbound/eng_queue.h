@@ -56,7 +56,7 @@ void eng_claim_read(const struct eng_claim_reader *rd, int i,
  * requests are on the wire. now: decide expiry as of then (NULL: the
  * database's clock). */
 enum eng_status eng_queue_fence(struct eng_db *db, const long long *ids,
-				size_t n, const char *owner, const eng_time *now,
+				size_t n, const char *owner, const eng_time *now, long pair_ms,
 				PGresult **res, struct eng_err *err);
 /* Row i of the fence's result. */
 void eng_queue_fence_row(const PGresult *r, int i, long long *id,

@@ -27,6 +27,7 @@ struct eng_send_opts {
 	int lease_seconds;
 	long timeout_ms;
 	long connect_timeout_ms;
+	long pair_ms;            /* at least this between two requests to one person */
 	/* filled by eng_send_check */
 	struct eng_wa_config wa;
 	bool wa_loaded, curl_ready;

@@ -150,7 +150,9 @@ static enum eng_status start_group(struct sender *s, const PGresult *r,
 			continue;
 		m->in_group = false;
 		struct eng_outcome o;
-		switch (st ? ENG_FENCE_RETRY : eng_decide_fence(verdict, &o)) {
+		enum eng_fence_action act = st ? ENG_FENCE_RETRY
+			: eng_decide_fence(verdict, snd_now_for(s, m), s->o->pair_ms, &o);
+		switch (act) {
 		case ENG_FENCE_SEND:
 			if (s->stop) {
 				snd_hand_back(s, m, s->stop_reason);
@@ -214,7 +216,7 @@ enum eng_status snd_front_done(struct sender *s, PGresult *r, struct eng_err *er
 		s->fop = F_FENCE;
 		enum eng_status st = eng_queue_fence(&s->front, ids, s->ngroup, s->owner,
 						     s->job->fixed_now ? &s->job->now : NULL,
-						     NULL, err);
+						     s->o->pair_ms, NULL, err);
 		free(ids);
 		return st;
 	}

@@ -131,7 +131,7 @@ static enum eng_status start_write(struct sender *s, struct eng_err *err)
 		snd_batch_swap(&s->filling, &s->writing);
 	char *rows = eng_json_dump(s->writing.rows);
 	/* (a 131050 among them records the person's opt-out in the same
-	 * statement: engagement.record_outcomes) */
+	 * statement: engagement.record_send_outcomes) */
 	enum eng_status st = eng_queue_write_back(s->back, rows, s->owner, s->job->run_id,
 						  NULL, err);
 	if (st == ENG_OK)

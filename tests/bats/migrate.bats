@@ -165,7 +165,7 @@ tables() {
 	[ "$status" -eq 0 ]
 	[ "$(sj .current)" -eq "$LATEST" ]
 	[ "$(sj '.applied | length')" -eq "$LATEST" ]
-	[ "$(tables)" = "activity_events,audit_log,engagement_states,inbound_events,job_locks,job_runs,message_counts,message_queue,message_templates,outbox_events,program_grants,schema_migrations,send_pauses,send_rate,state_machine,state_transitions,time_zones,user_preferences,users,webhook_inbox" ]
+	[ "$(tables)" = "activity_events,audit_log,engagement_states,inbound_events,job_locks,job_runs,limit_reached,message_counts,message_queue,message_templates,messaging_limits,outbox_events,program_grants,schema_migrations,send_pauses,send_rate,state_machine,state_transitions,time_zones,user_preferences,users,webhook_inbox" ]
 	[ "$(q "SELECT count(*) FROM engagement.schema_migrations")" -eq "$LATEST" ]
 	[ "$(q "SELECT count(*) FROM engagement.schema_migrations WHERE checksum ~ '^[0-9a-f]{64}$'")" -eq "$LATEST" ]
 	# one migration_applied line per migration

@@ -375,8 +375,16 @@ engagement_webhook_inbox_pending"
 	ok_at=$(metric 'engagement_job_last_success_timestamp_seconds{program="queue-send"}')
 	[ "$ok_at" = "$(q "SELECT floor(extract(epoch FROM finished_at))::bigint FROM engagement.job_runs WHERE program = 'queue-send'")" ] ||
 		[ "$ok_at" = "$(q "SELECT round(extract(epoch FROM finished_at))::bigint FROM engagement.job_runs WHERE program = 'queue-send'")" ]
-	# a refused token: exit 69 is the last exit code, the last success stays
-	user 6; msg 6 weekly_review queued "now() - interval '1 minute'"
+	# a refused token: exit 69 is the last exit code, the last success stays.
+	# The retried message waits (its full-jitter backoff may be ~0 s), and
+	# the 132015 paused weekly_review for hours: the message is a goodbye.
+	q "UPDATE engagement.message_queue SET next_attempt_at = now() + interval '1 hour'
+	   WHERE status = 'queued'" >/dev/null
+	user 6
+	q "UPDATE engagement.engagement_states SET state = 'goodbye_sent', goodbye_sent_at = now(),
+	       goodbye_expires_at = now() + interval '48 hours'
+	   WHERE user_id = '$(uid 6)'" >/dev/null
+	msg 6 goodbye queued "now() - interval '1 minute'"
 	echo not-the-token >"$BATS_TEST_TMPDIR/wrong"
 	WHATSAPP_ACCESS_TOKEN_FILE="$BATS_TEST_TMPDIR/wrong" eng queue-send --db "$CONN"
 	[ "$status" -eq 69 ]

@@ -6,7 +6,7 @@ SELECT plan(70);
 SELECT tables_are('engagement', ARRAY[
     'users', 'user_preferences', 'engagement_states', 'state_transitions',
     'activity_events', 'message_templates', 'message_queue', 'audit_log',
-    'outbox_events', 'job_runs', 'job_locks', 'schema_migrations', 'time_zones', 'send_rate', 'send_pauses',
+    'outbox_events', 'job_runs', 'job_locks', 'schema_migrations', 'time_zones', 'send_rate', 'send_pauses', 'messaging_limits', 'limit_reached',
     'webhook_inbox', 'inbound_events', 'message_counts', 'program_grants', 'state_machine']);
 
 -- The state machine: exactly the ten transitions of DESIGN.md §1 ------------

@@ -259,26 +259,46 @@ static void test_cap(void **state)
 			 NOW - 10 * ENG_USEC_PER_SEC + H);
 }
 
+/* The fence's verdict at an instant, with the default pair interval. */
+static enum eng_fence_action eng_decide_fence_t(const char *verdict, struct eng_outcome *o)
+{
+	return eng_decide_fence(verdict, 1000 * (eng_time)ENG_USEC_PER_SEC, 6000, o);
+}
+
 static void test_fence(void **state)
 {
 	(void)state;
 	struct eng_outcome o;
-	assert_int_equal(eng_decide_fence("send", &o), ENG_FENCE_SEND);
-	assert_int_equal(eng_decide_fence("busy", &o), ENG_FENCE_RETRY);
-	assert_int_equal(eng_decide_fence("lost", &o), ENG_FENCE_DROP);
-	assert_int_equal(eng_decide_fence("something new", &o), ENG_FENCE_DROP);
-	assert_int_equal(eng_decide_fence("opted_out", &o), ENG_FENCE_RECORD);
+	assert_int_equal(eng_decide_fence_t("send", &o), ENG_FENCE_SEND);
+	assert_int_equal(eng_decide_fence_t("busy", &o), ENG_FENCE_RETRY);
+	assert_int_equal(eng_decide_fence_t("lost", &o), ENG_FENCE_DROP);
+	assert_int_equal(eng_decide_fence_t("something new", &o), ENG_FENCE_DROP);
+	assert_int_equal(eng_decide_fence_t("opted_out", &o), ENG_FENCE_RECORD);
 	assert_int_equal(o.kind, ENG_OUT_BLOCKED);
-	assert_int_equal(eng_decide_fence("expired", &o), ENG_FENCE_RECORD);
+	assert_int_equal(eng_decide_fence_t("expired", &o), ENG_FENCE_RECORD);
 	assert_int_equal(o.kind, ENG_OUT_CANCELLED);
 	assert_string_equal(o.code, "expired");
-	assert_int_equal(eng_decide_fence("user_returned", &o), ENG_FENCE_RECORD);
+	assert_int_equal(eng_decide_fence_t("user_returned", &o), ENG_FENCE_RECORD);
 	assert_string_equal(o.code, "user_returned");
 	/* paused: back to the queue, no attempt charged */
-	assert_int_equal(eng_decide_fence("paused", &o), ENG_FENCE_RECORD);
+	assert_int_equal(eng_decide_fence_t("paused", &o), ENG_FENCE_RECORD);
 	assert_int_equal(o.kind, ENG_OUT_HANDED_BACK);
 	assert_int_equal(o.charge, 0);
 	assert_string_equal(o.reason, "paused");
+	/* the account's rules: failed uncharged, or waiting uncharged */
+	assert_int_equal(eng_decide_fence_t("template_disabled", &o), ENG_FENCE_RECORD);
+	assert_int_equal(o.kind, ENG_OUT_FAILED);
+	assert_int_equal(o.charge, 0);
+	assert_string_equal(o.code, "template_disabled");
+	assert_int_equal(eng_decide_fence_t("pair", &o), ENG_FENCE_RECORD);
+	assert_int_equal(o.kind, ENG_OUT_DEFERRED);
+	assert_int_equal(o.charge, 0);
+	assert_true(o.next == 1006 * (eng_time)ENG_USEC_PER_SEC);
+	assert_int_equal(eng_decide_fence_t("limit", &o), ENG_FENCE_RECORD);
+	assert_int_equal(o.kind, ENG_OUT_DEFERRED);
+	assert_true(o.next > 1000 * (eng_time)ENG_USEC_PER_SEC);
+	assert_int_equal(eng_decide_fence_t("template_held", &o), ENG_FENCE_RECORD);
+	assert_int_equal(o.kind, ENG_OUT_DEFERRED);
 }
 
 static struct eng_wa_result answer(enum eng_wa_class cls, long code)
