@@ -333,11 +333,14 @@ CREATE FUNCTION engagement.record_pricing(p_pricing jsonb, p_run_id uuid) RETURN
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     n integer;
+    kinds text[];
+    cats text[];
 BEGIN
-    IF EXISTS (SELECT 1 FROM jsonb_to_recordset(coalesce(p_pricing, '[]'))
-                   AS x(wamid text, category text, billable boolean)
-               WHERE x.wamid IS NULL OR length(x.wamid) > 512
-                  OR x.category !~ '^[a-z_]{1,40}$') THEN
+    IF jsonb_typeof(coalesce(p_pricing, '[]')) <> 'array' OR EXISTS (
+            SELECT 1 FROM jsonb_to_recordset(coalesce(p_pricing, '[]'))
+                AS x(wamid text, category text, billable boolean)
+            WHERE x.wamid IS NULL OR length(x.wamid) > 512
+               OR x.category IS NULL OR x.category !~ '^[a-z_]{1,40}$') THEN
         RAISE EXCEPTION 'a price is a wamid, a category (lowercase) and billable'
             USING ERRCODE = '22023';
     END IF;
@@ -359,17 +362,15 @@ BEGIN
         UPDATE engagement.message_queue m
         SET pricing_category = o.category, billable = o.billable
         FROM old o WHERE m.id = o.id
-        RETURNING m.id, o.category, o.billable, o.first_time
-    ), counted AS (
-        SELECT engagement.count_messages(array_agg(k.kind), array_agg(k.category)) AS n FROM (
-            SELECT 'priced' AS kind, u.category FROM upd u WHERE u.first_time
-            UNION ALL
-            SELECT 'billable', u.category FROM upd u WHERE u.first_time AND u.billable) k
-    ), forced AS MATERIALIZED (
-        SELECT (SELECT n FROM counted) AS n
+        RETURNING o.category, o.billable, o.first_time
     )
-    -- (counted only reads: it runs because it is read here)
-    SELECT (SELECT count(*) FROM upd)::integer INTO n FROM forced;
+    SELECT count(*)::integer,
+        coalesce(array_agg('priced'::text) FILTER (WHERE u.first_time), '{}')
+            || coalesce(array_agg('billable'::text) FILTER (WHERE u.first_time AND u.billable), '{}'),
+        coalesce(array_agg(u.category) FILTER (WHERE u.first_time), '{}')
+            || coalesce(array_agg(u.category) FILTER (WHERE u.first_time AND u.billable), '{}')
+    INTO n, kinds, cats FROM upd u;
+    PERFORM engagement.count_messages(kinds, cats);
     RETURN n;
 END
 $$;

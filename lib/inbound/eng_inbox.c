@@ -84,6 +84,80 @@ static enum eng_status apply_statuses(struct eng_db *db, const struct eng_meta_d
 	return ENG_OK;
 }
 
+/* What each status says the message costs: [{wamid, category, billable}],
+ * in the order the statuses came (the last one of a message wins). */
+static enum eng_status apply_pricing(struct eng_db *db, const struct eng_meta_delivery *d,
+				     size_t nd, const char *run_id, struct eng_inbox_counts *k,
+				     struct eng_err *err)
+{
+	json_t *rows = json_array();
+	for (size_t i = 0; i < nd; i++)
+		for (size_t j = 0; j < d[i].nstatuses; j++) {
+			const struct eng_meta_status *x = &d[i].statuses[j];
+			if (x->category)
+				json_array_append_new(rows, json_pack("{s:s, s:s, s:b}", "wamid",
+								      x->wamid, "category",
+								      x->category, "billable",
+								      x->billable));
+		}
+	enum eng_status st = ENG_OK;
+	if (json_array_size(rows)) {
+		char *text = eng_json_dump(rows);
+		const char *p[] = {text, run_id};
+		PGresult *r = eng_db_query(db,
+					   "SELECT engagement.record_pricing($1::jsonb, $2::uuid)", 2,
+					   p, err);
+		free(text);
+		if (r)
+			k->priced += atoll(PQgetvalue(r, 0, 0));
+		else
+			st = eng_err_prefix(err, "could not record pricing");
+		PQclear(r);
+	}
+	json_decref(rows);
+	return st;
+}
+
+/* ---- the account's changes ---------------------------------------------------- */
+
+static enum eng_status apply_account(struct eng_db *db, const struct eng_meta_delivery *d,
+				     size_t nd, const char *run_id, struct eng_inbox_counts *k,
+				     struct eng_err *err)
+{
+	json_t *changes = json_array();
+	for (size_t i = 0; i < nd; i++)
+		json_array_extend(changes, d[i].account);
+	enum eng_status st = ENG_OK;
+	if (json_array_size(changes)) {
+		char *text = eng_json_dump(changes);
+		const char *p[] = {text, run_id};
+		/* in order of their time, each at most once (migration 0016) */
+		PGresult *r = eng_db_query(db,
+					   "SELECT outcome, count(*) FROM "
+					   "engagement.apply_account_changes($1::jsonb, $2::uuid) "
+					   "GROUP BY outcome",
+					   2, p, err);
+		free(text);
+		for (int i = 0; r && i < PQntuples(r); i++) {
+			const char *o = PQgetvalue(r, i, 0);
+			long long n = atoll(PQgetvalue(r, i, 1));
+			if (strcmp(o, "applied") == 0)
+				k->account += n;
+			else if (strcmp(o, "stale") == 0)
+				k->account_stale += n;
+			else if (strcmp(o, "future") == 0)
+				k->malformed += n;
+			else
+				k->ignored += n;
+		}
+		if (!r)
+			st = eng_err_prefix(err, "could not apply the account's changes");
+		PQclear(r);
+	}
+	json_decref(changes);
+	return st;
+}
+
 /* ---- messages ------------------------------------------------------------------ */
 
 static int by_time(const void *a, const void *b)
@@ -231,6 +305,8 @@ static enum eng_status apply_range(struct eng_db *db, struct claimed *c, size_t 
 		k->malformed += d->malformed;
 		json_object_set_new(result, "messages", json_integer((json_int_t)d->nmessages));
 		json_object_set_new(result, "statuses", json_integer((json_int_t)d->nstatuses));
+		json_object_set_new(result, "account_changes",
+				    json_integer((json_int_t)json_array_size(d->account)));
 		json_object_set_new(result, "ignored",
 				    json_integer(d->other_fields + d->unknown_types +
 						 d->unknown_statuses));
@@ -241,6 +317,10 @@ static enum eng_status apply_range(struct eng_db *db, struct claimed *c, size_t 
 	}
 	if (!failure)
 		st = apply_statuses(db, c->d + from, to - from, run_id, k, err);
+	if (st == ENG_OK && !failure)
+		st = apply_pricing(db, c->d + from, to - from, run_id, k, err);
+	if (st == ENG_OK && !failure)
+		st = apply_account(db, c->d + from, to - from, run_id, k, err);
 	if (st == ENG_OK && !failure)
 		st = apply_messages(db, c->d + from, to - from, run_id, k, err);
 	if (st == ENG_OK) {

@@ -14,6 +14,11 @@
  *   last-write-wins path, with the same identity (what a message means
  *   is the domain's rule: eng_inbound.h).
  *
+ * - the account's changes (templates' status and quality, the messaging
+ *   limit) are applied in order of their time, at most once
+ *   (engagement.apply_account_changes), and statuses' pricing is recorded
+ *   on the message (engagement.record_pricing), in the same transaction.
+ *
  * Meta repeats deliveries and does not keep order: a message is applied at
  * most once (its wamid), a status at most once (it only moves forward).
  */
@@ -36,6 +41,8 @@ struct eng_inbox_counts {
 	long long messages, activities, replies, preferences, duplicates;
 	long long unknown_users;   /* messages from numbers we do not know */
 	long long statuses, delivered, read, failed, unmatched;
+	long long priced;          /* messages whose pricing was recorded */
+	long long account, account_stale; /* account changes applied, stale */
 	long long ignored;         /* other fields, unknown types or statuses */
 	long long malformed;       /* items without what they need, or future-dated */
 	long long rejected;        /* events refused (an invalid transition) */

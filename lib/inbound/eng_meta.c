@@ -101,14 +101,56 @@ static void take_status(struct eng_meta_delivery *d, const json_t *s, eng_time l
 	long long id;
 	if (cb && strncmp(cb, "mq:", 3) == 0 && eng_parse_int(cb + 3, 1, INT64_MAX, &id) == 0)
 		x.queue_id = id;
+	const json_t *pricing = json_object_get(s, "pricing");
+	x.category = str(pricing, "category");
+	x.billable = json_is_true(json_object_get(pricing, "billable"));
+	if (x.category && (!*x.category || strlen(x.category) > 40))
+		x.category = NULL;
 	ENG_GROW(d->statuses, d->nstatuses, d->statuses_cap);
 	d->statuses[d->nstatuses++] = x;
+}
+
+/* The fields of the account's changes (WHATSAPP.md, "Webhooks: the
+ * account's templates and limits"). */
+static bool account_field(const char *field)
+{
+	return strcmp(field, "message_template_status_update") == 0 ||
+	       strcmp(field, "message_template_quality_update") == 0 ||
+	       strcmp(field, "phone_number_quality_update") == 0;
+}
+
+/* entry.time: Unix seconds, a number (or, leniently, a string of digits). */
+static bool entry_time(const json_t *entry, long long *t)
+{
+	const json_t *v = json_object_get(entry, "time");
+	if (json_is_integer(v)) {
+		*t = (long long)json_integer_value(v);
+		return *t >= 0 && *t <= 253402300799LL;
+	}
+	eng_time at;
+	if (!seconds(entry, "time", &at))
+		return false;
+	*t = at / ENG_USEC_PER_SEC;
+	return true;
+}
+
+static void take_account(struct eng_meta_delivery *d, const json_t *entry, const char *field,
+			 json_t *value)
+{
+	long long t;
+	if (!entry_time(entry, &t)) {
+		d->malformed++;
+		return;
+	}
+	json_array_append_new(d->account, json_pack("{s:s, s:I, s:O}", "field", field, "time",
+						    (json_int_t)t, "value", value));
 }
 
 enum eng_status eng_meta_parse(const char *body, size_t len, eng_time now, int skew_s,
 			       struct eng_meta_delivery *d, struct eng_err *err)
 {
 	memset(d, 0, sizeof(*d));
+	d->account = json_array();
 	json_error_t je;
 	d->root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
 	if (!d->root)
@@ -122,7 +164,11 @@ enum eng_status eng_meta_parse(const char *body, size_t len, eng_time now, int s
 	json_array_foreach(json_object_get(d->root, "entry"), i, entry) {
 		json_array_foreach(json_object_get(entry, "changes"), j, change) {
 			const char *field = str(change, "field");
-			const json_t *value = json_object_get(change, "value");
+			json_t *value = json_object_get(change, "value");
+			if (field && json_is_object(value) && account_field(field)) {
+				take_account(d, entry, field, value);
+				continue;
+			}
 			if (!field || strcmp(field, "messages") != 0 || !json_is_object(value)) {
 				d->other_fields++;
 				continue;
@@ -139,6 +185,7 @@ enum eng_status eng_meta_parse(const char *body, size_t len, eng_time now, int s
 void eng_meta_release(struct eng_meta_delivery *d)
 {
 	json_decref(d->root);
+	json_decref(d->account);
 	free(d->messages);
 	free(d->statuses);
 	memset(d, 0, sizeof(*d));

@@ -1,7 +1,9 @@
 /*
- * Meta's webhook payload for the WhatsApp Business Account's `messages`
- * field (WHATSAPP.md, "Webhooks"): the inbound messages and the delivery
- * statuses one delivery carries. Pure: no I/O. What it does not understand
+ * Meta's webhook payload for the WhatsApp Business Account (WHATSAPP.md,
+ * "Webhooks"): the inbound messages and the delivery statuses (with their
+ * pricing) of the `messages` field, and the account's changes (templates'
+ * status and quality, the messaging limit) one delivery carries. Pure: no
+ * I/O. What it does not understand
  * (another field, an unknown message type or status, an item without the
  * parts it needs) is counted, not an error: answering Meta with an error
  * would only make it retry for days.
@@ -43,6 +45,8 @@ struct eng_meta_status {
 	eng_time at;
 	long error_code;       /* failed: errors[0].code, else 0 */
 	long long queue_id;    /* from biz_opaque_callback_data "mq:ID", or 0 */
+	const char *category;  /* pricing.category, or NULL */
+	bool billable;         /* pricing.billable */
 };
 
 struct eng_meta_delivery {
@@ -51,6 +55,9 @@ struct eng_meta_delivery {
 	size_t nmessages, messages_cap;
 	struct eng_meta_status *statuses;
 	size_t nstatuses, statuses_cap;
+	/* the account's changes, as engagement.apply_account_changes takes
+	 * them: [{field, time (the entry's Unix seconds), value}] */
+	json_t *account;
 	/* not understood: counted, ignored */
 	long long other_fields;             /* changes of another field */
 	long long unknown_types;            /* messages of a type we do not know */

@@ -635,6 +635,8 @@ static void summarize(struct hook *h, const struct eng_inbox_counts *a, long lon
 		{"unknown_users", a->unknown_users}, {"statuses", a->statuses},
 		{"delivered", a->delivered}, {"read", a->read},
 		{"undelivered", a->failed}, {"unmatched_statuses", a->unmatched},
+		{"priced", a->priced}, {"account_changes", a->account},
+		{"account_changes_stale", a->account_stale},
 		{"ignored", a->ignored}, {"malformed_items", a->malformed},
 		{"rejected_events", a->rejected}, {"broken_deliveries", a->broken},
 		{"purged", purged}, {"timed_out", h->k.timed_out},

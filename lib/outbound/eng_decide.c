@@ -305,6 +305,14 @@ void eng_decide_answer(const struct eng_wa_result *res, int attempts,
 		break;
 	case ENG_WA_RETRY:
 	case ENG_WA_DEFER:
+		if (res->code == ENG_WA_TEMPLATE_PAUSED) {
+			/* the template's fault, not the message's: back uncharged,
+			 * to go when the template's pause (the write-back starts
+			 * it) ends */
+			eng_outcome_handed_back(o, "template_paused", res->code_text,
+						res->error);
+			break;
+		}
 		if (attempts + 1 >= max_attempts) {
 			eng_outcome_failed(o, 1, res->code_text, res->error, "max_attempts");
 			break;
@@ -319,7 +327,7 @@ void eng_decide_answer(const struct eng_wa_result *res, int attempts,
 		break;
 	}
 	o->at = now;
-	if (o->kind != ENG_OUT_HANDED_BACK) {
+	if (o->kind != ENG_OUT_HANDED_BACK || res->code == ENG_WA_TEMPLATE_PAUSED) {
 		o->attempt = attempts + 1;
 		o->http_status = res->http_status;
 		o->error_code = res->code;

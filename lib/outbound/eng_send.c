@@ -282,6 +282,7 @@ static void teardown(struct sender *s)
 	free(s->users);
 	eng_sample_release(&s->lat);
 	json_decref(s->errors);
+	json_decref(s->paused_templates);
 	eng_db_close(&s->front);
 	eng_db_close(&s->feed);
 }
@@ -296,6 +297,7 @@ enum eng_status eng_send_run(const struct eng_job *job, const struct eng_send_op
 	s.wa = &o->wa;
 	s.back = job->db;
 	s.errors = json_object();
+	s.paused_templates = json_object();
 	s.stop_reason = "stopped";
 	snd_batch_init(&s.filling);
 	snd_batch_init(&s.writing);

@@ -29,6 +29,7 @@ void snd_msg_free(struct msg *m)
 		return;
 	free(m->to);
 	free(m->body);
+	free(m->template_key);
 	free(m);
 }
 
@@ -38,6 +39,7 @@ static struct msg *msg_new(struct sender *s, const struct eng_claim_row *row,
 	struct msg *m = eng_xcalloc(1, sizeof(*m));
 	m->id = row->id;
 	snprintf(m->user_id, sizeof(m->user_id), "%s", row->user_id ? row->user_id : "");
+	m->template_key = eng_xstrdup(row->template_key ? row->template_key : "");
 	m->attempts = row->attempts;
 	m->max_attempts = row->max_attempts;
 	m->claimed_at = row->now;
@@ -150,6 +152,27 @@ static void unreserve(struct sender *s, struct msg *m)
 			u->r[k] = u->r[--u->n];
 			return;
 		}
+}
+
+/* ---- the pair rate ---------------------------------------------------------- */
+
+/* How long m must still wait after this run's latest request to the same
+ * person (0: it may go). Requests of other runs are the fence's verdict
+ * "pair"; this covers two of one run, fenced together or one after the
+ * other faster than the write-back records the first. */
+int64_t snd_pair_wait(struct sender *s, const struct msg *m, int64_t now)
+{
+	if (s->o->pair_ms <= 0)
+		return 0;
+	const struct user_sends *u = user_of(s, m->user_id);
+	int64_t until = u->last_request + (int64_t)s->o->pair_ms * 1000;
+	return u->last_request && until > now ? until - now : 0;
+}
+
+void snd_pair_mark(struct sender *s, const struct msg *m, int64_t now)
+{
+	if (s->o->pair_ms > 0)
+		user_of(s, m->user_id)->last_request = now;
 }
 
 /* ---- outcomes --------------------------------------------------------------- */

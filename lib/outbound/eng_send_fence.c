@@ -66,6 +66,14 @@ static size_t group_size(const struct sender *s)
 	return want;
 }
 
+/* A template WhatsApp answered 132015 for in this run: its messages go
+ * back uncharged at once, without a fence or a request (the write-back
+ * pauses it in the database for every sender). */
+static bool template_paused(const struct sender *s, const struct msg *m)
+{
+	return json_object_get(s->paused_templates, m->template_key) != NULL;
+}
+
 /* Take the group and send its fence's BEGIN. */
 static enum eng_status open_fence(struct sender *s, size_t want, struct eng_err *err)
 {
@@ -76,6 +84,10 @@ static enum eng_status open_fence(struct sender *s, size_t want, struct eng_err 
 		if (m->lease_until - now < LEASE_MARGIN_US) {
 			/* its lease could lapse mid-request: not sent */
 			snd_hand_back(s, m, "lease");
+			continue;
+		}
+		if (template_paused(s, m)) {
+			snd_hand_back(s, m, "template_paused");
 			continue;
 		}
 		m->in_group = true;
@@ -158,6 +170,17 @@ static enum eng_status start_group(struct sender *s, const PGresult *r,
 				snd_hand_back(s, m, s->stop_reason);
 				break;
 			}
+			if (template_paused(s, m)) {
+				snd_hand_back(s, m, "template_paused");
+				break;
+			}
+			int64_t wait = snd_pair_wait(s, m, now);
+			if (wait > 0) { /* the same person, too soon: it waits, uncharged */
+				eng_outcome_deferred(&o, snd_now_for(s, m) + wait, "pair");
+				snd_record(s, m, &o);
+				break;
+			}
+			snd_pair_mark(s, m, now);
 			m->gate_until = now + GATE_US;
 			if ((st = eng_pool_start(&s->pool, m->body, m->body_len, m, err))) {
 				snd_hand_back(s, m, "internal");
@@ -310,6 +333,13 @@ void snd_finished(struct sender *s, const struct eng_pool_done *d)
 	struct eng_outcome o;
 	eng_decide_answer(&res, m->attempts, m->max_attempts, now, eng_rng01(&s->rng), &o);
 	o.latency_ms = round(d->ms * 10) / 10;
+	if (res.code == ENG_WA_TEMPLATE_PAUSED &&
+	    !json_object_get(s->paused_templates, m->template_key)) {
+		json_object_set_new(s->paused_templates, m->template_key, json_true());
+		eng_log(ENG_WARN, "template_paused", ENG_S("template_key", m->template_key),
+			ENG_S("hint", "WhatsApp paused it (132015): its messages wait for the pause "
+				      "to end (engagement-status shows it)"));
+	}
 	if (res.cls == ENG_WA_FATAL && !s->fatal) {
 		s->fatal = true;
 		snprintf(s->fatal_error, sizeof(s->fatal_error), "%s", res.error);

@@ -32,6 +32,7 @@
 struct msg {
 	long long id;
 	char user_id[37];
+	char *template_key;
 	int attempts, max_attempts;
 	char *to, *body;
 	size_t body_len;
@@ -60,10 +61,11 @@ struct msgq {
 	size_t head, n, cap;
 };
 
-struct user_sends { /* this run's sends per user, for the hourly cap */
+struct user_sends { /* this run's sends per user: the hourly cap, the pair rate */
 	char user_id[37];
 	struct eng_reservation *r;
 	size_t n, cap;
+	int64_t last_request;  /* monotonic: this run's latest request to them */
 };
 
 struct counts {
@@ -100,6 +102,7 @@ struct sender {
 	size_t users_cap, nusers;
 	struct counts k;
 	json_t *errors;             /* code -> count */
+	json_t *paused_templates;   /* template keys answered 132015 in this run */
 	struct eng_sample lat;
 	struct eng_rng rng;
 	double tokens;              /* rate tokens in hand */
@@ -131,6 +134,8 @@ eng_time snd_now_for(const struct sender *s, const struct msg *m);
 void snd_record(struct sender *s, struct msg *m, const struct eng_outcome *o);
 void snd_hand_back(struct sender *s, struct msg *m, const char *reason);
 void snd_drop_lost(struct sender *s, struct msg *m);
+int64_t snd_pair_wait(struct sender *s, const struct msg *m, int64_t now);
+void snd_pair_mark(struct sender *s, const struct msg *m, int64_t now);
 void snd_take_claim(struct sender *s, const PGresult *r, int64_t claim_sent);
 struct eng_claim_args snd_claim_args(struct sender *s, int want);
 void snd_for_each_held(struct sender *s, void (*fn)(struct sender *, struct msg *, void *),

@@ -258,9 +258,6 @@ eng_time eng_wa_backoff(enum eng_wa_class cls, long code, int attempt,
 	if (code == 131049) { /* per-user marketing limit: a day at least */
 		floor_ = 24 * 3600 * s;
 		base = cap = 3600 * s;
-	} else if (code == 132015) { /* template paused: 3 h, then 6 h */
-		floor_ = (attempt <= 1 ? 3 : 6) * 3600 * s;
-		base = cap = 30 * 60 * s;
 	} else if (code == 131057) { /* maintenance, about a minute */
 		floor_ = 60 * s;
 		base = cap = 30 * s;

@@ -17,6 +17,7 @@
 
 #define ENG_WA_DEFAULT_URL "https://graph.facebook.com"
 #define ENG_WA_DEFAULT_VERSION "v23.0"
+#define ENG_WA_TEMPLATE_PAUSED 132015L /* the error code of a paused template */
 
 struct eng_wa_config {
 	char url[512];             /* base, without a trailing slash */
@@ -73,8 +74,9 @@ char *eng_wa_template_body(const char *to, bool group, const char *name,
 /* How long to wait before the next attempt after an error of class cls
  * (code, the attempt number just made, 1-based), with full jitter:
  * RETRY 30 s base, 15 min cap; DEFER 5 min base, 60 min cap; 131049 at
- * least 24 h; 132015 3 h then 6 h; 131057 about a minute. r01 is a random
- * number in [0, 1). */
+ * least 24 h; 131057 about a minute. r01 is a random number in [0, 1).
+ * (132015, a paused template, is not the message's to wait for: the
+ * template is paused in the database, engagement.meta_pause_template.) */
 eng_time eng_wa_backoff(enum eng_wa_class cls, long code, int attempt,
 			double r01);
 

@@ -2,6 +2,7 @@
 # queue-send against the real test cluster and the Cloud API stand-in.
 
 load helpers
+load send_helpers
 
 NOW=2026-11-22T15:00:00Z
 
@@ -14,36 +15,6 @@ teardown() {
 	stop_standin
 	drop_dbs
 }
-
-uid() { printf '00000000-0000-4000-8000-%012d' "$1"; }
-# phone NUM [SUFFIX]: the stand-in answers by the last three digits
-phone() { printf '+55119%05d%s' "$1" "${2:-000}"; }
-
-# user NUM [SUFFIX] [LOCALE] [TZ] [QUIET_START QUIET_END]
-user() {
-	local id qs=NULL qe=NULL
-	id=$(uid "$1")
-	if [ -n "${5:-}" ]; then qs="'$5'"; qe="'$6'"; fi
-	q "INSERT INTO engagement.users (id, phone_e164) VALUES ('$id', '$(phone "$1" "${2:-000}")');
-	   INSERT INTO engagement.user_preferences (user_id, locale, timezone, quiet_hours_start, quiet_hours_end)
-	   VALUES ('$id', '${3:-en}', '${4:-UTC}', $qs, $qe)" >/dev/null
-}
-
-# msg NUM [TYPE] [more columns as SQL "col, ..." and values "v, ..."]
-msg() {
-	local type=${2:-goodbye}
-	q "INSERT INTO engagement.message_queue (user_id, message_type, template_key, params,
-	     idempotency_key, next_attempt_at${3:+, $3})
-	   VALUES ('$(uid "$1")', '$type', '$type',
-	     CASE WHEN '$type' = 'weekly_review' THEN '{\"activity_count\": 4}'::jsonb ELSE '{}'::jsonb END,
-	     '$(uid "$1"):$type:$RANDOM$RANDOM', '2026-11-22T14:00:00Z'${4:+, $4})
-	   RETURNING id"
-}
-
-row() { q "SELECT $2 FROM engagement.message_queue WHERE id = $1"; }
-sent_count() { q "SELECT count(*) FROM engagement.message_queue WHERE status = 'sent'"; }
-
-send() { eng queue-send --db "$CONN" --now "$NOW" "$@"; }
 
 @test "a message is sent: wamid, sent_at, audit, outbox, and the request the API saw" {
 	user 1 000 pt-BR
@@ -306,7 +277,8 @@ send() { eng queue-send --db "$CONN" --now "$NOW" "$@"; }
 	q "UPDATE engagement.message_queue SET next_attempt_at = '2026-11-22T13:30:00Z'
 	   WHERE user_id <> '$(uid 1)'" >/dev/null
 	for i in $(seq 10); do msg 1 >/dev/null; done
-	send --batch 100 --rate 0
+	# (the cap, not the pair rate: send_account.bats tests that)
+	send --batch 100 --rate 0 --pair-interval 0
 	[ "$status" -eq 0 ]
 	[ "$(q "SELECT count(*) FROM engagement.message_queue WHERE user_id = '$(uid 1)' AND status = 'sent'")" -eq 20 ]
 	[ "$(sj .deferred)" -eq 0 ]
@@ -315,7 +287,7 @@ send() { eng queue-send --db "$CONN" --now "$NOW" "$@"; }
 @test "the hourly cap holds within one run: 25 messages to one user, 20 sent" {
 	user 1
 	for i in $(seq 25); do msg 1 >/dev/null; done
-	send --per-user-hourly 20
+	send --per-user-hourly 20 --pair-interval 0
 	[ "$(sj .sent)" -eq 20 ]
 	[ "$(sj .deferred)" -eq 5 ]
 	[ "$(requests)" -eq 20 ]

@@ -351,7 +351,7 @@ engagement_webhook_inbox_pending"
 
 @test "after a queue-send run: the hour's and day's outcomes, errors by code, the failure ratio" {
 	start_standin
-	user 1; user 2; user 3 901; user 4 917; user 5 910
+	user 1; user 2; user 3 901; user 4 911; user 5 910
 	for i in 1 2 3 4 5; do msg "$i" weekly_review queued "now() - interval '1 minute'"; done
 	eng queue-send --db "$CONN"
 	[ "$status" -eq 0 ]
@@ -367,7 +367,7 @@ engagement_webhook_inbox_pending"
 	[ "$(metric 'engagement_messages{outcome="sent",window="1h"}')" = 2 ]
 	[ "$(metric 'engagement_messages{outcome="sent",window="24h"}')" = 2 ]
 	[ "$(metric 'engagement_message_errors{outcome="failed",code="131026",window="1h"}')" = 1 ]
-	[ "$(metric 'engagement_message_errors{outcome="deferred",code="132015",window="1h"}')" = 1 ]
+	[ "$(metric 'engagement_message_errors{outcome="deferred",code="131049",window="1h"}')" = 1 ]
 	[ "$(metric 'engagement_message_errors{outcome="retried",code="131000",window="24h"}')" = 1 ]
 	[ "$(metric engagement_send_failure_ratio)" = 0.3333333333 ]
 	[ "$(metric 'engagement_delivery_funnel{stage="sent"}')" = 2 ]
@@ -376,15 +376,10 @@ engagement_webhook_inbox_pending"
 	[ "$ok_at" = "$(q "SELECT floor(extract(epoch FROM finished_at))::bigint FROM engagement.job_runs WHERE program = 'queue-send'")" ] ||
 		[ "$ok_at" = "$(q "SELECT round(extract(epoch FROM finished_at))::bigint FROM engagement.job_runs WHERE program = 'queue-send'")" ]
 	# a refused token: exit 69 is the last exit code, the last success stays.
-	# The retried message waits (its full-jitter backoff may be ~0 s), and
-	# the 132015 paused weekly_review for hours: the message is a goodbye.
+	# (The retried message waits: its full-jitter backoff may be ~0 s.)
 	q "UPDATE engagement.message_queue SET next_attempt_at = now() + interval '1 hour'
 	   WHERE status = 'queued'" >/dev/null
-	user 6
-	q "UPDATE engagement.engagement_states SET state = 'goodbye_sent', goodbye_sent_at = now(),
-	       goodbye_expires_at = now() + interval '48 hours'
-	   WHERE user_id = '$(uid 6)'" >/dev/null
-	msg 6 goodbye queued "now() - interval '1 minute'"
+	user 6; msg 6 weekly_review queued "now() - interval '1 minute'"
 	echo not-the-token >"$BATS_TEST_TMPDIR/wrong"
 	WHATSAPP_ACCESS_TOKEN_FILE="$BATS_TEST_TMPDIR/wrong" eng queue-send --db "$CONN"
 	[ "$status" -eq 69 ]

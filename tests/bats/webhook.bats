@@ -1314,3 +1314,146 @@ inbound() {
 	[ "$(sh_ .received)" -eq 7 ]
 	[ "$(sh_ .duplicates)" -eq 2 ]
 }
+
+# =============================================================================
+# The account's changes and pricing (issue 23)
+# =============================================================================
+
+# account FIELD TIME VALUE: deliver, signed, one change of the account's
+# FIELD dated TIME (Unix seconds, the entry's time); it must answer 200.
+account() {
+	local f
+	f=$(mktemp "$BATS_TEST_TMPDIR/account.XXXXXX")
+	jq -c --arg f "$1" --argjson t "$2" '{object: "whatsapp_business_account",
+		entry: [{id: "102290129340398", time: $t, changes: [{field: $f, value: .}]}]}' \
+		<<<"$3" >"$f"
+	post "$f"
+	if [ "$CODE" != 200 ]; then
+		echo "POST answered $CODE: $RESP" >&2
+		return 1
+	fi
+	DELIVERED=$((DELIVERED + 1))
+}
+
+# tstatus EVENT TIME [NAME [LANGUAGE]]: a message_template_status_update.
+tstatus() {
+	account message_template_status_update "$2" "$(jq -cn --arg e "$1" \
+		--arg n "${3:-engagement_weekly_review}" --arg l "${4:-pt-BR}" \
+		'{event: $e, message_template_id: 806312974732579, message_template_name: $n,
+		  message_template_language: $l, reason: "NONE"}')"
+}
+
+# tpl KEY LOCALE COLUMNS: a template row's columns.
+tpl() { q "SELECT $3 FROM engagement.message_templates WHERE template_key = '$1' AND locale = '$2'"; }
+
+# meta_pauses KEY: open Meta pauses of template KEY.
+meta_pauses() {
+	count send_pauses "scope = 'template' AND value = '$1' AND source = 'meta' AND resumed_at IS NULL"
+}
+
+@test "a template's status: PAUSED pauses it (pt-BR is pt_BR), a replay or an older event changes nothing, APPROVED lifts it" {
+	start_hook
+	tstatus PAUSED $((NOW_S - 100))
+	settle
+	[ "$(tpl weekly_review pt-BR "provider_status || ' ' || extract(epoch FROM status_changed_at)::bigint")" = \
+		"PAUSED $((NOW_S - 100))" ]
+	[ "$(tpl weekly_review en "coalesce(provider_status, 'never')")" = never ]
+	[ "$(meta_pauses weekly_review)" -eq 1 ]
+	# Meta's first pause lasts 3 hours, from the event's time
+	[ "$(q "SELECT extract(epoch FROM until - to_timestamp($NOW_S - 100))::int FROM engagement.send_pauses WHERE source = 'meta'")" -eq 10800 ]
+	[ "$(count audit_log "event = 'account_template_status'")" -eq 1 ]
+	# the same delivery again, and an APPROVED older than the pause: stale
+	tstatus PAUSED $((NOW_S - 100))
+	tstatus APPROVED $((NOW_S - 200))
+	settle
+	[ "$(tpl weekly_review pt-BR provider_status)" = PAUSED ]
+	[ "$(meta_pauses weekly_review)" -eq 1 ]
+	[ "$(count audit_log "event = 'account_template_status'")" -eq 1 ]
+	# a newer APPROVED lifts it
+	tstatus APPROVED $((NOW_S - 50))
+	settle
+	[ "$(tpl weekly_review pt-BR provider_status)" = APPROVED ]
+	[ "$(meta_pauses weekly_review)" -eq 0 ]
+	# a template that is not ours is counted, not an error
+	tstatus PAUSED $((NOW_S - 40)) someone_elses_template en
+	settle
+	stop_hook
+	[ "$(sh_ .account_changes)" -eq 2 ]
+	[ "$(sh_ .account_changes_stale)" -eq 2 ]
+	[ "$(sh_ .ignored)" -eq 1 ]
+	[ "$(sh_ .broken_deliveries)" -eq 0 ]
+}
+
+@test "a template DISABLED fails its queued messages (template_disabled); a sent one stays sent" {
+	start_hook
+	user 1 active; user 2 active; user 3 active
+	q "UPDATE engagement.user_preferences SET locale = 'pt-BR'" >/dev/null
+	a=$(queued 1 weekly_review)
+	b=$(queued 2 weekly_review sent wamid.SENT2)
+	c=$(queued 3 goodbye)
+	tstatus DISABLED $((NOW_S - 30))
+	settle
+	[ "$(row "$a" "status || ' ' || last_error_code")" = "failed template_disabled" ]
+	[ "$(row "$b" status)" = sent ]
+	[ "$(row "$c" status)" = queued ]
+	[ "$(outbox message.failed "$a")" -eq 1 ]
+}
+
+@test "template quality and the messaging limit: applied in order of time, TIER names and max_daily alike" {
+	start_hook
+	account message_template_quality_update $((NOW_S - 60)) \
+		'{"previous_quality_score": "GREEN", "new_quality_score": "RED", "message_template_id": 1,
+		  "message_template_name": "engagement_goodbye", "message_template_language": "en"}'
+	account phone_number_quality_update $((NOW_S - 50)) \
+		'{"display_phone_number": "15550783881", "event": "DOWNGRADE", "old_limit": "TIER_10K",
+		  "current_limit": "TIER_250"}'
+	account phone_number_quality_update $((NOW_S - 90)) \
+		'{"display_phone_number": "15550783881", "event": "UPGRADE", "current_limit": "TIER_100K"}'
+	settle
+	[ "$(tpl goodbye en quality)" = RED ]
+	[ "$(tpl goodbye es "coalesce(quality, 'none')")" = none ]
+	[ "$(q "SELECT tier || ' ' || max_recipients_24h || ' ' || source FROM engagement.messaging_limits WHERE phone_number_id = '*'")" = \
+		"TIER_250 250 meta" ]
+	# the newer field (2026): max_daily_conversations_per_business, also "unlimited"
+	account phone_number_quality_update $((NOW_S - 10)) \
+		'{"display_phone_number": "15550783881", "event": "UPGRADE", "max_daily_conversations_per_business": "2000"}'
+	settle
+	[ "$(q "SELECT max_recipients_24h FROM engagement.messaging_limits")" -eq 2000 ]
+	account phone_number_quality_update $((NOW_S - 5)) \
+		'{"display_phone_number": "15550783881", "event": "UPGRADE", "max_daily_conversations_per_business": "unlimited"}'
+	settle
+	[ "$(q "SELECT coalesce(max_recipients_24h::text, 'unlimited') FROM engagement.messaging_limits")" = unlimited ]
+	# dated in the future: refused as a future-dated opt-out is
+	account phone_number_quality_update $((NOW_S + 3600)) \
+		'{"display_phone_number": "15550783881", "event": "DOWNGRADE", "current_limit": "TIER_250"}'
+	settle
+	[ "$(q "SELECT coalesce(max_recipients_24h::text, 'unlimited') FROM engagement.messaging_limits")" = unlimited ]
+	stop_hook
+	[ "$(sh_ .account_changes)" -eq 4 ]
+	[ "$(sh_ .account_changes_stale)" -eq 1 ]
+	[ "$(sh_ .malformed_items)" -eq 1 ]
+}
+
+@test "a status's pricing is recorded on the message, counted once per message by category" {
+	start_hook
+	user 1 active; user 2 active
+	a=$(queued 1 goodbye sent wamid.P1)
+	b=$(queued 2 weekly_review sent wamid.P2)
+	priced() {
+		st "$1" "$2" "$T" | jq -c --arg c "$3" --argjson b "$4" \
+			'. + {pricing: {billable: $b, pricing_model: "PMP", category: $c}}'
+	}
+	deliver "$(statuses "$(priced wamid.P1 sent utility true)" "$(priced wamid.P2 sent marketing true)")"
+	deliver "$(statuses "$(priced wamid.P1 delivered utility true)")"
+	settle
+	[ "$(row "$a" "pricing_category || ' ' || billable")" = "utility true" ]
+	[ "$(row "$b" "pricing_category || ' ' || billable")" = "marketing true" ]
+	# Meta reclassified it: the newest status's category wins, counted once
+	deliver "$(statuses "$(priced wamid.P1 read marketing true)")"
+	settle
+	[ "$(row "$a" pricing_category)" = marketing ]
+	[ "$(q "SELECT string_agg(kind || ':' || code || ':' || n, ',' ORDER BY kind, code) FROM engagement.message_counts WHERE kind IN ('priced', 'billable')")" = \
+		"billable:marketing:1,billable:utility:1,priced:marketing:1,priced:utility:1" ]
+	stop_hook
+	[ "$(sh_ .priced)" -eq 3 ]
+}

@@ -366,6 +366,23 @@ static void test_answer_retry_and_defer(void **state)
 	assert_int_equal(o.charge, 1);
 }
 
+/* A paused template (132015) is not the message's fault: back to the
+ * queue uncharged, even on its last attempt, the request still recorded. */
+static void test_answer_template_paused(void **state)
+{
+	(void)state;
+	struct eng_wa_result r = answer(ENG_WA_DEFER, 132015);
+	struct eng_outcome o;
+	eng_decide_answer(&r, 4, 5, NOW, 0.5, &o);
+	assert_int_equal(o.kind, ENG_OUT_HANDED_BACK);
+	assert_string_equal(o.status, "queued");
+	assert_int_equal(o.charge, 0);
+	assert_int_equal(o.next, 0);
+	assert_string_equal(o.reason, "template_paused");
+	assert_string_equal(o.code, "132015");
+	assert_int_equal(o.attempt, 5);
+}
+
 static void test_answer_fatal(void **state)
 {
 	(void)state;
@@ -412,6 +429,7 @@ int main(void)
 		cmocka_unit_test(test_answer_sent),
 		cmocka_unit_test(test_answer_fail),
 		cmocka_unit_test(test_answer_retry_and_defer),
+		cmocka_unit_test(test_answer_template_paused),
 		cmocka_unit_test(test_answer_fatal),
 		cmocka_unit_test(test_outcomes),
 	};
