@@ -388,7 +388,8 @@ fs_trial_optout() {
 	fs_db_new "$db"
 	fs_seed "$db" 1 "$n"
 	fs_standin_start "$dir" --latency-ms "$lat" || return 1
-	fs_bg "$dir" send "$ENG_BIN/queue-send" --db "dbname=$db" --rate 0 --concurrency 1
+	fs_bg "$dir" send "$ENG_BIN/queue-send" --db "dbname=$db" --rate 0 --concurrency 1 \
+		--pair-interval 0 # one person, many messages: the opt-out, not the pair rate
 	pid=$FS_PID
 	if ! fs_wait_requests "$FS_RECORD" "$after" 30; then
 		problems+=("the stand-in never saw $after requests")
