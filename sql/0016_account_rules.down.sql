@@ -23,6 +23,7 @@ DROP FUNCTION engagement.apply_account_changes(jsonb, uuid);
 DROP FUNCTION engagement.template_status_effects(text[], text, timestamptz, text, text, uuid);
 DROP FUNCTION engagement.fail_dead_template_messages(text[], uuid);
 DROP FUNCTION engagement.meta_pause_template(text, timestamptz, text);
+DROP FUNCTION engagement.paused_now(timestamptz);
 DROP FUNCTION engagement.template_for(text, text);
 DROP FUNCTION engagement.template_dead(text);
 DROP FUNCTION engagement.template_sendable(text);

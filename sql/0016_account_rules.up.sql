@@ -108,6 +108,18 @@ CREATE FUNCTION engagement.template_for(p_key text, p_locale text)
     LIMIT 1
 $$;
 
+-- What the pauses in force at p_at hold, once for a whole claim or fence
+-- (engagement.is_paused asks it of one message): everything, these message
+-- types, these template keys.
+CREATE FUNCTION engagement.paused_now(p_at timestamptz, OUT all_paused boolean,
+    OUT types text[], OUT templates text[])
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(bool_or(p.scope = 'all'), false),
+        coalesce(array_agg(p.value) FILTER (WHERE p.scope = 'type'), '{}'),
+        coalesce(array_agg(p.value) FILTER (WHERE p.scope = 'template'), '{}')
+    FROM engagement.active_pauses(p_at) p
+$$;
+
 -- Meta paused a template (a PAUSED event, or the first 132015 answer):
 -- pause its key for every queued message, 3 hours the first time and 6 the
 -- times after, as Meta does, from p_at. Nothing when that is already over
@@ -435,11 +447,7 @@ BEGIN
         RAISE EXCEPTION 'a claim takes 1 to 10000 messages, with an hourly cap of 1 to 1000'
             USING ERRCODE = '22023';
     END IF;
-    SELECT coalesce(bool_or(p.scope = 'all'), false),
-        coalesce(array_agg(p.value) FILTER (WHERE p.scope = 'type'), '{}'),
-        coalesce(array_agg(p.value) FILTER (WHERE p.scope = 'template'), '{}')
-    INTO all_paused, types, templates
-    FROM engagement.active_pauses(clock_timestamp()) p;
+    SELECT * INTO all_paused, types, templates FROM engagement.paused_now(clock_timestamp());
     IF all_paused THEN
         RETURN;
     END IF;
@@ -543,8 +551,8 @@ BEGIN
             WHEN coalesce(p.reengagement_opt_out, false) THEN 'opted_out'
             WHEN m.message_type = 'goodbye' AND s.state IS NOT NULL
                  AND s.state <> 'goodbye_sent' THEN 'user_returned'
-            WHEN engagement.is_paused(m.message_type, m.template_key, clock_timestamp())
-                 THEN 'paused'
+            WHEN pz.all_paused OR m.message_type = ANY (pz.types)
+                 OR m.template_key = ANY (pz.templates) THEN 'paused'
             WHEN engagement.template_dead(tp.provider_status) THEN 'template_disabled'
             WHEN NOT engagement.template_sendable(tp.provider_status) THEN 'template_held'
             WHEN p_pair_ms > 0 AND EXISTS (
@@ -559,6 +567,7 @@ BEGIN
         LEFT JOIN engagement.engagement_states s ON s.user_id = m.user_id
         LEFT JOIN engagement.user_preferences p ON p.user_id = m.user_id
         LEFT JOIN LATERAL engagement.template_for(m.template_key, p.locale) tp ON true
+        CROSS JOIN engagement.paused_now(clock_timestamp()) pz
     ), newp AS (
         -- people to reach who were not reached in 24 hours, goodbyes first
         SELECT v.user_id, min(v.id) AS mid,
