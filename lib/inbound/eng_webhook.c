@@ -579,26 +579,37 @@ static void stop(struct hook *h)
 
 /* ---- applying ------------------------------------------------------------------- */
 
+/* The batch grows with the backlog: doubled after each full batch, up to
+ * this many times --batch, and back to --batch once one is not full (fewer
+ * statements per delivery when the receiver acknowledges faster than a
+ * batch of --batch applies; small transactions when it does not). */
+#define BATCH_GROWTH 16
+#define BATCH_MAX 10000
+
 /* Apply everything pending now. A lost connection is reconnected; an
  * error is logged (the service tries again later) and returned. */
 static enum eng_status apply_pending(struct hook *h, struct eng_inbox_counts *k,
 				     struct eng_err *err)
 {
 	const struct eng_job *job = h->job;
+	int batch = h->o->batch;
 	for (;;) {
 		size_t n = 0;
 		enum eng_status st = eng_db_alive(job->db) ? ENG_OK : eng_db_reconnect(job->db, err);
 		if (st == ENG_OK)
-			st = eng_inbox_apply(job->db, job->run_id, h->o->batch, k, &n, err);
+			st = eng_inbox_apply(job->db, job->run_id, batch, k, &n, err);
 		if (st) {
 			eng_log(ENG_ERROR, "inbox_not_applied", ENG_S("error", err->msg),
 				ENG_S("hint", "the deliveries are kept"));
 			return st;
 		}
 		if (n)
-			eng_log(ENG_DEBUG, "deliveries_applied", ENG_I("deliveries", n));
-		if (n < (size_t)h->o->batch)
+			eng_log(ENG_DEBUG, "deliveries_applied", ENG_I("deliveries", n),
+				ENG_I("batch", batch));
+		if (n < (size_t)batch)
 			return ENG_OK;
+		if (batch < h->o->batch * BATCH_GROWTH && batch * 2 <= BATCH_MAX)
+			batch *= 2;
 	}
 }
 
