@@ -33,6 +33,12 @@ json_t *eng_fig_json(const PGresult *r, int row, const char *col, bool words);
 PGresult *eng_fig_query(const struct eng_job *job, const char *sql, int n,
 			const char *const *p, struct eng_err *err);
 
+/* Write text to path (the file of option opt) atomically: path.PID in the
+ * same folder, then rename. The previous file stays when anything fails
+ * (ENG_ECANTCREAT). */
+enum eng_status eng_fig_write_file(const char *opt, const char *path, const char *text,
+				   struct eng_err *err);
+
 /* What the account's figures give the checks. */
 struct eng_account {
 	double pause_age;      /* the oldest pause in force, seconds (0: none) */

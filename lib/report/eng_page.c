@@ -154,12 +154,13 @@ static void columns(struct page *p, const char *base, const char *label,
 {
 	const json_t *a = pointer(p->root, base);
 	size_t n = json_array_size(a);
-	double max = 1;
+	double top = 0;
 	for (size_t i = 0; i < n; i++)
 		for (size_t k = 0; k < nkeys; k++)
-			max = fmax(max, json_number_value(json_object_get(json_array_get(a, i),
+			top = fmax(top, json_number_value(json_object_get(json_array_get(a, i),
 									  keys[k])));
-	double slot = 14.0 * (double)nkeys + 4, height = 120;
+	double max = fmax(top, 1);
+	double slot = 8.0 * (double)nkeys + 4, height = 120;
 	eng_buf_addf(&p->b, "<svg class=\"cols\" width=\"%.0f\" height=\"%.0f\" role=\"img\">",
 		     slot * (double)n, height);
 	for (size_t i = 0; i < n; i++)
@@ -168,10 +169,10 @@ static void columns(struct page *p, const char *base, const char *label,
 			snprintf(ptr, sizeof(ptr), "%s/%zu/%s", base, i, keys[k]);
 			double v = number_at(p, ptr), h = height * v / max;
 			eng_buf_addf(&p->b,
-				     "<rect x=\"%.0f\" y=\"%.1f\" width=\"13\" height=\"%.1f\""
+				     "<rect x=\"%.0f\" y=\"%.1f\" width=\"7\" height=\"%.1f\""
 				     " class=\"%s\" data-figure=\"%s\" data-format=\"int\""
 				     " data-value=\"%.0f\"><title>",
-				     slot * (double)i + 14.0 * (double)k, height - h, h, cls[k], ptr, v);
+				     slot * (double)i + 8.0 * (double)k, height - h, h, cls[k], ptr, v);
 			esc(&p->b, json_string_value(json_object_get(json_array_get(a, i), label)));
 			eng_buf_addf(&p->b, " %s: %.0f</title></rect>", keys[k], v);
 		}
@@ -181,7 +182,7 @@ static void columns(struct page *p, const char *base, const char *label,
 		esc(&p->b, json_string_value(json_object_get(json_array_get(a, 0), label)));
 		eng_buf_adds(&p->b, " … ");
 		esc(&p->b, json_string_value(json_object_get(json_array_get(a, n - 1), label)));
-		eng_buf_adds(&p->b, "</p>");
+		eng_buf_addf(&p->b, "; the tallest column %.0f</p>", top);
 	}
 }
 

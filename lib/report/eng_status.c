@@ -444,86 +444,6 @@ static int checks(const struct eng_status_opts *o, const struct collected *got,
 	return k;
 }
 
-/* ---- output ------------------------------------------------------------------------ */
-
-static void add_label_value(struct eng_buf *b, const char *s)
-{
-	for (; *s; s++) {
-		if (*s == '\\' || *s == '"')
-			eng_buf_addc(b, '\\');
-		if (*s == '\n') {
-			eng_buf_adds(b, "\\n");
-			continue;
-		}
-		eng_buf_addc(b, *s);
-	}
-}
-
-char *eng_prometheus_text(const json_t *families)
-{
-	struct eng_buf b = ENG_BUF_INIT(SIZE_MAX / 2);
-	size_t i, j;
-	const json_t *fam, *s;
-	json_array_foreach(families, i, fam) {
-		const char *name = json_string_value(json_object_get(fam, "name"));
-		eng_buf_addf(&b, "# HELP %s %s\n# TYPE %s %s\n", name,
-			     json_string_value(json_object_get(fam, "help")), name,
-			     json_string_value(json_object_get(fam, "type")));
-		json_array_foreach(json_object_get(fam, "samples"), j, s) {
-			eng_buf_adds(&b, name);
-			const json_t *labels = json_object_get(s, "labels");
-			if (json_object_size(labels)) {
-				const char *k;
-				const json_t *v;
-				bool first = true;
-				eng_buf_addc(&b, '{');
-				json_object_foreach((json_t *)labels, k, v) {
-					eng_buf_addf(&b, "%s%s=\"", first ? "" : ",", k);
-					add_label_value(&b, json_string_value(v));
-					eng_buf_addc(&b, '"');
-					first = false;
-				}
-				eng_buf_addc(&b, '}');
-			}
-			double v = json_real_value(json_object_get(s, "value"));
-			if (v == floor(v) && fabs(v) < 1e15)
-				eng_buf_addf(&b, " %.0f\n", v);
-			else
-				eng_buf_addf(&b, " %.10g\n", v);
-		}
-	}
-	return eng_buf_detach(&b);
-}
-
-/* Write text to path (the file of option opt) atomically: path.PID in the
- * same folder, then rename. The previous file stays when anything fails. */
-static enum eng_status write_file(const char *opt, const char *path, const char *text,
-				  struct eng_err *err)
-{
-	char tmp[4096];
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.%ld", path, (long)getpid()) >= sizeof(tmp))
-		return eng_err_set(err, ENG_ECONFIG, "%s is too long", opt);
-	FILE *out = fopen(tmp, "w");
-	if (!out)
-		return eng_err_set(err, ENG_ECANTCREAT, "cannot write %.300s: %s (the previous "
-				   "file is kept)",
-				   tmp, strerror(errno));
-	size_t n = strlen(text);
-	bool ok = fwrite(text, 1, n, out) == n;
-	ok = fflush(out) == 0 && ok;
-	ok = fsync(fileno(out)) == 0 && ok;
-	int e = errno;
-	ok = fclose(out) == 0 && ok;
-	if (!ok || rename(tmp, path) != 0) {
-		e = ok ? errno : e;
-		unlink(tmp);
-		return eng_err_set(err, ENG_ECANTCREAT, "cannot write %.300s: %s (the previous "
-				   "file is kept)",
-				   path, strerror(e));
-	}
-	return ENG_OK;
-}
-
 /* Every figure, in one read-only snapshot (so that they agree with each
  * other), in UTC (the page's hours and days), without JIT (which costs
  * more than these short queries gain from it). */
@@ -595,7 +515,7 @@ static enum eng_status outputs(const struct eng_job *job, struct eng_status_opts
 	enum eng_status st = ENG_OK;
 	char *text = eng_prometheus_text(families);
 	if (o->textfile)
-		st = write_file("--textfile", o->textfile, text, err);
+		st = eng_fig_write_file("--textfile", o->textfile, text, err);
 	if (o->prometheus)
 		o->exposition = text;
 	else
@@ -603,7 +523,7 @@ static enum eng_status outputs(const struct eng_job *job, struct eng_status_opts
 	if (st == ENG_OK && (o->page || o->html)) {
 		char *page = eng_page_html(job->summary);
 		if (o->html)
-			st = write_file("--html", o->html, page, err);
+			st = eng_fig_write_file("--html", o->html, page, err);
 		if (o->page)
 			o->exposition = page;
 		else
