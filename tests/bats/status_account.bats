@@ -173,15 +173,21 @@ teardown() {
 
 # ---- pricing ---------------------------------------------------------------------
 
-@test "pricing: sent and billable by category over the last day; not error codes" {
-	# as engagement.record_pricing counts a message first priced (kinds
-	# priced and billable, the category as the code); 0016's record_pricing
-	# itself fails on main (its "n" is ambiguous), so the counts are written
-	# through the same engagement.count_messages it calls
-	q "SELECT engagement.count_messages(
-	     ARRAY['priced', 'billable', 'priced', 'priced', 'billable', 'priced', 'billable'],
-	     ARRAY['marketing', 'marketing', 'marketing', 'utility', 'utility', 'marketing_lite',
-	           'marketing_lite']);
+@test "pricing: sent and billable by category over the last day, from record_pricing; not error codes" {
+	user 1
+	for i in 1 2 3 4; do
+		q "INSERT INTO engagement.message_queue (user_id, message_type, template_key, params,
+		     idempotency_key, status, provider_message_id, sent_at)
+		   VALUES ('$(uid 1)', 'goodbye', 'goodbye', '{}', 'k:p$i', 'sent', 'wamid.p$i', now())" >/dev/null
+	done
+	# p1 priced twice: counted once; older counts left out of the day
+	q "SELECT engagement.record_pricing('[
+	     {\"wamid\": \"wamid.p1\", \"category\": \"marketing\", \"billable\": true},
+	     {\"wamid\": \"wamid.p2\", \"category\": \"marketing\", \"billable\": false},
+	     {\"wamid\": \"wamid.p3\", \"category\": \"utility\", \"billable\": true},
+	     {\"wamid\": \"wamid.p4\", \"category\": \"marketing_lite\", \"billable\": true}]', NULL);
+	   SELECT engagement.record_pricing('[
+	     {\"wamid\": \"wamid.p1\", \"category\": \"marketing\", \"billable\": true}]', NULL);
 	   INSERT INTO engagement.message_counts (minute, kind, code, n) VALUES
 	     (date_trunc('minute', now() - interval '25 hours'), 'priced', 'marketing', 50),
 	     (date_trunc('minute', now() - interval '25 hours'), 'billable', 'marketing', 50)" >/dev/null
