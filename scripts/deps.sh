@@ -11,6 +11,8 @@ pkgs=(
   postgresql pgtap pgbouncer
   bats jq scdoc valgrind procps psmisc curl python3 openssl
   prometheus
+  # tests/bats/status_page.bats: engagement-status's page in a real browser
+  chromium
   nginx wrk systemd
   # tests/package: cpack's DEB generator (dpkg-shlibdeps, file)
   dpkg-dev file

@@ -12,6 +12,8 @@
 #include "eng_json.h"
 #include "eng_log.h"
 #include "eng_optout.h"
+#include "eng_figures.h"
+#include "eng_page.h"
 
 #define EXACT_BELOW 200000 /* users counted exactly on smaller tables */
 
@@ -26,58 +28,6 @@ static const char *const outcomes[] = {"sent",      "failed",      "retried",
 				       "handed_back", "delivered", "read",
 				       "undelivered"};
 
-/* ---- metric families, as JSON ---------------------------------------------- */
-
-struct figures {
-	json_t *families; /* [{name, type, help, samples: [{labels, value}]}] */
-	eng_time now;     /* the database's clock */
-};
-
-static json_t *family(struct figures *f, const char *name, const char *type,
-		      const char *help)
-{
-	json_t *samples = json_array();
-	json_array_append_new(f->families, json_pack("{s:s, s:s, s:s, s:o}", "name", name,
-						     "type", type, "help", help, "samples",
-						     samples));
-	return samples;
-}
-
-/* sample(samples, value, "label", "value", ..., NULL) */
-static void sample(json_t *samples, double v, ...)
-{
-	json_t *labels = json_object();
-	va_list ap;
-	va_start(ap, v);
-	for (const char *k; (k = va_arg(ap, const char *)) != NULL;) {
-		const char *val = va_arg(ap, const char *);
-		json_object_set_new(labels, k, json_string(val ? val : ""));
-	}
-	va_end(ap);
-	json_array_append_new(samples, json_pack("{s:o, s:f}", "labels", labels, "value", v));
-}
-
-static double num(const PGresult *r, int row, const char *col)
-{
-	int c = PQfnumber(r, col);
-	return c < 0 || PQgetisnull(r, row, c) ? 0 : atof(PQgetvalue(r, row, c));
-}
-
-static const char *txt(const PGresult *r, int row, const char *col)
-{
-	int c = PQfnumber(r, col);
-	return c < 0 || PQgetisnull(r, row, c) ? "" : PQgetvalue(r, row, c);
-}
-
-static PGresult *query(const struct eng_job *job, const char *sql, int n,
-		       const char *const *p, struct eng_err *err)
-{
-	PGresult *r = eng_db_query(job->db, sql, n, p, err);
-	if (!r)
-		eng_err_prefix(err, "could not read the figures");
-	return r;
-}
-
 /* ---- the queue ------------------------------------------------------------------ */
 
 static enum eng_status queue(const struct eng_job *job, struct figures *f, json_t *sum,
@@ -85,7 +35,7 @@ static enum eng_status queue(const struct eng_job *job, struct figures *f, json_
 {
 	/* queued (the claim's index carries the type) and sending, exactly;
 	 * every type that has a template appears, zero or not */
-	PGresult *r = query(job,
+	PGresult *r = eng_fig_query(job,
 			    "WITH t AS (SELECT DISTINCT template_key AS message_type"
 			    "           FROM engagement.message_templates),"
 			    " q AS (SELECT 'queued' AS status, message_type, count(*) AS n"
@@ -101,21 +51,21 @@ static enum eng_status queue(const struct eng_job *job, struct figures *f, json_
 			    0, NULL, err);
 	if (!r)
 		return err->status;
-	json_t *s = family(f, "engagement_queue_messages", "gauge",
+	json_t *s = eng_fig_family(f, "engagement_queue_messages", "gauge",
 			   "Messages queued or being sent, by status and message type");
 	json_t *js = json_object();
 	for (int i = 0; i < PQntuples(r); i++) {
-		const char *st = txt(r, i, "status"), *type = txt(r, i, "message_type");
-		sample(s, num(r, i, "n"), "status", st, "message_type", type, NULL);
+		const char *st = eng_fig_txt(r, i, "status"), *type = eng_fig_txt(r, i, "message_type");
+		eng_fig_sample(s, eng_fig_num(r, i, "n"), "status", st, "message_type", type, NULL);
 		json_t *by = json_object_get(js, st);
 		if (!by)
 			json_object_set_new(js, st, by = json_object());
-		json_object_set_new(by, type, json_integer((json_int_t)num(r, i, "n")));
+		json_object_set_new(by, type, json_integer((json_int_t)eng_fig_num(r, i, "n")));
 	}
 	PQclear(r);
 
 	/* the finished ones: the planner's estimate (a count would scan) */
-	r = query(job,
+	r = eng_fig_query(job,
 		  "SELECT v.status, greatest(c.reltuples, 0) * coalesce(m.f, 0) AS n"
 		  " FROM (VALUES ('sent'), ('failed'), ('blocked'), ('cancelled')) v(status)"
 		  " CROSS JOIN (SELECT reltuples FROM pg_class"
@@ -129,18 +79,18 @@ static enum eng_status queue(const struct eng_job *job, struct figures *f, json_
 		  0, NULL, err);
 	if (!r)
 		return err->status;
-	s = family(f, "engagement_queue_finished_messages_estimate", "gauge",
+	s = eng_fig_family(f, "engagement_queue_finished_messages_estimate", "gauge",
 		   "Finished messages kept in the queue, by status (the planner's estimate)");
 	json_t *fin = json_object();
 	for (int i = 0; i < PQntuples(r); i++) {
-		double n = round(num(r, i, "n"));
-		sample(s, n, "status", txt(r, i, "status"), NULL);
-		json_object_set_new(fin, txt(r, i, "status"), json_integer((json_int_t)n));
+		double n = round(eng_fig_num(r, i, "n"));
+		eng_fig_sample(s, n, "status", eng_fig_txt(r, i, "status"), NULL);
+		json_object_set_new(fin, eng_fig_txt(r, i, "status"), json_integer((json_int_t)n));
 	}
 	PQclear(r);
 	json_object_set_new(js, "finished_estimate", fin);
 
-	r = query(job,
+	r = eng_fig_query(job,
 		  "SELECT coalesce(extract(epoch FROM now() - (SELECT min(next_attempt_at)"
 		  "  FROM engagement.message_queue WHERE status = 'queued'"
 		  "    AND next_attempt_at <= now())), 0) AS oldest_due,"
@@ -149,12 +99,12 @@ static enum eng_status queue(const struct eng_job *job, struct figures *f, json_
 		  0, NULL, err);
 	if (!r)
 		return err->status;
-	double oldest = num(r, 0, "oldest_due"), expired = num(r, 0, "expired");
+	double oldest = eng_fig_num(r, 0, "oldest_due"), expired = eng_fig_num(r, 0, "expired");
 	PQclear(r);
-	sample(family(f, "engagement_queue_oldest_due_seconds", "gauge",
+	eng_fig_sample(eng_fig_family(f, "engagement_queue_oldest_due_seconds", "gauge",
 		      "Age of the oldest message due for sending and not sent"),
 	       oldest, NULL);
-	sample(family(f, "engagement_queue_expired_leases", "gauge",
+	eng_fig_sample(eng_fig_family(f, "engagement_queue_expired_leases", "gauge",
 		      "Claims whose sender stopped renewing them (it died or stalled)"),
 	       expired, NULL);
 	json_object_set_new(js, "oldest_due_seconds", json_real(round(oldest * 10) / 10));
@@ -172,7 +122,7 @@ struct rates {
 static enum eng_status happened(const struct eng_job *job, struct figures *f, json_t *sum,
 				struct rates *rt, struct eng_err *err)
 {
-	PGresult *r = query(job,
+	PGresult *r = eng_fig_query(job,
 			    "SELECT kind, code,"
 			    "  sum(n) FILTER (WHERE minute >= now() - interval '1 hour') AS h,"
 			    "  sum(n) AS d"
@@ -182,21 +132,21 @@ static enum eng_status happened(const struct eng_job *job, struct figures *f, js
 			    0, NULL, err);
 	if (!r)
 		return err->status;
-	json_t *s = family(f, "engagement_messages", "gauge",
+	json_t *s = eng_fig_family(f, "engagement_messages", "gauge",
 			   "What happened to messages in the last hour or day, by outcome");
-	json_t *codes = family(f, "engagement_message_errors", "gauge",
+	json_t *codes = eng_fig_family(f, "engagement_message_errors", "gauge",
 			       "Messages failed, retried, deferred, handed back or undelivered in the last hour "
 			       "or day, by the API's error code");
-	json_t *funnel = family(f, "engagement_delivery_funnel", "gauge",
+	json_t *funnel = eng_fig_family(f, "engagement_delivery_funnel", "gauge",
 				"Messages sent, delivered, read and undelivered in the last day");
-	json_t *prefs = family(f, "engagement_preference_changes", "gauge",
+	json_t *prefs = eng_fig_family(f, "engagement_preference_changes", "gauge",
 			       "Opt-outs and opt-ins applied in the last day, by channel");
 	json_t *h = json_object(), *d = json_object(), *jp = json_object();
 	double total[sizeof(outcomes) / sizeof(*outcomes)][2] = {{0}};
 	double changes[2][ENG_OPTOUT_NSOURCES] = {{0}}; /* [opt_out?][source] */
 	for (int i = 0; i < PQntuples(r); i++) {
-		const char *kind = txt(r, i, "kind"), *code = txt(r, i, "code");
-		double nh = num(r, i, "h"), nd = num(r, i, "d");
+		const char *kind = eng_fig_txt(r, i, "kind"), *code = eng_fig_txt(r, i, "code");
+		double nh = eng_fig_num(r, i, "h"), nd = eng_fig_num(r, i, "d");
 		if (strcmp(kind, "opt_out") == 0 || strcmp(kind, "opt_in") == 0) {
 			for (size_t c = 0; c < ENG_OPTOUT_NSOURCES; c++)
 				if (strcmp(code, eng_optout_sources[c]) == 0)
@@ -208,9 +158,10 @@ static enum eng_status happened(const struct eng_job *job, struct figures *f, js
 				total[k][0] += nh;
 				total[k][1] += nd;
 			}
-		if (*code) { /* by code; the totals follow below */
-			sample(codes, nh, "outcome", kind, "code", code, "window", "1h", NULL);
-			sample(codes, nd, "outcome", kind, "code", code, "window", "24h", NULL);
+		if (*code && strcmp(kind, "priced") != 0 && strcmp(kind, "billable") != 0) {
+			/* by code; the totals follow below (pricing: eng_account.c) */
+			eng_fig_sample(codes, nh, "outcome", kind, "code", code, "window", "1h", NULL);
+			eng_fig_sample(codes, nd, "outcome", kind, "code", code, "window", "24h", NULL);
 		}
 	}
 	PQclear(r);
@@ -219,25 +170,25 @@ static enum eng_status happened(const struct eng_job *job, struct figures *f, js
 		for (size_t c = 0; c < ENG_OPTOUT_NSOURCES; c++) {
 			const char *kind = o ? "opt_out" : "opt_in";
 			char key[64];
-			sample(prefs, changes[o][c], "change", kind, "source", eng_optout_sources[c], NULL);
+			eng_fig_sample(prefs, changes[o][c], "change", kind, "source", eng_optout_sources[c], NULL);
 			snprintf(key, sizeof(key), "%s_%s", kind, eng_optout_sources[c]);
 			json_object_set_new(jp, key, json_integer((json_int_t)changes[o][c]));
 		}
 	for (size_t k = 0; k < sizeof(outcomes) / sizeof(*outcomes); k++) {
-		sample(s, total[k][0], "outcome", outcomes[k], "window", "1h", NULL);
-		sample(s, total[k][1], "outcome", outcomes[k], "window", "24h", NULL);
+		eng_fig_sample(s, total[k][0], "outcome", outcomes[k], "window", "1h", NULL);
+		eng_fig_sample(s, total[k][1], "outcome", outcomes[k], "window", "24h", NULL);
 		json_object_set_new(h, outcomes[k], json_integer((json_int_t)total[k][0]));
 		json_object_set_new(d, outcomes[k], json_integer((json_int_t)total[k][1]));
 		if (strcmp(outcomes[k], "sent") == 0 || strcmp(outcomes[k], "delivered") == 0 ||
 		    strcmp(outcomes[k], "read") == 0 || strcmp(outcomes[k], "undelivered") == 0)
-			sample(funnel, total[k][1], "stage", outcomes[k], NULL);
+			eng_fig_sample(funnel, total[k][1], "stage", outcomes[k], NULL);
 		if (strcmp(outcomes[k], "sent") == 0)
 			rt->sent_1h = total[k][0];
 		if (strcmp(outcomes[k], "failed") == 0)
 			rt->failed_1h = total[k][0];
 	}
 	double n = rt->sent_1h + rt->failed_1h;
-	sample(family(f, "engagement_send_failure_ratio", "gauge",
+	eng_fig_sample(eng_fig_family(f, "engagement_send_failure_ratio", "gauge",
 		      "Failed sends among sent and failed in the last hour (0 when none)"),
 	       n > 0 ? rt->failed_1h / n : 0, NULL);
 	json_object_set_new(sum, "last_hour", h);
@@ -253,7 +204,7 @@ static enum eng_status people(const struct eng_job *job, struct figures *f, json
 {
 	/* counted on small tables, the planner's statistics on large ones
 	 * (one query or the other: planning both would cost more) */
-	PGresult *r = query(job,
+	PGresult *r = eng_fig_query(job,
 			    "SELECT greatest(reltuples, 0) FROM pg_class"
 			    " WHERE oid = 'engagement.engagement_states'::regclass",
 			    0, NULL, err);
@@ -261,7 +212,7 @@ static enum eng_status people(const struct eng_job *job, struct figures *f, json
 		return err->status;
 	bool est = atof(PQgetvalue(r, 0, 0)) >= EXACT_BELOW;
 	PQclear(r);
-	r = query(job,
+	r = eng_fig_query(job,
 		  est ? "WITH est AS (SELECT x.v AS state, c.reltuples * x.f AS n"
 			"  FROM pg_stats s CROSS JOIN (SELECT reltuples FROM pg_class"
 			"    WHERE oid = 'engagement.engagement_states'::regclass) c,"
@@ -280,17 +231,17 @@ static enum eng_status people(const struct eng_job *job, struct figures *f, json
 		  0, NULL, err);
 	if (!r)
 		return err->status;
-	json_t *s = family(f, "engagement_users", "gauge",
+	json_t *s = eng_fig_family(f, "engagement_users", "gauge",
 			   "People in each engagement state (an estimate on large tables: "
 			   "see engagement_users_estimated)");
 	json_t *ju = json_object();
 	for (int i = 0; i < PQntuples(r); i++) {
-		double n = round(num(r, i, "n"));
-		sample(s, n, "state", txt(r, i, "state"), NULL);
-		json_object_set_new(ju, txt(r, i, "state"), json_integer((json_int_t)n));
+		double n = round(eng_fig_num(r, i, "n"));
+		eng_fig_sample(s, n, "state", eng_fig_txt(r, i, "state"), NULL);
+		json_object_set_new(ju, eng_fig_txt(r, i, "state"), json_integer((json_int_t)n));
 	}
 	PQclear(r);
-	sample(family(f, "engagement_users_estimated", "gauge",
+	eng_fig_sample(eng_fig_family(f, "engagement_users_estimated", "gauge",
 		      "1 when engagement_users comes from the planner's statistics"),
 	       est, NULL);
 	json_object_set_new(ju, "estimated", json_boolean(est));
@@ -331,7 +282,7 @@ static enum eng_status runs(const struct eng_job *job, struct figures *f, json_t
 	char dead[16];
 	snprintf(dead, sizeof(dead), "%d", ENG_RUN_DEAD_AFTER_S);
 	const char *p[] = {names, dead};
-	PGresult *r = query(
+	PGresult *r = eng_fig_query(
 		job,
 		"SELECT j.program, extract(epoch FROM l.started_at) AS started,"
 		"  extract(epoch FROM l.finished_at) AS finished, l.exit_code,"
@@ -353,31 +304,31 @@ static enum eng_status runs(const struct eng_job *job, struct figures *f, json_t
 	free(names);
 	if (!r)
 		return err->status;
-	json_t *last = family(f, "engagement_job_last_run_timestamp_seconds", "gauge",
+	json_t *last = eng_fig_family(f, "engagement_job_last_run_timestamp_seconds", "gauge",
 			      "When the job's last run started (0: never)");
-	json_t *succ = family(f, "engagement_job_last_success_timestamp_seconds", "gauge",
+	json_t *succ = eng_fig_family(f, "engagement_job_last_success_timestamp_seconds", "gauge",
 			      "When the job's last successful run finished (0: never)");
-	json_t *dur = family(f, "engagement_job_last_duration_seconds", "gauge",
+	json_t *dur = eng_fig_family(f, "engagement_job_last_duration_seconds", "gauge",
 			     "How long the job's last run took (so far, while it runs)");
-	json_t *code = family(f, "engagement_job_last_exit_code", "gauge",
+	json_t *code = eng_fig_family(f, "engagement_job_last_exit_code", "gauge",
 			      "The exit code of the job's last run (-1: none, still running, or it died)");
-	json_t *running = family(f, "engagement_job_running", "gauge",
+	json_t *running = eng_fig_family(f, "engagement_job_running", "gauge",
 				 "1 while the job's last run is running (its heartbeat is fresh)");
 	json_t *jj = json_object();
 	for (int i = 0; i < PQntuples(r) && (size_t)i < NJOBS; i++) {
 		const char *name = jobs[i];
-		double success = num(r, i, "success");
+		double success = eng_fig_num(r, i, "success");
 		if (success == 0)
 			success = carried(textfile, name);
-		double now = num(r, i, "now");
+		double now = eng_fig_num(r, i, "now");
 		ages->success_age[i] = success > 0 ? now - success : -1;
-		const char *status = txt(r, i, "status");
-		sample(last, num(r, i, "started"), "program", name, NULL);
-		sample(succ, success, "program", name, NULL);
-		sample(dur, round(num(r, i, "duration") * 1000) / 1000, "program", name, NULL);
+		const char *status = eng_fig_txt(r, i, "status");
+		eng_fig_sample(last, eng_fig_num(r, i, "started"), "program", name, NULL);
+		eng_fig_sample(succ, success, "program", name, NULL);
+		eng_fig_sample(dur, round(eng_fig_num(r, i, "duration") * 1000) / 1000, "program", name, NULL);
 		bool ended = *status && strcmp(status, "running") != 0 && strcmp(status, "died") != 0;
-		sample(code, ended ? num(r, i, "exit_code") : -1, "program", name, NULL);
-		sample(running, strcmp(status, "running") == 0, "program", name, NULL);
+		eng_fig_sample(code, ended ? eng_fig_num(r, i, "exit_code") : -1, "program", name, NULL);
+		eng_fig_sample(running, strcmp(status, "running") == 0, "program", name, NULL);
 		json_object_set_new(jj, name, json_pack("{s:s?, s:f, s:f}", "last_status",
 						       *status ? status : NULL, "last_success",
 						       success, "success_age_seconds",
@@ -397,7 +348,7 @@ struct backlog {
 static enum eng_status backlogs(const struct eng_job *job, struct figures *f, json_t *sum,
 				struct backlog *b, struct eng_err *err)
 {
-	PGresult *r = query(
+	PGresult *r = eng_fig_query(
 		job,
 		"SELECT (SELECT count(*) FROM engagement.outbox_events WHERE published_at IS NULL)"
 		"    AS outbox,"
@@ -410,25 +361,25 @@ static enum eng_status backlogs(const struct eng_job *job, struct figures *f, js
 		0, NULL, err);
 	if (!r)
 		return err->status;
-	b->outbox_age = num(r, 0, "outbox_age");
-	b->inbox_age = num(r, 0, "inbox_age");
-	sample(family(f, "engagement_outbox_unpublished_events", "gauge",
+	b->outbox_age = eng_fig_num(r, 0, "outbox_age");
+	b->inbox_age = eng_fig_num(r, 0, "inbox_age");
+	eng_fig_sample(eng_fig_family(f, "engagement_outbox_unpublished_events", "gauge",
 		      "Outbox events not published yet"),
-	       num(r, 0, "outbox"), NULL);
-	sample(family(f, "engagement_outbox_oldest_unpublished_seconds", "gauge",
+	       eng_fig_num(r, 0, "outbox"), NULL);
+	eng_fig_sample(eng_fig_family(f, "engagement_outbox_oldest_unpublished_seconds", "gauge",
 		      "Age of the oldest unpublished outbox event (0: none)"),
 	       b->outbox_age, NULL);
-	sample(family(f, "engagement_webhook_inbox_pending", "gauge",
+	eng_fig_sample(eng_fig_family(f, "engagement_webhook_inbox_pending", "gauge",
 		      "Webhook deliveries stored and not applied yet"),
-	       num(r, 0, "inbox"), NULL);
-	sample(family(f, "engagement_webhook_inbox_oldest_pending_seconds", "gauge",
+	       eng_fig_num(r, 0, "inbox"), NULL);
+	eng_fig_sample(eng_fig_family(f, "engagement_webhook_inbox_oldest_pending_seconds", "gauge",
 		      "Age of the oldest webhook delivery not applied yet (0: none)"),
 	       b->inbox_age, NULL);
 	json_object_set_new(sum, "outbox",
-			    json_pack("{s:I, s:f}", "unpublished", (json_int_t)num(r, 0, "outbox"),
+			    json_pack("{s:I, s:f}", "unpublished", (json_int_t)eng_fig_num(r, 0, "outbox"),
 				      "oldest_seconds", round(b->outbox_age * 10) / 10));
 	json_object_set_new(sum, "webhook_inbox",
-			    json_pack("{s:I, s:f}", "pending", (json_int_t)num(r, 0, "inbox"),
+			    json_pack("{s:I, s:f}", "pending", (json_int_t)eng_fig_num(r, 0, "inbox"),
 				      "oldest_seconds", round(b->inbox_age * 10) / 10));
 	PQclear(r);
 	return ENG_OK;
@@ -443,10 +394,20 @@ struct check {
 	const char *unit;
 };
 
-static int checks(const struct eng_status_opts *o, const struct job_ages *ages,
-		  const json_t *sum, const struct rates *rt, const struct backlog *b,
-		  struct check *c)
+/* What the checks read, besides the summary. */
+struct collected {
+	struct job_ages ages;
+	struct rates rt;
+	struct backlog bl;
+	struct eng_account acct;
+};
+
+static int checks(const struct eng_status_opts *o, const struct collected *got,
+		  const json_t *sum, struct check *c)
 {
+	const struct job_ages *ages = &got->ages;
+	const struct rates *rt = &got->rt;
+	const struct backlog *b = &got->bl;
 	const json_t *q = json_object_get(sum, "queue");
 	double due = json_real_value(json_object_get(q, "oldest_due_seconds"));
 	double expired = (double)json_integer_value(json_object_get(q, "expired_leases"));
@@ -470,129 +431,65 @@ static int checks(const struct eng_status_opts *o, const struct job_ages *ages,
 				"percent of the last hour's sends"};
 	c[k++] = (struct check){"webhook_inbox_behind", b->inbox_age,
 				o->max_inbox_age_ms / 1000.0, false, "seconds"};
+	c[k++] = (struct check){"pause_too_old", got->acct.pause_age,
+				o->max_pause_age_ms / 1000.0, false, "seconds since the pause began"};
+	c[k++] = (struct check){"template_paused", got->acct.paused_templates, 0, false,
+				"templates Meta paused"};
+	c[k++] = (struct check){"template_quality_red", got->acct.red_templates, 0, false,
+				"templates of quality RED"};
+	c[k++] = (struct check){"messaging_limit_used", got->acct.limit_used, o->max_limit_use,
+				false, "percent of the messaging limit used in 24 hours"};
 	for (int i = 0; i < k; i++)
 		c[i].crossed = c[i].value > c[i].threshold;
 	return k;
 }
 
-/* ---- output ------------------------------------------------------------------------ */
-
-static void add_label_value(struct eng_buf *b, const char *s)
+/* Every figure, in one read-only snapshot (so that they agree with each
+ * other), in UTC (the page's hours and days), without JIT (which costs
+ * more than these short queries gain from it). */
+static enum eng_status collect(const struct eng_job *job, const struct eng_status_opts *o,
+			       struct figures *f, struct collected *got, struct eng_err *err)
 {
-	for (; *s; s++) {
-		if (*s == '\\' || *s == '"')
-			eng_buf_addc(b, '\\');
-		if (*s == '\n') {
-			eng_buf_adds(b, "\\n");
-			continue;
-		}
-		eng_buf_addc(b, *s);
-	}
-}
-
-char *eng_prometheus_text(const json_t *families)
-{
-	struct eng_buf b = ENG_BUF_INIT(SIZE_MAX / 2);
-	size_t i, j;
-	const json_t *fam, *s;
-	json_array_foreach(families, i, fam) {
-		const char *name = json_string_value(json_object_get(fam, "name"));
-		eng_buf_addf(&b, "# HELP %s %s\n# TYPE %s %s\n", name,
-			     json_string_value(json_object_get(fam, "help")), name,
-			     json_string_value(json_object_get(fam, "type")));
-		json_array_foreach(json_object_get(fam, "samples"), j, s) {
-			eng_buf_adds(&b, name);
-			const json_t *labels = json_object_get(s, "labels");
-			if (json_object_size(labels)) {
-				const char *k;
-				const json_t *v;
-				bool first = true;
-				eng_buf_addc(&b, '{');
-				json_object_foreach((json_t *)labels, k, v) {
-					eng_buf_addf(&b, "%s%s=\"", first ? "" : ",", k);
-					add_label_value(&b, json_string_value(v));
-					eng_buf_addc(&b, '"');
-					first = false;
-				}
-				eng_buf_addc(&b, '}');
-			}
-			double v = json_real_value(json_object_get(s, "value"));
-			if (v == floor(v) && fabs(v) < 1e15)
-				eng_buf_addf(&b, " %.0f\n", v);
-			else
-				eng_buf_addf(&b, " %.10g\n", v);
-		}
-	}
-	return eng_buf_detach(&b);
-}
-
-/* Write text to path atomically: path.PID in the same folder, then
- * rename. The previous file stays when anything fails. */
-static enum eng_status write_textfile(const char *path, const char *text, struct eng_err *err)
-{
-	char tmp[4096];
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.%ld", path, (long)getpid()) >= sizeof(tmp))
-		return eng_err_set(err, ENG_ECONFIG, "--textfile is too long");
-	FILE *out = fopen(tmp, "w");
-	if (!out)
-		return eng_err_set(err, ENG_ECANTCREAT, "cannot write %.300s: %s (the previous "
-				   "file is kept)",
-				   tmp, strerror(errno));
-	size_t n = strlen(text);
-	bool ok = fwrite(text, 1, n, out) == n;
-	ok = fflush(out) == 0 && ok;
-	ok = fsync(fileno(out)) == 0 && ok;
-	int e = errno;
-	ok = fclose(out) == 0 && ok;
-	if (!ok || rename(tmp, path) != 0) {
-		e = ok ? errno : e;
-		unlink(tmp);
-		return eng_err_set(err, ENG_ECANTCREAT, "cannot write %.300s: %s (the previous "
-				   "file is kept)",
-				   path, strerror(e));
-	}
-	return ENG_OK;
-}
-
-enum eng_status eng_status_run(const struct eng_job *job, struct eng_status_opts *o,
-			       struct eng_err *err)
-{
-	int64_t t0 = eng_mono_us();
-	struct figures f = {json_array(), job->now};
-	struct job_ages ages;
-	struct rates rt = {0};
-	struct backlog bl = {0};
 	json_t *sum = job->summary;
-	/* one snapshot, so that the figures agree with each other; without
-	 * JIT, which costs more than these short queries gain from it */
 	enum eng_status st = eng_db_exec(job->db,
 					 "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
 					 0, NULL, err);
 	if (st == ENG_OK)
-		st = eng_db_exec(job->db, "SET LOCAL jit = off", 0, NULL, err);
+		st = eng_db_exec(job->db,
+				 "SELECT set_config('jit', 'off', true),"
+				 " set_config('TimeZone', 'UTC', true)",
+				 0, NULL, err);
 	if (st == ENG_OK)
-		st = queue(job, &f, sum, err);
+		st = queue(job, f, sum, err);
 	if (st == ENG_OK)
-		st = happened(job, &f, sum, &rt, err);
+		st = happened(job, f, sum, &got->rt, err);
 	if (st == ENG_OK)
-		st = people(job, &f, sum, err);
+		st = people(job, f, sum, err);
 	if (st == ENG_OK)
-		st = runs(job, &f, sum, o->textfile, &ages, err);
+		st = runs(job, f, sum, o->textfile, &got->ages, err);
 	if (st == ENG_OK)
-		st = backlogs(job, &f, sum, &bl, err);
+		st = backlogs(job, f, sum, &got->bl, err);
+	if (st == ENG_OK)
+		st = eng_account_figures(job, f, sum, &got->acct, err);
+	if (st == ENG_OK && (o->page || o->html))
+		st = eng_page_figures(job, jobs, NJOBS, sum, err);
 	eng_db_rollback(job->db); /* read only: nothing to keep */
-	if (st) {
-		json_decref(f.families);
-		return st;
-	}
-	struct check c[8];
-	int nc = checks(o, &ages, sum, &rt, &bl, c);
-	json_t *cs = family(&f, "engagement_check_failed", "gauge",
+	return st;
+}
+
+/* Compare with the thresholds: the checks in the summary and as metrics,
+ * a check_failed line each with --check. How many crossed (with --check). */
+static int compare(const struct eng_status_opts *o, const struct collected *got,
+		   struct figures *f, json_t *sum)
+{
+	struct check c[16];
+	int nc = checks(o, got, sum, c);
+	json_t *cs = eng_fig_family(f, "engagement_check_failed", "gauge",
 			    "1 when the figure has crossed engagement-status --check's threshold");
 	json_t *jc = json_array();
 	int crossed = 0;
 	for (int i = 0; i < nc; i++) {
-		sample(cs, c[i].crossed, "check", c[i].name, NULL);
+		eng_fig_sample(cs, c[i].crossed, "check", c[i].name, NULL);
 		json_array_append_new(jc, json_pack("{s:s, s:b, s:o, s:f}", "check", c[i].name,
 						    "crossed", c[i].crossed, "value",
 						    isinf(c[i].value) ? json_null()
@@ -607,23 +504,55 @@ enum eng_status eng_status_run(const struct eng_job *job, struct eng_status_opts
 		}
 	}
 	json_object_set_new(sum, "checks", jc);
-	double secs = (double)(eng_mono_us() - t0) / 1e6;
-	sample(family(&f, "engagement_status_duration_seconds", "gauge",
-		      "How long collecting these figures took"),
-	       round(secs * 1000) / 1000, NULL);
-	sample(family(&f, "engagement_status_last_success_timestamp_seconds", "gauge",
-		      "When engagement-status last collected these figures"),
-	       (double)(job->now / ENG_USEC_PER_SEC), NULL);
+	json_object_set_new(sum, "checks_failed", json_integer(crossed));
+	return crossed;
+}
 
-	char *text = eng_prometheus_text(f.families);
-	json_decref(f.families);
+/* The exposition (o->exposition with prometheus), the textfile, the page. */
+static enum eng_status outputs(const struct eng_job *job, struct eng_status_opts *o,
+			       json_t *families, struct eng_err *err)
+{
+	enum eng_status st = ENG_OK;
+	char *text = eng_prometheus_text(families);
 	if (o->textfile)
-		st = write_textfile(o->textfile, text, err);
+		st = eng_fig_write_file("--textfile", o->textfile, text, err);
 	if (o->prometheus)
 		o->exposition = text;
 	else
 		free(text);
-	json_object_set_new(sum, "checks_failed", json_integer(crossed));
+	if (st == ENG_OK && (o->page || o->html)) {
+		char *page = eng_page_html(job->summary);
+		if (o->html)
+			st = eng_fig_write_file("--html", o->html, page, err);
+		if (o->page)
+			o->exposition = page;
+		else
+			free(page);
+	}
+	return st;
+}
+
+enum eng_status eng_status_run(const struct eng_job *job, struct eng_status_opts *o,
+			       struct eng_err *err)
+{
+	int64_t t0 = eng_mono_us();
+	struct figures f = {json_array(), job->now};
+	struct collected got = {0};
+	enum eng_status st = collect(job, o, &f, &got, err);
+	if (st) {
+		json_decref(f.families);
+		return st;
+	}
+	int crossed = compare(o, &got, &f, job->summary);
+	double secs = (double)(eng_mono_us() - t0) / 1e6;
+	eng_fig_sample(eng_fig_family(&f, "engagement_status_duration_seconds", "gauge",
+		      "How long collecting these figures took"),
+	       round(secs * 1000) / 1000, NULL);
+	eng_fig_sample(eng_fig_family(&f, "engagement_status_last_success_timestamp_seconds", "gauge",
+		      "When engagement-status last collected these figures"),
+	       (double)(job->now / ENG_USEC_PER_SEC), NULL);
+	st = outputs(job, o, f.families, err);
+	json_decref(f.families);
 	if (st == ENG_OK && crossed)
 		return eng_err_set(err, ENG_PARTIAL, "%d checks failed (check_failed in the log)",
 				   crossed);

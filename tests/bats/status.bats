@@ -3,6 +3,7 @@
 # stand-in, for outcomes that queue-send really wrote).
 
 load helpers
+load status_helpers
 
 setup() {
 	new_db
@@ -18,102 +19,8 @@ teardown() {
 	drop_dbs
 }
 
-uid() { printf '00000000-0000-4000-8000-%012d' "$1"; }
-# phone NUM [SUFFIX]: the stand-in answers by the last three digits
-phone() { printf '+55119%05d%s' "$1" "${2:-000}"; }
-
-# user NUM [SUFFIX] [STATE]: a user with preferences and an engagement state
-user() {
-	q "INSERT INTO engagement.users (id, phone_e164) VALUES ('$(uid "$1")', '$(phone "$1" "${2:-000}")');
-	   INSERT INTO engagement.user_preferences (user_id) VALUES ('$(uid "$1")');
-	   INSERT INTO engagement.engagement_states (user_id, state) VALUES ('$(uid "$1")', '${3:-active}')" >/dev/null
-}
-
-# msg NUM TYPE STATUS NEXT_ATTEMPT_SQL [LOCKED_UNTIL_SQL]: a queue row
-msg() {
-	local lb=NULL lu=NULL wamid=NULL sent=NULL
-	if [ -n "${5:-}" ]; then lb="'w1'"; lu=$5; fi
-	if [ "$3" = sent ]; then wamid="'wamid.$RANDOM$RANDOM'"; sent="now()"; fi
-	q "INSERT INTO engagement.message_queue (user_id, message_type, template_key, params,
-	     idempotency_key, status, next_attempt_at, locked_by, locked_until, provider_message_id, sent_at)
-	   VALUES ('$(uid "$1")', '$2', '$2',
-	     CASE WHEN '$2' = 'weekly_review' THEN '{\"activity_count\": 4}'::jsonb ELSE '{}'::jsonb END,
-	     'k:$1:$2:$RANDOM$RANDOM$RANDOM', '$3', $4, $lb, $lu, $wamid, $sent)" >/dev/null
-}
-
-# job_run PROGRAM FINISHED_AGO STATUS EXIT_CODE: a finished job_runs row
-job_run() {
-	q "INSERT INTO engagement.job_runs (run_id, program, started_at, finished_at, status, exit_code)
-	   VALUES (gen_random_uuid(), '$1', now() - interval '$2' - interval '3 seconds',
-	           now() - interval '$2', '$3', $4)" >/dev/null
-}
-
-# fresh_jobs: the daily and weekly jobs succeeded a minute ago
-fresh_jobs() {
-	job_run engagement-daily '1 minute' ok 0
-	job_run engagement-weekly '1 minute' ok 0
-}
-
-st() { eng engagement-status --db "$CONN" "$@"; }
-
-# prom ARGS: engagement-status --format prometheus; $output is the
-# exposition, the log lines are checked
-prom() {
-	run --separate-stderr "$ENG_BIN/engagement-status" --db "$CONN" --format prometheus "$@"
-	check_log_lines "$stderr"
-}
-
-# metric 'NAME{LABELS}' [FILE]: the sample's value, in $output or FILE;
-# fails when there is no such sample (label values may hold spaces)
-metric() {
-	local prog='BEGIN { k = ENVIRON["METRIC_KEY"] " " }
-		substr($0, 1, length(k)) == k { print $NF; f = 1 } END { exit !f }'
-	if [ -n "${2:-}" ]; then
-		METRIC_KEY=$1 awk "$prog" "$2"
-	else
-		METRIC_KEY=$1 awk "$prog" <<<"$output"
-	fi
-}
-
-# jq -c with sorted keys on the summary
-sjc() {
-	jq -cS "$1" <<<"$output"
-}
-
-# the checks named by check_failed log lines, sorted, one line
-failed_checks() {
-	log_events check_failed | jq -r .check | sort | paste -sd' ' -
-}
-
-# promtool is part of the suite (Debian's prometheus package, in
-# scripts/deps.sh): missing, the test fails
-promtool_check() {
-	command -v promtool >/dev/null || {
-		echo "promtool not found: install Debian's prometheus package (scripts/deps.sh)" >&2
-		return 1
-	}
-	promtool check metrics <"$1"
-}
-
-# the families of an exposition: "NAME TYPE SAMPLES" per line, checking
-# that each has one HELP and one TYPE line, before its samples
-families() {
-	awk '
-	/^# HELP / { help[$3]++; next }
-	/^# TYPE / { if (!($3 in help)) { print "TYPE before HELP: " $3 > "/dev/stderr"; bad = 1 }
-	             type[$3] = $4; order[++n] = $3; next }
-	/^#/ { next }
-	{ name = $1; sub(/\{.*/, "", name)
-	  if (!(name in type)) { print "sample without TYPE: " $0 > "/dev/stderr"; bad = 1 }
-	  samples[name]++ }
-	END { for (i = 1; i <= n; i++) {
-	        f = order[i]
-	        if (help[f] != 1) { print "HELP lines for " f ": " help[f] > "/dev/stderr"; bad = 1 }
-	        print f, type[f], samples[f] + 0 }
-	      exit bad }' <<<"$1"
-}
-
-ALL_FAMILIES="engagement_check_failed
+ALL_FAMILIES="engagement_billable_messages
+engagement_check_failed
 engagement_delivery_funnel
 engagement_job_last_duration_seconds
 engagement_job_last_exit_code
@@ -122,16 +29,24 @@ engagement_job_last_success_timestamp_seconds
 engagement_job_running
 engagement_message_errors
 engagement_messages
+engagement_messaging_limit_reached_24h
+engagement_messaging_limit_recipients
+engagement_messaging_limit_used_ratio
 engagement_outbox_oldest_unpublished_seconds
 engagement_outbox_unpublished_events
 engagement_preference_changes
+engagement_priced_messages
 engagement_queue_expired_leases
 engagement_queue_finished_messages_estimate
 engagement_queue_messages
 engagement_queue_oldest_due_seconds
 engagement_send_failure_ratio
+engagement_send_pause_oldest_age_seconds
+engagement_send_pauses_active
 engagement_status_duration_seconds
 engagement_status_last_success_timestamp_seconds
+engagement_templates_by_quality
+engagement_templates_by_status
 engagement_users
 engagement_users_estimated
 engagement_webhook_inbox_oldest_pending_seconds
@@ -243,7 +158,8 @@ engagement_webhook_inbox_pending"
 	[ -z "$(awk '$3 == 0 && $1 != "engagement_message_errors" && $1 != "engagement_preference_changes"' <<<"$fams")" ]
 	prom
 	# every sample zero, but: exit codes -1 (no run), the two job checks 1
-	# (never ran), and engagement-status's own duration and timestamp
+	# (never ran), the six template rows Meta never reported on, and
+	# engagement-status's own duration and timestamp
 	nonzero=$(awk '!/^#/ && $2 != 0 { print $1 }' <<<"$output" | sort | paste -sd' ' -)
 	expect=$(printf '%s\n' 'engagement_check_failed{check="daily_job_stale"}' \
 		'engagement_check_failed{check="weekly_job_stale"}' \
@@ -251,6 +167,8 @@ engagement_webhook_inbox_pending"
 		'engagement_job_last_exit_code{program="engagement-weekly"}' \
 		'engagement_job_last_exit_code{program="outbox-relay"}' \
 		'engagement_job_last_exit_code{program="queue-send"}' \
+		'engagement_templates_by_quality{quality="unreported"}' \
+		'engagement_templates_by_status{provider_status="unreported"}' \
 		engagement_status_duration_seconds engagement_status_last_success_timestamp_seconds |
 		sort | paste -sd' ' -)
 	# the duration may round to 0
@@ -511,13 +429,18 @@ engagement_webhook_inbox_pending"
 	msg 1 goodbye queued "now() - interval '10 minutes'"
 	msg 1 weekly_review sending "now() - interval '1 minute'" "now() + interval '10 minutes'"
 	q "INSERT INTO engagement.message_counts (minute, kind, code, n) VALUES
-	     (date_trunc('minute', now()), 'sent', '', 100), (date_trunc('minute', now()), 'failed', '131026', 5)" >/dev/null
+	     (date_trunc('minute', now()), 'sent', '', 100), (date_trunc('minute', now()), 'failed', '131026', 5);
+	   UPDATE engagement.message_templates SET provider_status = 'APPROVED', quality = 'YELLOW',
+	     status_changed_at = now(), quality_changed_at = now()" >/dev/null
+	pause type weekly_review '1 hour'
+	limit_row TIER_250 250
+	reached 200
 	st --check
 	[ "$status" -eq 0 ]
 	[ "$(sj .status)" = ok ]
 	[ -z "$(log_events check_failed)" ]
 	[ "$(sj '[.checks[] | select(.crossed)] | length')" = 0 ]
-	[ "$(sj '.checks | length')" = 7 ]
+	[ "$(sj '.checks | length')" = 11 ]
 }
 
 @test "--check: an old due message crosses --max-due-age (15min)" {
@@ -626,16 +549,23 @@ engagement_webhook_inbox_pending"
 	     VALUES ('test', 'a', 'test.happened', now() - interval '1 hour');
 	   INSERT INTO engagement.webhook_inbox (received_at, body) VALUES (now() - interval '1 hour', '{}');
 	   INSERT INTO engagement.message_counts (minute, kind, code, n) VALUES
-	     (date_trunc('minute', now()), 'failed', '131026', 30)" >/dev/null
+	     (date_trunc('minute', now()), 'failed', '131026', 30);
+	   UPDATE engagement.message_templates SET provider_status = 'PAUSED'
+	     WHERE template_key = 'goodbye' AND locale = 'en';
+	   UPDATE engagement.message_templates SET quality = 'RED'
+	     WHERE template_key = 'weekly_review' AND locale = 'es'" >/dev/null
+	pause all '' '25 hours'
+	limit_row TIER_250 250
+	reached 201
 	TF_DIR=$(mktemp -d /tmp/eng-status-tf.XXXXXX)
 	st --check --textfile "$TF_DIR/engagement.prom"
 	[ "$status" -eq 1 ]
-	[ "$(failed_checks)" = "daily_job_stale expired_leases outbox_behind queue_due_too_old send_failure_rate webhook_inbox_behind weekly_job_stale" ]
-	[ "$(log_events check_failed | grep -c .)" = 7 ]
+	[ "$(failed_checks)" = "daily_job_stale expired_leases messaging_limit_used outbox_behind pause_too_old queue_due_too_old send_failure_rate template_paused template_quality_red webhook_inbox_behind weekly_job_stale" ]
+	[ "$(log_events check_failed | grep -c .)" = 11 ]
 	[ "$(sj .status)" = partial ]
-	[ "$(sj '[.checks[] | select(.crossed)] | length')" = 7 ]
+	[ "$(sj '[.checks[] | select(.crossed)] | length')" = 11 ]
 	[ -z "$(awk '/^engagement_check_failed/ && $2 != 1' "$TF_DIR/engagement.prom")" ]
-	[ "$(grep -c '^engagement_check_failed' "$TF_DIR/engagement.prom")" = 7 ]
+	[ "$(grep -c '^engagement_check_failed' "$TF_DIR/engagement.prom")" = 11 ]
 }
 
 # ---- the Prometheus exposition and the textfile ---------------------------------

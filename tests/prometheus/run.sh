@@ -15,7 +15,7 @@ promtool=${1:-promtool}
 rules=$src/contrib/prometheus/engagement.rules.yml
 tests=$src/tests/prometheus/engagement.rules.test.yml
 runbook=$src/docs/runbook.md
-status_c=$src/lib/report/eng_status.c
+report_c=("$src"/lib/report/*.c)
 
 if ! command -v "$promtool" >/dev/null 2>&1; then
   echo "prometheus.rules: promtool not found; install Debian's prometheus package (scripts/deps.sh)" >&2
@@ -55,7 +55,7 @@ while read -r alert; do
   fi
 done < <(sed -nE 's/^ *- alert: +//p' "$rules")
 while read -r m; do
-  if ! grep -q "\"$m\"" "$status_c"; then
+  if ! grep -q "\"$m\"" "${report_c[@]}"; then
     echo "prometheus.rules: the rules read $m, which engagement-status does not write" >&2
     fail=1
   fi
