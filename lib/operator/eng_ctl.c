@@ -356,6 +356,13 @@ static enum eng_status ctl_requeue(const struct eng_job *job, const struct eng_c
 	return ENG_OK;
 }
 
+/* The document's person's id ("" when it has none). */
+static const char *user_id_of(const json_t *doc)
+{
+	const char *id = json_string_value(json_object_get(json_object_get(doc, "user"), "id"));
+	return id ? id : "";
+}
+
 /* The person named, looked up through the one read the role has of people
  * (person_history): its id into c->who. */
 static enum eng_status find_person(const struct eng_job *job, struct eng_ctl *c,
@@ -364,8 +371,7 @@ static enum eng_status find_person(const struct eng_job *job, struct eng_ctl *c,
 	json_t *doc;
 	if (eng_history_fetch(job->db, &c->who, 1, &doc, err))
 		return err->status;
-	const char *id = json_string_value(json_object_get(json_object_get(doc, "user"), "id"));
-	snprintf(c->who.user_id, sizeof(c->who.user_id), "%s", id ? id : "");
+	snprintf(c->who.user_id, sizeof(c->who.user_id), "%s", user_id_of(doc));
 	json_decref(doc);
 	eng_job_set_str(job, "user_id", c->who.user_id);
 	return ENG_OK;
@@ -424,7 +430,7 @@ static enum eng_status ctl_show(const struct eng_job *job, struct eng_ctl *c,
 	json_t *doc;
 	if (eng_history_fetch(job->db, &c->who, 0, &doc, err))
 		return err->status;
-	const char *id = json_string_value(json_object_get(json_object_get(doc, "user"), "id"));
+	const char *id = user_id_of(doc);
 	eng_job_set_str(job, "user_id", id);
 	eng_log(ENG_INFO, "person_shown", ENG_S("user_id", id), ENG_B("unmasked", c->a.unmask));
 	if (!c->a.unmask)
