@@ -14,6 +14,7 @@
  *   inbound/     engagement-webhook: the receiver, its inbox, Meta's payloads
  *   outbox/      outbox-relay: the transactional outbox's publisher
  *   report/      engagement-status: the operator's report and metrics
+ *   operator/    engagement-ctl: the operator's commands, one person's history
  * Above them (lib/fe): the front end, which owns options, help, the run's
  * lifecycle, what is printed and the exit code. This header sits outside
  * every layer: it is what the front end includes of the core.

@@ -50,7 +50,9 @@ ENG_SRC=${ENG_SRC:?}
 # (DESIGN.md §5; tests/pg/cluster.sh made the wrappers): a missing grant
 # fails a test. ENG_BUILD is the build itself, for the rare test that must
 # run a program as the schema owner.
-ENG_BUILD=$ENG_BIN
+# (found through the wrappers' link to the build's tests/: bats sources this
+# file more than once, and ENG_BIN may already be the wrappers')
+ENG_BUILD=$(cd -P "$ENG_BIN/tests/.." && pwd)
 ENG_BIN=${ENG_AS_ROLES:?the test cluster has no per-program logins}
 
 # Secret files must be readable by their owner only (DESIGN.md §5): every

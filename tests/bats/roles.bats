@@ -12,7 +12,7 @@ load helpers
 
 ROLES="engagement_daily engagement_weekly engagement_event engagement_sender engagement_optout engagement_relay engagement_status engagement_webhook engagement_operator"
 # the login tests/pg/cluster.sh made for each program role
-LOGINS="eng_daily eng_weekly eng_event eng_sender eng_optout eng_relay eng_status eng_webhook"
+LOGINS="eng_daily eng_weekly eng_event eng_sender eng_optout eng_relay eng_status eng_webhook eng_operator"
 
 U1=00000000-0000-4000-8000-000000000001 # opted out a day ago
 U2=00000000-0000-4000-8000-000000000002 # opted in, a message sent to them
@@ -100,6 +100,7 @@ job_tables() {
 	engagement_optout) echo "user_preferences audit_log outbox_events inbound_events message_queue message_counts" ;;
 	engagement_relay) echo "outbox_events job_runs job_locks" ;;
 	engagement_webhook) echo "engagement_states state_transitions activity_events inbound_events message_queue outbox_events user_preferences audit_log message_counts webhook_inbox" ;;
+	engagement_operator) echo "send_pauses message_queue audit_log outbox_events messaging_limits" ;;
 	*) echo "" ;;
 	esac
 }
@@ -328,6 +329,43 @@ invariants() {
 	as eng_sender "SELECT engagement.purge_messages(0)"
 	[ "$status" -ne 0 ]
 	[ "$(q "SELECT count(*) FROM engagement.message_queue")" -eq 3 ]
+}
+
+@test "the operator acts only through its functions: no direct write on any table, no phone number but through person_history, nobody's consent, no sending" {
+	denied eng_operator \
+		"INSERT INTO engagement.send_pauses (scope, reason) VALUES ('all', 'by hand')" \
+		"UPDATE engagement.send_pauses SET resumed_at = now()" \
+		"DELETE FROM engagement.send_pauses" \
+		"UPDATE engagement.message_queue SET status = 'queued', attempts = 0 WHERE id = $M_SENT" \
+		"UPDATE engagement.message_queue SET next_attempt_at = now() WHERE status = 'queued'" \
+		"DELETE FROM engagement.message_queue" \
+		"INSERT INTO engagement.messaging_limits (phone_number_id, tier, max_recipients_24h, source, changed_at)
+		 VALUES ('*', 'TIER_UNLIMITED', NULL, 'operator', now())" \
+		"UPDATE engagement.messaging_limits SET tier = 'TIER_UNLIMITED'" \
+		"UPDATE engagement.message_templates SET is_active = true" \
+		"UPDATE engagement.user_preferences SET reengagement_opt_out = false" \
+		"INSERT INTO engagement.audit_log (event, source) VALUES ('forged', 'operator')" \
+		"SELECT phone_e164 FROM engagement.users" \
+		"SELECT params FROM engagement.message_queue" \
+		"SELECT * FROM engagement.user_preferences" \
+		"SELECT engagement.write_audit('[{\"event\": \"forged\"}]')" \
+		"SELECT * FROM engagement.change_preferences('[]', NULL)" \
+		"SELECT count(*) FROM engagement.claim_messages('me', NULL, 60, 10, 20)" \
+		"SELECT * FROM engagement.apply_events('[]', NULL)"
+	# what it may do, it does through the functions, as itself
+	as eng_operator "SELECT created FROM engagement.pause_sending('all', NULL, NULL, 'incident', 'operator')"
+	[ "$status" -eq 0 ]
+	[ "$output" = t ]
+	as eng_operator "SELECT scope, paused_by FROM engagement.send_pauses"
+	[ "$output" = "all|eng_operator" ]
+	# a requeue or cancel never reaches a sent or blocked message
+	as eng_operator "SELECT * FROM engagement.cancel_messages(NULL, NULL, '$U2', NULL, 'x')"
+	[ "$output" = "0|0" ]
+	as eng_operator "SELECT n FROM engagement.requeue_messages('failed', NULL, NULL, NULL, NULL, 'x')
+	                 WHERE outcome = 'requeued'"
+	[ "$output" = 0 ]
+	invariants
+	[ "$(q "SELECT count(*) FROM engagement.audit_log WHERE login = 'eng_operator'")" -eq 1 ]
 }
 
 @test "each job sees and writes only its own runs and lease; engagement-status reads them all" {

@@ -16,7 +16,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 programs="migrate engagement-daily engagement-weekly engagement-event queue-send
-  optout-set outbox-relay engagement-webhook engagement-status"
+  optout-set outbox-relay engagement-webhook engagement-status engagement-ctl"
 
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=/usr \
   -DBUILD_TESTING=OFF -DCMAKE_COMPILE_WARNING_AS_ERROR=ON >/dev/null

@@ -68,6 +68,16 @@ printf '%s\n' '{"user_id":"00000000-0000-4000-8000-000000000022","opt_out":true,
   '{"phone":"+5511000000023","opt_out":false,"source":"api","at":"2020-01-01T00:00:00Z"}' 'nope' >"$TMPDIR_VG/changes"
 expect 1 "$bin/optout-set" --db "$c" --batch "$TMPDIR_VG/changes"
 expect 65 "$bin/optout-set" --db "$c" --user 00000000-0000-4000-8000-000000000021 --text "whatever" --source web
+# the operator's hands: each command, show's masking and an unknown person
+expect 0 "$bin/engagement-ctl" --db "$c" pause --type weekly_review --until 2099-01-01T00:00:00Z --reason vg
+expect 0 "$bin/engagement-ctl" --db "$c" pauses
+expect 0 "$bin/engagement-ctl" --db "$c" resume --type weekly_review
+expect 0 "$bin/engagement-ctl" --db "$c" requeue --status failed --error 131026 --error 130429 --dry-run
+expect 0 "$bin/engagement-ctl" --db "$c" cancel --user 00000000-0000-4000-8000-000000000021 --reason vg
+expect 0 "$bin/engagement-ctl" --db "$c" limit --tier TIER_10K
+expect 0 "$bin/engagement-ctl" --db "$c" show --user 00000000-0000-4000-8000-000000000021
+expect 67 "$bin/engagement-ctl" --db "$c" show --phone +5511000000999
+expect 64 "$bin/engagement-ctl" --db "$c" cancel
 echo "vg-secret" >"$TMPDIR_VG/secret"
 expect 0 "$bin/outbox-relay" --db "$c" --webhook "http://127.0.0.1:$(cat "$TMPDIR_VG/port")/_webhook" \
   --secret-file "$TMPDIR_VG/secret" --batch 50
