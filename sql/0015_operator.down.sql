@@ -7,7 +7,8 @@ DROP FUNCTION engagement.person_history(uuid, text, integer);
 DROP FUNCTION engagement.cancel_messages(text, text, uuid, text, text);
 DROP FUNCTION engagement.requeue_messages(text, text[], text, timestamptz, timestamptz, text);
 DROP FUNCTION engagement.resume_sending(text, text, text);
-DROP FUNCTION engagement.pause_sending(text, text, timestamptz, text, text);
+DROP FUNCTION engagement.pause_sending(text, text, timestamptz, text);
+DROP FUNCTION engagement.open_pause(text, text, timestamptz, text, text);
 DROP FUNCTION engagement.wait_for_fences(text, text);
 
 CREATE OR REPLACE FUNCTION engagement.claim_messages(p_owner text, p_now timestamptz, p_lease_s integer,

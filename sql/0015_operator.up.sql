@@ -60,12 +60,15 @@ CREATE FUNCTION engagement.wait_for_fences(p_scope text, p_value text) RETURNS i
     SELECT count(*)::integer FROM l
 $$;
 
--- Pause sending: p_scope all (p_value NULL), type or template, until
--- p_until (NULL: until resumed), for p_reason. An open pause of the same
--- scope, value and source is updated (its reason and until). One audit row
--- (event sending_paused). Returns the pause's id, whether it was new, and
--- how many claimed messages it waited for.
-CREATE FUNCTION engagement.pause_sending(p_scope text, p_value text, p_until timestamptz,
+-- Open a pause: p_scope all (p_value NULL), type or template, until
+-- p_until (NULL: until resumed), for p_reason, from p_source (operator or
+-- meta). An open pause of the same scope, value and source is updated (its
+-- reason and until). One audit row (event sending_paused). Returns the
+-- pause's id, whether it was new, and how many claimed messages it waited
+-- for. Granted to no program: the operator's door is pause_sending (source
+-- operator), Meta's is meta_pause_template (0016), so that no login can
+-- claim a pause is Meta's.
+CREATE FUNCTION engagement.open_pause(p_scope text, p_value text, p_until timestamptz,
     p_reason text, p_source text)
     RETURNS TABLE (pause_id bigint, created boolean, waited integer)
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -108,6 +111,14 @@ BEGIN
             'updated', NOT r.created)))));
     RETURN QUERY SELECT r.id, r.created, w;
 END
+$$;
+
+-- Pause sending, as the operator (open_pause, source operator).
+CREATE FUNCTION engagement.pause_sending(p_scope text, p_value text, p_until timestamptz,
+    p_reason text)
+    RETURNS TABLE (pause_id bigint, created boolean, waited integer)
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT * FROM engagement.open_pause(p_scope, p_value, p_until, p_reason, 'operator')
 $$;
 
 -- Resume: end the open pauses of p_scope and p_value (every source),
@@ -469,7 +480,7 @@ $$;
 INSERT INTO engagement.program_grants (programs, privileges, object) VALUES
     ('operator', 'SELECT', 'engagement.send_pauses'),
     ('status', 'SELECT', 'engagement.send_pauses'),
-    ('operator', 'EXECUTE', 'FUNCTION engagement.pause_sending(text, text, timestamptz, text, text)'),
+    ('operator', 'EXECUTE', 'FUNCTION engagement.pause_sending(text, text, timestamptz, text)'),
     ('operator', 'EXECUTE', 'FUNCTION engagement.resume_sending(text, text, text)'),
     ('operator', 'EXECUTE', 'FUNCTION engagement.requeue_messages(text, text[], text, '
         'timestamptz, timestamptz, text)'),

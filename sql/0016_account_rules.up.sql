@@ -140,7 +140,7 @@ BEGIN
     IF until <= clock_timestamp() THEN
         RETURN 0;
     END IF;
-    PERFORM engagement.pause_sending('template', p_key, until, p_why, 'meta');
+    PERFORM engagement.open_pause('template', p_key, until, p_why, 'meta');
     RETURN 1;
 END
 $$;

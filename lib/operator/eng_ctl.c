@@ -233,12 +233,11 @@ static enum eng_status ctl_pause(const struct eng_job *job, const struct eng_ctl
 	char until[32];
 	if (c->until != ENG_TIME_NONE)
 		eng_time_format(c->until, until);
-	const char *p[] = {scope, value, c->until != ENG_TIME_NONE ? until : NULL, c->a.reason,
-			   "operator"};
+	const char *p[] = {scope, value, c->until != ENG_TIME_NONE ? until : NULL, c->a.reason};
 	PGresult *r;
 	if (transact(job, "SELECT pause_id, created, waited FROM engagement.pause_sending("
-			  "$1, $2, $3::timestamptz, $4, $5)",
-		     5, p, &r, err))
+			  "$1, $2, $3::timestamptz, $4)",
+		     4, p, &r, err))
 		return err->status;
 	long long id = int_at(r, 0, 0), waited = int_at(r, 0, 2);
 	bool created = strcmp(PQgetvalue(r, 0, 1), "t") == 0;

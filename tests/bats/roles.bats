@@ -344,16 +344,19 @@ invariants() {
 		"UPDATE engagement.messaging_limits SET tier = 'TIER_UNLIMITED'" \
 		"UPDATE engagement.message_templates SET is_active = true" \
 		"UPDATE engagement.user_preferences SET reengagement_opt_out = false" \
-		"INSERT INTO engagement.audit_log (event, source) VALUES ('forged', 'operator')" \
+		"INSERT INTO engagement.audit_log (event, source) VALUES ('forged', 'cli')" \
 		"SELECT phone_e164 FROM engagement.users" \
 		"SELECT params FROM engagement.message_queue" \
 		"SELECT * FROM engagement.user_preferences" \
 		"SELECT engagement.write_audit('[{\"event\": \"forged\"}]')" \
 		"SELECT * FROM engagement.change_preferences('[]', NULL)" \
 		"SELECT count(*) FROM engagement.claim_messages('me', NULL, 60, 10, 20)" \
-		"SELECT * FROM engagement.apply_events('[]', NULL)"
+		"SELECT * FROM engagement.apply_events('[]', NULL)" \
+		"SELECT * FROM engagement.open_pause('template', 'goodbye', NULL, 'posing as Meta', 'meta')" \
+		"SELECT * FROM engagement.meta_pause_template('goodbye', now(), 'posing as Meta')"
+	[ "$(q "SELECT count(*) FROM engagement.send_pauses WHERE source = 'meta'")" -eq 0 ]
 	# what it may do, it does through the functions, as itself
-	as eng_operator "SELECT created FROM engagement.pause_sending('all', NULL, NULL, 'incident', 'operator')"
+	as eng_operator "SELECT created FROM engagement.pause_sending('all', NULL, NULL, 'incident')"
 	[ "$status" -eq 0 ]
 	[ "$output" = t ]
 	as eng_operator "SELECT scope, paused_by FROM engagement.send_pauses"

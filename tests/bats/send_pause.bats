@@ -62,7 +62,7 @@ status_of() {
 op() {
 	psql -X -q -At -v ON_ERROR_STOP=1 -U eng_operator -d "$DB" -c "$1"
 }
-pause() { op "SELECT pause_id FROM engagement.pause_sending($1, 'incident 22', 'operator')"; }
+pause() { op "SELECT pause_id FROM engagement.pause_sending($1, 'incident 22')"; }
 resume() { op "SELECT count(*) FROM engagement.resume_sending($1, 'fixed')"; }
 
 send() { eng queue-send --db "$CONN" "$@"; }
@@ -86,7 +86,7 @@ JQ_MS='def ms: (.ts[0:19] + "Z" | fromdate) * 1000 + (.ts[20:23] | tonumber);'
 	users 1 6
 	g1=$(msg 1 goodbye); g2=$(msg 2 goodbye); g3=$(msg 3 goodbye)
 	msg 4 weekly_review >/dev/null; msg 5 weekly_review >/dev/null; msg 6 weekly_review >/dev/null
-	run op "SELECT created, waited FROM engagement.pause_sending('type', 'goodbye', NULL, 'incident 22', 'operator')"
+	run op "SELECT created, waited FROM engagement.pause_sending('type', 'goodbye', NULL, 'incident 22')"
 	[ "$status" -eq 0 ]
 	[ "$output" = "t|0" ]
 	# the pause and its audit row name the operator's login
@@ -174,7 +174,7 @@ JQ_MS='def ms: (.ts[0:19] + "Z" | fromdate) * 1000 + (.ts[20:23] | tonumber);'
 	users 1 2
 	g=$(msg 1 goodbye); r=$(msg 2 weekly_review)
 	id=$(op "SELECT pause_id FROM engagement.pause_sending('type', 'goodbye',
-	           clock_timestamp() + interval '1 hour', 'for a while', 'operator')")
+	           clock_timestamp() + interval '1 hour', 'for a while')")
 	send
 	[ "$status" -eq 0 ]
 	[ "$(sj .sent)" -eq 1 ]
@@ -186,7 +186,7 @@ JQ_MS='def ms: (.ts[0:19] + "Z" | fromdate) * 1000 + (.ts[20:23] | tonumber);'
 	# pausing the same again moves its end: a second ahead, then waited out
 	# (the condition itself, on the database's clock)
 	[ "$(op "SELECT pause_id || '/' || created FROM engagement.pause_sending('type', 'goodbye',
-	           clock_timestamp() + interval '1 second', 'nearly over', 'operator')")" = "$id/false" ]
+	           clock_timestamp() + interval '1 second', 'nearly over')")" = "$id/false" ]
 	until=$(op "SELECT until FROM engagement.send_pauses WHERE id = $id")
 	wait_q "SELECT now() > '$until'" t
 	send
@@ -217,7 +217,7 @@ JQ_MS='def ms: (.ts[0:19] + "Z" | fromdate) * 1000 + (.ts[20:23] | tonumber);'
 	pid=$!
 	wait_for 60 '[ "$(requests)" -ge 8 ]'
 	t0=$(now_ms)
-	op "SELECT * FROM engagement.pause_sending('type', 'goodbye', NULL, 'incident 22', 'operator')" \
+	op "SELECT * FROM engagement.pause_sending('type', 'goodbye', NULL, 'incident 22')" \
 		>"$BATS_TEST_TMPDIR/pause.out"
 	t1=$(now_ms) # the pause committed before this
 	wire=$(stats | jq .in_progress)
