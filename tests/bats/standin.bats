@@ -1081,3 +1081,460 @@ ctl() {
 	# What was in flight is recorded as cut short.
 	webhook_out | jq -se 'length == 2 and all(.[]; .status == 0 and .error == "stopping")'
 }
+
+# ---- Meta's account rules (README "Meta's account rules") ----
+
+# account: what the stand-in counted (GET /_standin/account).
+account() {
+	curl -sS "$BASE/_standin/account"
+}
+
+# tpl NAME LANG: the valid body with that template, to the default number.
+tpl() {
+	body ".template.name = \"$1\" | .template.language.code = \"$2\""
+}
+
+# sendto TO NAME: a send of template NAME (pt_BR) to TO.
+sendto() {
+	post "$(body ".to = \"$1\" | .template.name = \"$2\"")"
+}
+
+@test "account: a paused template answers 132015 exactly as Meta does, until approved again" {
+	start_standin
+	post "$(tpl engagement_goodbye pt_BR)"
+	expect_success
+	# Told with a hyphen; sends use the underscore: the same template.
+	ctl template '{"name":"engagement_goodbye","language":"pt-BR","status":"PAUSED"}'
+	[ "$CODE" = 200 ]
+	jq -e '.name == "engagement_goodbye" and .language == "pt_BR" and .status == "PAUSED"
+		and .category == "marketing" and .billable == true
+		and (.message_template_id | tostring | test("^[1-9][0-9]{14}$"))' <<<"$RESP"
+	local i
+	for i in 1 2 3; do
+		post "$(tpl engagement_goodbye pt_BR)"
+		expect_error 400 132015
+		jq -e '.error.message == "(#132015) Template is Paused"
+			and .error.type == "OAuthException"
+			and .error.error_data.messaging_product == "whatsapp"
+			and (.error.error_data.details | test("paused"))
+			and (keys == ["error"])' <<<"$RESP"
+	done
+	# Other templates, and the same name in another language, still go.
+	post "$(tpl engagement_review pt_BR)"
+	expect_success
+	post "$(tpl engagement_goodbye en)"
+	expect_success
+	# Disabled: 132016. Approved (or reinstated) again: it sends.
+	ctl template '{"name":"engagement_goodbye","language":"pt_BR","status":"DISABLED"}'
+	post "$(tpl engagement_goodbye pt_BR)"
+	expect_error 400 132016
+	jq -e '.error.message == "(#132016) Template is disabled"' <<<"$RESP"
+	ctl template '{"name":"engagement_goodbye","language":"pt_BR","status":"REINSTATED"}'
+	jq -e '.status == "APPROVED"' <<<"$RESP"
+	post "$(tpl engagement_goodbye pt_BR)"
+	expect_success
+	# A rule without a language holds for every language of the name; the
+	# rule for an exact language wins over it.
+	ctl template '{"name":"engagement_goodbye","status":"PAUSED"}'
+	jq -e '.language == null and .status == "PAUSED"' <<<"$RESP"
+	post "$(tpl engagement_goodbye en)"
+	expect_error 400 132015
+	ctl template '{"name":"engagement_goodbye","language":"pt_BR","status":"APPROVED"}'
+	post "$(tpl engagement_goodbye pt_BR)"
+	expect_success
+	# What it counted, per template and language as sent.
+	account | jq -e '.templates.engagement_goodbye.pt_BR == {"requests": 7, "accepted": 3,
+			"by_code": {"132015": 3, "132016": 1}}
+		and .templates.engagement_goodbye.en == {"requests": 2, "accepted": 1,
+			"by_code": {"132015": 1}}
+		and .templates.engagement_review.pt_BR.requests == 1
+		and .refusals == {"132015": 4, "132016": 1}
+		and (.rules | map([.name, .language, .status])
+			== [["engagement_goodbye", "pt_BR", "APPROVED"],
+			    ["engagement_goodbye", null, "PAUSED"]])'
+	# The refusals are recorded and counted like any other answer.
+	jq -se '[.[] | select(.error_code == 132015)] | length == 4' "$REC"
+	stats | jq -e '.by_code["132015"] == 4 and .requests == 10'
+}
+
+@test "account: the pair rate is off by default; on, a second message within N ms gets 131056" {
+	start_standin
+	post "$(body)"
+	expect_success
+	post "$(body)"
+	expect_success
+	ctl limits '{"pair_interval_ms":60000}'
+	[ "$CODE" = 200 ]
+	jq -e '.pair_interval_ms == 60000 and .messaging_limit == null' <<<"$RESP"
+	post "$(body)"
+	expect_error 400 131056
+	jq -e '.error.message == "(#131056) (Business Account, Consumer Account) pair rate limit hit"' <<<"$RESP"
+	# Another person is not held up.
+	post "$(to +5511987654322)"
+	expect_success
+	# A refused message does not restart the interval: once it has passed
+	# since the last accepted one, the next goes.
+	ctl limits '{"pair_interval_ms":300}'
+	sleep 0.4
+	post "$(body)"
+	expect_success
+	# Two at once to one person: exactly one is accepted.
+	ctl limits '{"pair_interval_ms":60000}'
+	local b i pids=()
+	b=$(to +5511987654323)
+	for i in 1 2; do
+		curl -sS -o "$BATS_TEST_TMPDIR/par$i" -H "Authorization: Bearer $TOKEN" \
+			-H 'Content-Type: application/json' --data-binary "$b" "$URL" 3>&- &
+		pids+=($!)
+	done
+	wait "${pids[@]}"
+	cat "$BATS_TEST_TMPDIR/par1" "$BATS_TEST_TMPDIR/par2" |
+		jq -se 'map(if .messages then "ok" else .error.code end) | sort == [131056, "ok"]'
+	account | jq -e '.refusals == {"131056": 2}
+		and .recipients["+5511987654321"] == {"requests": 4, "accepted": 3,
+			"by_code": {"131056": 1}}
+		and .recipients["+5511987654323"].accepted == 1'
+	# 0 turns it off again; --pair-interval-ms sets it at start.
+	ctl limits '{"pair_interval_ms":0}'
+	post "$(to +5511987654323)"
+	expect_success
+	kill -TERM "$SA_PID"
+	wait "$SA_PID"
+	start_standin --pair-interval-ms 6000
+	account | jq -e '.pair_interval_ms == 6000'
+	post "$(body)"
+	expect_success
+	post "$(body)"
+	expect_error 400 131056
+}
+
+@test "account: past the messaging limit a new recipient gets 131049 (or 130429); those reached still get theirs" {
+	start_standin
+	ctl limits '{"messaging_limit":3}'
+	jq -e '.messaging_limit == 3 and .limit_code == 131049 and .limit_window_ms == 86400000
+		and .limit_used == 0' <<<"$RESP"
+	local n
+	for n in 1 2 3; do
+		post "$(to "+551198765400$n")"
+		expect_success
+	done
+	# Reached already: sent again, not counted again.
+	post "$(to +5511987654001)"
+	expect_success
+	post "$(to +5511987654004)"
+	expect_error 400 131049
+	jq -e '.error.message | startswith("(#131049) This message was not delivered")' <<<"$RESP"
+	# Refused recipients are not reached: still refused.
+	post "$(to +5511987654004)"
+	expect_error 400 131049
+	ctl limits '{"limit_code":130429}'
+	post "$(to +5511987654005)"
+	expect_error 429 130429
+	jq -e '.error.error_subcode == 2494055' <<<"$RESP"
+	account | jq -e '.limit_used == 3 and .refusals == {"131049": 2, "130429": 1}
+		and .recipients["+5511987654001"] == {"requests": 2, "accepted": 2, "by_code": {}}
+		and .recipients["+5511987654004"] == {"requests": 2, "accepted": 0,
+			"by_code": {"131049": 2}}'
+	# The window moves: once the reached ones are older than it, new ones go.
+	ctl limits '{"limit_window_ms":300}'
+	sleep 0.4
+	post "$(to +5511987654005)"
+	expect_success
+	account | jq -e '.limit_used == 1'
+	# Recipients reached before the stand-in started take a place.
+	ctl limits '{"limit_window_ms":86400000,"messaging_limit":2,"reached":["+5511987654009"],"reached_ago_ms":3600000}'
+	jq -e '.limit_used == 5' <<<"$RESP"
+	post "$(to +5511987654009)"
+	expect_success
+	post "$(to +5511987654010)"
+	expect_error 429 130429
+	# No limit again: null.
+	ctl limits '{"messaging_limit":null}'
+	jq -e '.messaging_limit == null' <<<"$RESP"
+	post "$(to +5511987654010)"
+	expect_success
+	# --messaging-limit at start; 0 refuses everyone.
+	kill -TERM "$SA_PID"
+	wait "$SA_PID"
+	start_standin --messaging-limit 0
+	post "$(body)"
+	expect_error 400 131049
+}
+
+@test "account: statuses carry the template's pricing category (default marketing)" {
+	start_hub
+	start_hooked --statuses sent,delivered
+	ctl template '{"name":"engagement_review","language":"pt-BR","category":"utility"}'
+	jq -e '.status == "APPROVED" and .category == "utility"' <<<"$RESP"
+	ctl template '{"name":"engagement_free","category":"service","billable":false}'
+	post "$(body '.to = "+5511987654001" | .template.name = "engagement_review"')"
+	expect_success
+	post "$(body '.to = "+5511987654002" | .template.name = "engagement_goodbye"')"
+	expect_success
+	post "$(body '.to = "+5511987654003" | .template.name = "engagement_free" | .template.language.code = "en"')"
+	expect_success
+	wait_hub 6
+	wait_stats '.webhooks_pending == 0'
+	local s
+	s=$(jq -sc '[.[].json.entry[0].changes[0].value.statuses[0]
+		| {r: .recipient_id, p: .pricing, o: .conversation.origin.type}] | group_by(.r)
+		| map({key: .[0].r, value: .}) | from_entries' "$HUB_OUT")
+	jq -e '(.["5511987654001"] | length == 2 and all(.[]; .o == "utility"
+			and .p == {"billable": true, "pricing_model": "PMP", "category": "utility",
+				"type": "regular"}))
+		and (.["5511987654002"] | all(.[]; .o == "marketing"
+			and .p.category == "marketing" and .p.billable == true))
+		and (.["5511987654003"] | all(.[]; .p == {"billable": false,
+			"pricing_model": "PMP", "category": "service",
+			"type": "free_customer_service"}))' <<<"$s"
+}
+
+@test "account webhooks: the three fields, signed, in Meta's envelope, at the chosen time" {
+	start_hub
+	start_hooked
+	ctl template '{"name":"engagement_goodbye","language":"pt_BR"}'
+	local id
+	id=$(jq -r .message_template_id <<<"$RESP")
+	ctl account_webhook '{"field":"message_template_status_update","time":1763460000,
+		"value":{"event":"PAUSED","message_template_name":"engagement_goodbye",
+			"message_template_language":"pt-BR",
+			"other_info":{"title":"FIRST_PAUSE","description":"d"}}}'
+	[ "$CODE" = 200 ]
+	jq -e --argjson id "$id" '.status == 200 and .statuses == [200] and .error == null
+		and .body == {"object": "whatsapp_business_account",
+			"entry": [{"id": "102290129340398", "time": 1763460000,
+				"changes": [{"field": "message_template_status_update",
+					"value": {"event": "PAUSED", "message_template_id": $id,
+						"message_template_name": "engagement_goodbye",
+						"message_template_language": "pt-BR", "reason": "NONE",
+						"other_info": {"title": "FIRST_PAUSE",
+							"description": "d"}}}]}]}' <<<"$RESP"
+	# Only posted: the template still sends (no "apply").
+	post "$(body)"
+	expect_success
+	ctl account_webhook '{"field":"message_template_quality_update","time":"1763460001",
+		"value":{"previous_quality_score":"GREEN","new_quality_score":"RED",
+			"message_template_name":"engagement_goodbye","message_template_language":"en",
+			"message_template_id":806312974732579}}'
+	jq -e '.body.entry[0].time == 1763460001 and .body.entry[0].changes[0]
+		== {"field": "message_template_quality_update",
+			"value": {"previous_quality_score": "GREEN", "new_quality_score": "RED",
+				"message_template_id": 806312974732579,
+				"message_template_name": "engagement_goodbye",
+				"message_template_language": "en"}}' <<<"$RESP"
+	ctl account_webhook '{"field":"phone_number_quality_update",
+		"value":{"event":"DOWNGRADE","old_limit":"TIER_10K","current_limit":"TIER_2K",
+			"max_daily_conversations_per_business":"2000"}}'
+	local t
+	t=$(date +%s)
+	jq -e --argjson t "$t" '(.body.entry[0].time - $t | fabs) <= 2
+		and .body.entry[0].changes[0] == {"field": "phone_number_quality_update",
+			"value": {"display_phone_number": "15550783881", "event": "DOWNGRADE",
+				"old_limit": "TIER_10K", "current_limit": "TIER_2K",
+				"max_daily_conversations_per_business": "2000"}}' <<<"$RESP"
+	# Several changes in one POST, one entry each, in the order given (here
+	# older last); a replay with repeat.
+	ctl account_webhook '{"changes":[
+		{"field":"message_template_status_update","time":1763460100,
+		 "value":{"event":"APPROVED","message_template_name":"engagement_goodbye",
+			  "message_template_language":"pt_BR"}},
+		{"field":"message_template_status_update","time":1763460050,
+		 "value":{"event":"PAUSED","message_template_name":"engagement_goodbye",
+			  "message_template_language":"pt_BR","reason":"LOW_QUALITY"}}],
+		"repeat":2}'
+	jq -e --argjson id "$id" '.statuses == [200, 200]
+		and (.body.entry | map(.time) == [1763460100, 1763460050])
+		and (.body.entry | map(.changes[0].value | [.event, .reason, .message_template_id])
+			== [["APPROVED", "NONE", $id], ["PAUSED", "LOW_QUALITY", $id]])' <<<"$RESP"
+	# sent, delivered, read of the send, and 5 account POSTs
+	wait_hub 8
+	wait_stats '.webhooks_pending == 0'
+	# Every POST signed with the app secret, as the receiver checked.
+	jq -se 'all(.[]; .valid and .answered == 200)' "$HUB_OUT"
+	jq -se '[.[] | select(.json.entry[0].changes[0].field != "messages")] | length == 5
+		and (.[-1].body == .[-2].body)' "$HUB_OUT"
+	webhook_out | jq -se '[.[] | select(.source == "account")]
+		| map(.fields) == [["message_template_status_update"],
+			["message_template_quality_update"], ["phone_number_quality_update"],
+			["message_template_status_update", "message_template_status_update"],
+			["message_template_status_update", "message_template_status_update"]]
+		and map(.attempt) == [1, 1, 1, 1, 2]
+		and all(.[]; .statuses == null and .messages == null)'
+	# The account webhooks are not sends.
+	stats | jq -e '.requests == 1'
+}
+
+@test "account webhooks: apply makes the stand-in play what it announced" {
+	start_hub
+	start_hooked --statuses ''
+	ctl account_webhook '{"field":"message_template_status_update","apply":true,
+		"value":{"event":"PAUSED","message_template_name":"engagement_goodbye",
+			"message_template_language":"pt-BR"}}'
+	[ "$CODE" = 200 ]
+	post "$(body)"
+	expect_error 400 132015
+	# Events that are not a state change nothing.
+	ctl account_webhook '{"field":"message_template_status_update","apply":true,
+		"value":{"event":"FLAGGED","message_template_name":"engagement_goodbye",
+			"message_template_language":"pt_BR"}}'
+	post "$(body)"
+	expect_error 400 132015
+	ctl account_webhook '{"field":"message_template_status_update","apply":true,
+		"value":{"event":"APPROVED","message_template_name":"engagement_goodbye",
+			"message_template_language":"pt_BR"}}'
+	post "$(body)"
+	expect_success
+	ctl account_webhook '{"field":"message_template_status_update","apply":true,
+		"value":{"event":"DISABLED","message_template_name":"engagement_goodbye",
+			"message_template_language":"pt_BR","disable_info":{"disable_date":1763460000}}}'
+	jq -e '.body.entry[0].changes[0].value.disable_info == {"disable_date": 1763460000}' <<<"$RESP"
+	post "$(body)"
+	expect_error 400 132016
+	# The limit, from current_limit or from max_daily_conversations_per_business.
+	ctl account_webhook '{"field":"phone_number_quality_update","apply":true,
+		"value":{"event":"ONBOARDING","current_limit":"TIER_250"}}'
+	account | jq -e '.messaging_limit == 250'
+	ctl account_webhook '{"field":"phone_number_quality_update","apply":true,
+		"value":{"event":"UPGRADE","current_limit":"TIER_10K",
+			"max_daily_conversations_per_business":"2000"}}'
+	account | jq -e '.messaging_limit == 2000'
+	ctl account_webhook '{"field":"phone_number_quality_update","apply":true,
+		"value":{"event":"UPGRADE","max_daily_conversations_per_business":"unlimited"}}'
+	account | jq -e '.messaging_limit == null'
+	ctl account_webhook '{"field":"phone_number_quality_update","apply":true,
+		"value":{"event":"DOWNGRADE","current_limit":"TIER_50"}}'
+	account | jq -e '.messaging_limit == 50'
+	# Without apply nothing changes.
+	ctl account_webhook '{"field":"phone_number_quality_update",
+		"value":{"event":"UPGRADE","current_limit":"TIER_UNLIMITED"}}'
+	account | jq -e '.messaging_limit == 50'
+	# Applied whatever the receiver answers (here none).
+	ctl account_webhook '{"field":"message_template_status_update","apply":true,
+		"url":"http://127.0.0.1:1/nothing",
+		"value":{"event":"REINSTATED","message_template_name":"engagement_goodbye",
+			"message_template_language":"pt_BR"}}'
+	jq -e '.status == 0 and (.error | length) > 0' <<<"$RESP"
+	post "$(body)"
+	expect_success
+}
+
+@test "account controls: bad input gets 400 with a clear error and changes nothing" {
+	start_hub
+	start_hooked --statuses ''
+	# expect_refused PATH JSON WORDS: 400 {"error": ...mentioning WORDS}
+	expect_refused() {
+		ctl "$1" "$2"
+		if [ "$CODE" != 400 ]; then
+			echo "$1 $2: HTTP $CODE, expected 400: $RESP" >&2
+			return 1
+		fi
+		jq -e --arg w "$3" '(keys == ["error"]) and (.error | contains($w))' <<<"$RESP" >/dev/null || {
+			echo "$1 $2: the error does not mention '$3': $RESP" >&2
+			return 1
+		}
+	}
+	expect_refused template 'not json' 'JSON object'
+	expect_refused template '[1]' 'JSON object'
+	expect_refused template '{}' '"name"'
+	expect_refused template '{"name":""}' '"name"'
+	expect_refused template '{"name":"t","status":"paused"}' '"status"'
+	expect_refused template '{"name":"t","status":"PENDING"}' '"status"'
+	expect_refused template '{"name":"t","language":"Portuguese"}' '"language"'
+	expect_refused template '{"name":"t","language":5}' '"language"'
+	expect_refused template '{"name":"t","category":"Marketing"}' '"category"'
+	expect_refused template '{"name":"t","billable":"yes"}' '"billable"'
+	expect_refused template '{"name":"t","paused":true}' 'unknown member "paused"'
+	expect_refused limits '{"pair_interval_ms":-1}' '"pair_interval_ms"'
+	expect_refused limits '{"pair_interval_ms":"6000"}' '"pair_interval_ms"'
+	expect_refused limits '{"pair_interval_ms":86400001}' '"pair_interval_ms"'
+	expect_refused limits '{"messaging_limit":-5}' '"messaging_limit"'
+	expect_refused limits '{"messaging_limit":"TIER_250"}' '"messaging_limit"'
+	expect_refused limits '{"limit_code":131056}' '"limit_code"'
+	expect_refused limits '{"limit_window_ms":0}' '"limit_window_ms"'
+	expect_refused limits '{"reached":"+5511987654321"}' '"reached"'
+	expect_refused limits '{"reached":["+5511987654321",7]}' '"reached"[1]'
+	expect_refused limits '{"reached_ago_ms":1.5}' '"reached_ago_ms"'
+	# One bad member: nothing of the request is taken.
+	expect_refused limits '{"pair_interval_ms":6000,"messaging_limit":"x"}' '"messaging_limit"'
+	expect_refused limits '{"pair":6000}' 'unknown member "pair"'
+	expect_refused reset '{"reached":1}' '"reached"'
+	expect_refused reset '{"all":true}' 'unknown member "all"'
+	expect_refused reset '' 'JSON object'
+	expect_refused account_webhook '{}' '"field" and "value" are required'
+	expect_refused account_webhook '{"field":"messages","value":{}}' '"field" must be'
+	expect_refused account_webhook '{"field":"message_template_status_update","value":[]}' '"value" must be a JSON object'
+	expect_refused account_webhook '{"field":"message_template_status_update","value":{"event":"PAUSE","message_template_name":"t","message_template_language":"en"}}' 'value.event must be one of'
+	expect_refused account_webhook '{"field":"message_template_status_update","value":{"event":"PAUSED","message_template_language":"en"}}' 'value.message_template_name'
+	expect_refused account_webhook '{"field":"message_template_status_update","value":{"event":"PAUSED","message_template_name":"t"}}' 'value.message_template_language'
+	expect_refused account_webhook '{"field":"message_template_status_update","value":{"event":"PAUSED","message_template_name":"t","message_template_language":"en","message_template_id":"x"}}' 'value.message_template_id'
+	expect_refused account_webhook '{"field":"message_template_status_update","value":{"event":"PAUSED","message_template_name":"t","message_template_language":"en","other_info":"x"}}' 'value.other_info'
+	expect_refused account_webhook '{"field":"message_template_quality_update","value":{"new_quality_score":"PURPLE","message_template_name":"t","message_template_language":"en"}}' 'new_quality_score'
+	expect_refused account_webhook '{"field":"phone_number_quality_update","value":{"event":"SIDEWAYS"}}' 'value.event must be one of FLAGGED'
+	expect_refused account_webhook '{"field":"phone_number_quality_update","value":{"event":"UPGRADE","current_limit":"TIER_3"}}' 'current_limit'
+	expect_refused account_webhook '{"field":"phone_number_quality_update","value":{"event":"UPGRADE","max_daily_conversations_per_business":"lots"}}' 'max_daily_conversations_per_business'
+	expect_refused account_webhook '{"field":"phone_number_quality_update","value":{"event":"UPGRADE","display_phone_number":"+1555"}}' 'display_phone_number'
+	expect_refused account_webhook '{"field":"phone_number_quality_update","time":-1,"value":{"event":"UPGRADE"}}' '"time" must be Unix seconds'
+	expect_refused account_webhook '{"field":"phone_number_quality_update","time":"soon","value":{"event":"UPGRADE"}}' '"time" must be Unix seconds'
+	expect_refused account_webhook '{"field":"phone_number_quality_update","apply":"yes","value":{"event":"UPGRADE"}}' '"apply"'
+	expect_refused account_webhook '{"field":"phone_number_quality_update","repeat":0,"value":{"event":"UPGRADE"}}' '"repeat"'
+	expect_refused account_webhook '{"field":"phone_number_quality_update","url":"ftp://x/","value":{"event":"UPGRADE"}}' '"url"'
+	expect_refused account_webhook '{"changes":[]}' '"changes" must be an array'
+	expect_refused account_webhook '{"changes":[{"field":"phone_number_quality_update","value":{"event":"UPGRADE"}}],"field":"x"}' 'either "changes"'
+	expect_refused account_webhook '{"changes":[{"field":"phone_number_quality_update","value":{"event":"UPGRADE"}},{"field":"phone_number_quality_update","value":{"event":"UP"}}]}' 'changes[1]: value.event'
+	expect_refused account_webhook '{"changes":[{"field":"phone_number_quality_update","value":{"event":"UPGRADE"},"when":1}]}' 'changes[0]: unknown member "when"'
+	expect_refused account_webhook '{"field":"phone_number_quality_update","value":{"event":"UPGRADE"},"x":1}' 'unknown member "x"'
+	# A bad apply changes nothing either.
+	expect_refused account_webhook '{"changes":[{"field":"phone_number_quality_update","value":{"event":"UPGRADE","current_limit":"TIER_50"}},{"field":"phone_number_quality_update","value":{}}],"apply":true}' 'changes[1]: value.event'
+	# Other methods: 405.
+	raw -X GET "$BASE/_standin/template"
+	[ "$CODE" = 405 ]
+	grep -qi '^Allow: POST' "$BATS_TEST_TMPDIR/headers"
+	raw -X GET "$BASE/_standin/account_webhook"
+	[ "$CODE" = 405 ]
+	raw -X POST -d '{}' "$BASE/_standin/account"
+	[ "$CODE" = 405 ]
+	grep -qi '^Allow: GET' "$BATS_TEST_TMPDIR/headers"
+	# Nothing changed, nothing posted, nothing counted.
+	account | jq -e '.pair_interval_ms == 0 and .messaging_limit == null and .rules == []
+		and .limit_code == 131049 and .limit_window_ms == 86400000 and .limit_used == 0
+		and .refusals == {} and .templates == {} and .recipients == {}'
+	[ "$(hub_count)" -eq 0 ]
+	stats | jq -e '.requests == 0 and .webhooks_posted == 0'
+	# Without an app secret an account webhook cannot be signed.
+	kill -TERM "$SA_PID"
+	wait "$SA_PID"
+	start_standin
+	expect_refused account_webhook "$(jq -nc --arg u "$HUB_URL" '{field: "phone_number_quality_update", value: {event: "UPGRADE"}, url: $u}')" 'app-secret'
+	[ "$(hub_count)" -eq 0 ]
+}
+
+@test "account: reset zeroes the counters; reached and rules only when asked" {
+	start_standin
+	ctl template '{"name":"engagement_goodbye","language":"pt_BR","status":"PAUSED"}'
+	ctl limits '{"pair_interval_ms":60000,"messaging_limit":5}'
+	post "$(body)"
+	expect_error 400 132015
+	post "$(tpl engagement_review pt_BR)"
+	expect_success
+	ctl reset '{}'
+	[ "$CODE" = 200 ]
+	jq -e '. == {"reset": true}' <<<"$RESP"
+	account | jq -e '.refusals == {} and .templates == {} and .recipients == {}
+		and .limit_used == 1 and (.rules | length) == 1 and .pair_interval_ms == 60000'
+	# Still reached: the pair rate holds.
+	post "$(tpl engagement_review pt_BR)"
+	expect_error 400 131056
+	ctl reset '{"reached":true}'
+	account | jq -e '.limit_used == 0 and .refusals == {}'
+	post "$(tpl engagement_review pt_BR)"
+	expect_success
+	post "$(body)"
+	expect_error 400 132015
+	ctl reset '{"rules":true}'
+	account | jq -e '.rules == [] and .pair_interval_ms == 0 and .messaging_limit == null
+		and .limit_used == 1'
+	post "$(body)"
+	expect_success
+	post "$(body)"
+	expect_success
+}

@@ -512,9 +512,16 @@ static json_t *failed_errors(long code, const char *title, const char *details)
 			 title, "message", title, "error_data", "details", details);
 }
 
+/* What a message costs, as its statuses say (the template's category). */
+struct pricing {
+	char category[33];
+	bool billable;
+};
+
 static json_t *status_object(enum sa_status st, const char *wamid, long long ts,
 			     const char *recipient, bool group, const char *opaque,
-			     const char *conv, const struct status_choice *c)
+			     const char *conv, const struct status_choice *c,
+			     const struct pricing *pr)
 {
 	json_t *s = json_pack("{s:s, s:s, s:o, s:s}", "id", wamid, "status",
 			      status_names[st], "timestamp", unix_string(ts),
@@ -534,14 +541,15 @@ static json_t *status_object(enum sa_status st, const char *wamid, long long ts,
 		return s;
 	}
 	json_t *conversation = json_pack("{s:s, s:{s:s}}", "id", conv, "origin", "type",
-					 "marketing");
+					 pr->category);
 	if (st == SA_SENT)
 		json_object_set_new(conversation, "expiration_timestamp",
 				    unix_string(ts + 24 * 3600));
 	json_object_set_new(s, "conversation", conversation);
 	json_object_set_new(s, "pricing",
-			    json_pack("{s:b, s:s, s:s, s:s}", "billable", 1, "pricing_model",
-				      "PMP", "category", "marketing", "type", "regular"));
+			    json_pack("{s:b, s:s, s:s, s:s}", "billable", pr->billable,
+				      "pricing_model", "PMP", "category", pr->category, "type",
+				      pr->billable ? "regular" : "free_customer_service"));
 	return s;
 }
 
@@ -631,6 +639,12 @@ void sa_hooks_after_send(struct sa_server *srv, const json_t *body,
 
 	const char *opaque =
 		json_string_value(json_object_get(body, "biz_opaque_callback_data"));
+	const json_t *tpl = json_object_get(body, "template");
+	struct pricing pr;
+	sa_account_pricing(srv, json_string_value(json_object_get(tpl, "name")),
+			   json_string_value(json_object_get(json_object_get(tpl, "language"),
+							     "code")),
+			   pr.category, &pr.billable);
 	char conv[33];
 	sa_random_hex(conv, 32);
 	struct timespec wall; /* the answer's time */
@@ -642,7 +656,7 @@ void sa_hooks_after_send(struct sa_server *srv, const json_t *body,
 	for (size_t i = 0; i < n; i++)
 		statuses[i] = status_object((enum sa_status)list[i], wamid,
 					    (t_ms + (long long)(i + 1) * cfg->status_delay_ms) / 1000,
-					    wa_id, group, opaque, conv, c);
+					    wa_id, group, opaque, conv, c, &pr);
 
 	/* The POSTs, in the order they are made. */
 	struct sa_delivery *posts[2 * SA_MAX_STATUSES] = {0};
@@ -709,20 +723,6 @@ void sa_hooks_stats(struct sa_server *srv, json_t *obj)
 
 /* ---- control endpoints ---- */
 
-static json_t *refuse(unsigned *status, unsigned code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static json_t *refuse(unsigned *status, unsigned code, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	*status = code;
-	return json_pack("{s:o}", "error", sa_json_lossy_string(msg, strlen(msg)));
-}
-
 static bool is_http_url(const char *u)
 {
 	return strncmp(u, "http://", 7) == 0 || strncmp(u, "https://", 8) == 0;
@@ -744,22 +744,6 @@ static const char *target_url(struct sa_server *srv, const json_t *req, const ch
 		return NULL;
 	}
 	return srv->cfg.status_webhook;
-}
-
-/* The first member of obj not in allowed (NULL-terminated), or NULL. */
-static const char *unknown_member(const json_t *obj, const char *const *allowed)
-{
-	const char *k;
-	const json_t *v;
-	json_object_foreach((json_t *)obj, k, v) {
-		(void)v;
-		bool known = false;
-		for (size_t i = 0; allowed[i]; i++)
-			known |= strcmp(allowed[i], k) == 0;
-		if (!known)
-			return k;
-	}
-	return NULL;
 }
 
 /* An optional string member: true when absent (*out NULL) or a string. */
@@ -835,25 +819,25 @@ json_t *sa_hooks_inbound(struct sa_server *srv, const json_t *req, unsigned *sta
 		"timestamp", "id", "repeat", "name", "url", "phone_number_id", "context",
 		NULL};
 	if (!json_is_object(req))
-		return refuse(status, 400, "the request must be a JSON object");
-	const char *bad = unknown_member(req, allowed);
+		return sa_refuse(status, 400, "the request must be a JSON object");
+	const char *bad = sa_unknown_member(req, allowed);
 	if (bad)
-		return refuse(status, 400, "unknown member \"%s\"", bad);
+		return sa_refuse(status, 400, "unknown member \"%s\"", bad);
 	if (!srv->cfg.app_secret)
-		return refuse(status, 400, "no --app-secret-file: nothing to sign with");
+		return sa_refuse(status, 400, "no --app-secret-file: nothing to sign with");
 	const char *why = NULL;
 	const char *url = target_url(srv, req, &why);
 	if (!url)
-		return refuse(status, 400, "%s", why);
+		return sa_refuse(status, 400, "%s", why);
 
 	const char *from, *text, *button, *button_text, *interactive, *title, *type,
 		*id, *name, *number, *context;
 	if (!opt_string(req, "from", &from) || !from)
-		return refuse(status, 400, "\"from\" (the sender's number) is required");
+		return sa_refuse(status, 400, "\"from\" (the sender's number) is required");
 	if (from[0] == '+')
 		from++;
 	if (!sa_is_digits(from, strlen(from)) || strlen(from) > 20)
-		return refuse(status, 400, "\"from\" must be a phone number (digits)");
+		return sa_refuse(status, 400, "\"from\" must be a phone number (digits)");
 	if (!opt_string(req, "text", &text) || !opt_string(req, "button", &button) ||
 	    !opt_string(req, "button_text", &button_text) ||
 	    !opt_string(req, "interactive", &interactive) ||
@@ -861,29 +845,29 @@ json_t *sa_hooks_inbound(struct sa_server *srv, const json_t *req, unsigned *sta
 	    !opt_string(req, "id", &id) || !opt_string(req, "name", &name) ||
 	    !opt_string(req, "phone_number_id", &number) ||
 	    !opt_string(req, "context", &context))
-		return refuse(status, 400,
+		return sa_refuse(status, 400,
 			      "text, button, button_text, interactive, title, type, id, "
 			      "name, phone_number_id and context must be strings");
 	int kinds = (text != NULL) + (button != NULL) + (interactive != NULL);
 	if (kinds > 1)
-		return refuse(status, 400, "give one of \"text\", \"button\", \"interactive\"");
+		return sa_refuse(status, 400, "give one of \"text\", \"button\", \"interactive\"");
 	const char *derived = text ? "text" : button ? "button" : interactive ? "interactive"
 										   : NULL;
 	if (type && derived && strcmp(type, derived) != 0)
-		return refuse(status, 400, "\"type\" \"%s\" does not go with \"%s\"", type,
+		return sa_refuse(status, 400, "\"type\" \"%s\" does not go with \"%s\"", type,
 			      derived);
 	if (!type && !derived)
-		return refuse(status, 400,
+		return sa_refuse(status, 400,
 			      "give \"text\", \"button\", \"interactive\" or \"type\"");
 	if (!type)
 		type = derived;
 	if (!is_type_name(type))
-		return refuse(status, 400, "\"type\" must be a message type such as image");
+		return sa_refuse(status, 400, "\"type\" must be a message type such as image");
 	if (!derived && (strcmp(type, "text") == 0 || strcmp(type, "button") == 0 ||
 			 strcmp(type, "interactive") == 0))
-		return refuse(status, 400, "type %s needs \"%s\" too", type, type);
+		return sa_refuse(status, 400, "type %s needs \"%s\" too", type, type);
 	if (number && (!sa_is_digits(number, strlen(number)) || strlen(number) > 30))
-		return refuse(status, 400, "\"phone_number_id\" must be digits");
+		return sa_refuse(status, 400, "\"phone_number_id\" must be digits");
 	char last_number[32];
 	pthread_mutex_lock(&srv->hooks.mu);
 	memcpy(last_number, srv->hooks.last_number, sizeof last_number);
@@ -904,14 +888,14 @@ json_t *sa_hooks_inbound(struct sa_server *srv, const json_t *req, unsigned *sta
 		   json_string_length(tj) <= 12) {
 		ts = strtoll(json_string_value(tj), NULL, 10);
 	} else {
-		return refuse(status, 400, "\"timestamp\" must be Unix seconds");
+		return sa_refuse(status, 400, "\"timestamp\" must be Unix seconds");
 	}
 	long long repeat = 1;
 	const json_t *rj = json_object_get(req, "repeat");
 	if (rj && !json_is_null(rj)) {
 		if (!json_is_integer(rj) || json_integer_value(rj) < 1 ||
 		    json_integer_value(rj) > SA_MAX_REPEAT)
-			return refuse(status, 400, "\"repeat\" must be a whole number from 1 to %d",
+			return sa_refuse(status, 400, "\"repeat\" must be a whole number from 1 to %d",
 				      SA_MAX_REPEAT);
 		repeat = (long long)json_integer_value(rj);
 	}
@@ -933,7 +917,7 @@ json_t *sa_hooks_inbound(struct sa_server *srv, const json_t *req, unsigned *sta
 	if (!ctx || !id) {
 		free(ctx);
 		free(fresh_id);
-		return refuse(status, 500, "out of memory");
+		return sa_refuse(status, 500, "out of memory");
 	}
 
 	json_t *msg = json_pack("{s:s, s:s, s:o, s:s}", "from", from, "id", id, "timestamp",
@@ -968,7 +952,7 @@ json_t *sa_hooks_inbound(struct sa_server *srv, const json_t *req, unsigned *sta
 	if (!body) {
 		json_decref(env);
 		free(fresh_id);
-		return refuse(status, 500, "out of memory");
+		return sa_refuse(status, 500, "out of memory");
 	}
 	size_t len = strlen(body);
 	char sig[72];
@@ -1004,24 +988,24 @@ json_t *sa_hooks_raw(struct sa_server *srv, const json_t *req, unsigned *status)
 	static const char *const allowed[] = {"body", "signature", "url", "content_type",
 					      NULL};
 	if (!json_is_object(req))
-		return refuse(status, 400, "the request must be a JSON object");
-	const char *bad = unknown_member(req, allowed);
+		return sa_refuse(status, 400, "the request must be a JSON object");
+	const char *bad = sa_unknown_member(req, allowed);
 	if (bad)
-		return refuse(status, 400, "unknown member \"%s\"", bad);
+		return sa_refuse(status, 400, "unknown member \"%s\"", bad);
 	const json_t *b = json_object_get(req, "body");
 	if (!json_is_string(b))
-		return refuse(status, 400, "\"body\" (the exact text to post) is required");
+		return sa_refuse(status, 400, "\"body\" (the exact text to post) is required");
 	const char *why = NULL;
 	const char *url = target_url(srv, req, &why);
 	if (!url)
-		return refuse(status, 400, "%s", why);
+		return sa_refuse(status, 400, "%s", why);
 	const char *ctype;
 	if (!opt_string(req, "content_type", &ctype))
-		return refuse(status, 400, "\"content_type\" must be a string");
+		return sa_refuse(status, 400, "\"content_type\" must be a string");
 	if (!ctype)
 		ctype = "application/json";
 	if (strpbrk(ctype, "\r\n"))
-		return refuse(status, 400, "\"content_type\" must be one line");
+		return sa_refuse(status, 400, "\"content_type\" must be one line");
 
 	const char *body = json_string_value(b);
 	size_t len = json_string_length(b);
@@ -1030,7 +1014,7 @@ json_t *sa_hooks_raw(struct sa_server *srv, const json_t *req, unsigned *status)
 	const json_t *s = json_object_get(req, "signature");
 	if (!s) {
 		if (!srv->cfg.app_secret)
-			return refuse(status, 400,
+			return sa_refuse(status, 400,
 				      "no --app-secret-file: give \"signature\" (or null)");
 		sign(&srv->cfg, body, len, computed);
 		sig = computed;
@@ -1040,7 +1024,7 @@ json_t *sa_hooks_raw(struct sa_server *srv, const json_t *req, unsigned *status)
 		   json_string_length(s) < 200) {
 		sig = json_string_value(s);
 	} else {
-		return refuse(status, 400,
+		return sa_refuse(status, 400,
 			      "\"signature\" must be a one-line string (under 200 "
 			      "characters) or null");
 	}
@@ -1055,6 +1039,315 @@ json_t *sa_hooks_raw(struct sa_server *srv, const json_t *req, unsigned *status)
 				"error",
 				res.error[0] ? json_string(res.error) : json_null());
 	free(res.resp);
+	*status = 200;
+	return ans;
+}
+
+/* ---- the account's webhooks: POST /_standin/account_webhook ---- */
+
+static const char *const template_events[] = {
+	"APPROVED", "PENDING", "REJECTED", "PAUSED", "DISABLED", "FLAGGED", "IN_APPEAL",
+	"REINSTATED", "PENDING_DELETION", "DELETED", "LIMIT_EXCEEDED", "ARCHIVED",
+	"LOCKED", NULL};
+static const char *const quality_scores[] = {"GREEN", "YELLOW", "RED", "UNKNOWN", NULL};
+static const char *const number_events[] = {"FLAGGED",	 "UNFLAGGED",  "UPGRADE",
+					    "DOWNGRADE", "ONBOARDING", "THROUGHPUT_UPGRADE",
+					    NULL};
+static const char *const tiers[] = {"TIER_50",	"TIER_250",  "TIER_1K",	       "TIER_2K",
+				    "TIER_10K", "TIER_100K", "TIER_UNLIMITED", "TIER_NOT_SET",
+				    NULL};
+
+static bool one_of(const json_t *v, const char *const *list)
+{
+	const char *s = json_string_value(v);
+	for (size_t i = 0; s && list[i]; i++)
+		if (strcmp(s, list[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Unix seconds: a whole number >= 0 or a string of at most 12 digits. */
+static bool unix_seconds(const json_t *v, long long *out)
+{
+	if (json_is_integer(v) && json_integer_value(v) >= 0) {
+		*out = (long long)json_integer_value(v);
+		return true;
+	}
+	if (json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) <= 12 &&
+	    sa_is_digits(json_string_value(v), json_string_length(v))) {
+		*out = strtoll(json_string_value(v), NULL, 10);
+		return true;
+	}
+	return false;
+}
+
+static bool nonempty_string(const json_t *v)
+{
+	return json_is_string(v) && json_string_length(v) > 0;
+}
+
+/*
+ * The value posted for field, from the given one: checked, defaults filled
+ * in, Meta's members first. NULL with why (prefixed by where) when bad.
+ */
+static json_t *account_value(struct sa_server *srv, const char *field, const json_t *in,
+			     const char *where, char *why, size_t n)
+{
+	if (!json_is_object(in)) {
+		snprintf(why, n, "%s\"value\" must be a JSON object", where);
+		return NULL;
+	}
+#define GIVEN(k) json_object_get(in, k)
+#define BAD(...)                                        \
+	do {                                            \
+		int off_ = snprintf(why, n, "%s", where); \
+		snprintf(why + off_, n - (size_t)off_, __VA_ARGS__); \
+		json_decref(out);                       \
+		return NULL;                            \
+	} while (0)
+	json_t *out = json_object();
+	bool tpl_status = strcmp(field, "message_template_status_update") == 0;
+	bool tpl_quality = strcmp(field, "message_template_quality_update") == 0;
+	if (tpl_status || tpl_quality) {
+		const json_t *name = GIVEN("message_template_name"),
+			     *lang = GIVEN("message_template_language"),
+			     *id = GIVEN("message_template_id");
+		if (!nonempty_string(name))
+			BAD("value.message_template_name (a non-empty string) is required");
+		if (!nonempty_string(lang))
+			BAD("value.message_template_language (e.g. pt-BR) is required");
+		if (id && !(json_is_integer(id) && json_integer_value(id) >= 0))
+			BAD("value.message_template_id must be a whole number");
+		json_t *idv = id ? json_incref((json_t *)id)
+				 : json_integer(sa_template_id(json_string_value(name),
+							       json_string_value(lang)));
+		if (tpl_status) {
+			const json_t *ev = GIVEN("event"), *reason = GIVEN("reason");
+			if (!one_of(ev, template_events)) {
+				json_decref(idv);
+				BAD("value.event must be one of APPROVED, PENDING, REJECTED, "
+				    "PAUSED, DISABLED, FLAGGED, IN_APPEAL, REINSTATED, "
+				    "PENDING_DELETION, DELETED, LIMIT_EXCEEDED, ARCHIVED, "
+				    "LOCKED");
+			}
+			if (reason && !json_is_string(reason)) {
+				json_decref(idv);
+				BAD("value.reason must be a string");
+			}
+			static const char *const objs[] = {"other_info", "disable_info",
+							   "rejection_info", NULL};
+			for (size_t i = 0; objs[i]; i++)
+				if (GIVEN(objs[i]) && !json_is_object(GIVEN(objs[i]))) {
+					json_decref(idv);
+					BAD("value.%s must be a JSON object", objs[i]);
+				}
+			json_object_set(out, "event", (json_t *)ev);
+			json_object_set_new(out, "message_template_id", idv);
+			json_object_set(out, "message_template_name", (json_t *)name);
+			json_object_set(out, "message_template_language", (json_t *)lang);
+			json_object_set_new(out, "reason", reason ? json_incref((json_t *)reason)
+								  : json_string("NONE"));
+		} else {
+			const json_t *prev = GIVEN("previous_quality_score"),
+				     *now = GIVEN("new_quality_score");
+			if (!one_of(now, quality_scores) || (prev && !one_of(prev, quality_scores))) {
+				json_decref(idv);
+				BAD("value.new_quality_score (required) and "
+				    "value.previous_quality_score must be GREEN, YELLOW, RED "
+				    "or UNKNOWN");
+			}
+			json_object_set_new(out, "previous_quality_score",
+					    prev ? json_incref((json_t *)prev)
+						 : json_string("UNKNOWN"));
+			json_object_set(out, "new_quality_score", (json_t *)now);
+			json_object_set_new(out, "message_template_id", idv);
+			json_object_set(out, "message_template_name", (json_t *)name);
+			json_object_set(out, "message_template_language", (json_t *)lang);
+		}
+	} else if (strcmp(field, "phone_number_quality_update") == 0) {
+		const json_t *disp = GIVEN("display_phone_number"), *ev = GIVEN("event"),
+			     *old = GIVEN("old_limit"), *cur = GIVEN("current_limit"),
+			     *mdc = GIVEN("max_daily_conversations_per_business");
+		if (disp && !(nonempty_string(disp) &&
+			      sa_is_digits(json_string_value(disp), json_string_length(disp))))
+			BAD("value.display_phone_number must be a string of digits");
+		if (!one_of(ev, number_events))
+			BAD("value.event must be one of FLAGGED, UNFLAGGED, UPGRADE, "
+			    "DOWNGRADE, ONBOARDING, THROUGHPUT_UPGRADE");
+		if ((old && !one_of(old, tiers)) || (cur && !one_of(cur, tiers)))
+			BAD("value.old_limit and value.current_limit must be TIER_50, "
+			    "TIER_250, TIER_1K, TIER_2K, TIER_10K, TIER_100K, "
+			    "TIER_UNLIMITED or TIER_NOT_SET");
+		long long ignored;
+		if (mdc && !(json_is_integer(mdc) && json_integer_value(mdc) >= 0) &&
+		    !(json_is_string(mdc) && strcmp(json_string_value(mdc), "unlimited") == 0) &&
+		    !(json_is_string(mdc) && unix_seconds(mdc, &ignored)))
+			BAD("value.max_daily_conversations_per_business must be digits "
+			    "or \"unlimited\" (a string), or a whole number");
+		json_object_set_new(out, "display_phone_number",
+				    disp ? json_incref((json_t *)disp)
+					 : json_string(srv->cfg.display_phone_number));
+		json_object_set(out, "event", (json_t *)ev);
+		if (old)
+			json_object_set(out, "old_limit", (json_t *)old);
+		if (cur)
+			json_object_set(out, "current_limit", (json_t *)cur);
+		if (mdc)
+			json_object_set(out, "max_daily_conversations_per_business", (json_t *)mdc);
+	} else {
+		BAD("\"field\" must be message_template_status_update, "
+		    "message_template_quality_update or phone_number_quality_update");
+	}
+#undef GIVEN
+#undef BAD
+	/* Whatever else was given, as it was. */
+	const char *k;
+	json_t *v;
+	json_object_foreach((json_t *)in, k, v) {
+		if (!json_object_get(out, k))
+			json_object_set(out, k, v);
+	}
+	return out;
+}
+
+json_t *sa_hooks_account(struct sa_server *srv, const json_t *req, unsigned *status)
+{
+	static const char *const allowed[] = {"field", "value", "time", "changes",
+					      "apply", "repeat", "url", NULL};
+	static const char *const change_allowed[] = {"field", "value", "time", NULL};
+	if (!json_is_object(req))
+		return sa_refuse(status, 400, "the request must be a JSON object");
+	const char *bad = sa_unknown_member(req, allowed);
+	if (bad)
+		return sa_refuse(status, 400, "unknown member \"%s\"", bad);
+
+	long long now = (long long)time(NULL), t_default = now;
+	const json_t *tj = json_object_get(req, "time");
+	if (tj && !unix_seconds(tj, &t_default))
+		return sa_refuse(status, 400, "\"time\" must be Unix seconds");
+	const json_t *aj = json_object_get(req, "apply");
+	if (aj && !json_is_boolean(aj))
+		return sa_refuse(status, 400, "\"apply\" must be true or false");
+	long long repeat = 1;
+	const json_t *rj = json_object_get(req, "repeat");
+	if (rj) {
+		if (!json_is_integer(rj) || json_integer_value(rj) < 1 ||
+		    json_integer_value(rj) > SA_MAX_REPEAT)
+			return sa_refuse(status, 400,
+					 "\"repeat\" must be a whole number from 1 to %d",
+					 SA_MAX_REPEAT);
+		repeat = (long long)json_integer_value(rj);
+	}
+	const json_t *changes = json_object_get(req, "changes");
+	if (changes) {
+		if (json_object_get(req, "field") || json_object_get(req, "value"))
+			return sa_refuse(status, 400,
+					 "give either \"changes\" or \"field\" and \"value\"");
+		if (!json_is_array(changes) || json_array_size(changes) < 1 ||
+		    json_array_size(changes) > 100)
+			return sa_refuse(status, 400,
+					 "\"changes\" must be an array of 1 to 100 "
+					 "{\"field\",\"value\",\"time\"} objects");
+	} else if (!json_object_get(req, "field") || !json_object_get(req, "value")) {
+		return sa_refuse(status, 400,
+				 "\"field\" and \"value\" are required (or \"changes\")");
+	}
+
+	/* One entry per change, in the order given. */
+	json_t *entries = json_array(), *fields = json_array();
+	size_t nchanges = changes ? json_array_size(changes) : 1;
+	for (size_t i = 0; i < nchanges; i++) {
+		const json_t *c = changes ? json_array_get(changes, i) : req;
+		char where[40] = "", why[512];
+		if (changes) {
+			snprintf(where, sizeof where, "changes[%zu]: ", i);
+			if (!json_is_object(c)) {
+				json_decref(entries);
+				json_decref(fields);
+				return sa_refuse(status, 400, "%smust be a JSON object", where);
+			}
+			const char *cbad = sa_unknown_member(c, change_allowed);
+			if (cbad) {
+				json_decref(entries);
+				json_decref(fields);
+				return sa_refuse(status, 400, "%sunknown member \"%s\"", where,
+						 cbad);
+			}
+		}
+		long long t = t_default;
+		const json_t *ct = json_object_get(c, "time");
+		if (changes && ct && !unix_seconds(ct, &t)) {
+			json_decref(entries);
+			json_decref(fields);
+			return sa_refuse(status, 400, "%s\"time\" must be Unix seconds", where);
+		}
+		const char *field = json_string_value(json_object_get(c, "field"));
+		json_t *value = account_value(srv, field ? field : "",
+					      json_object_get(c, "value"), where, why,
+					      sizeof why);
+		if (!value) {
+			json_decref(entries);
+			json_decref(fields);
+			return sa_refuse(status, 400, "%s", why);
+		}
+		json_array_append_new(entries,
+				      json_pack("{s:s, s:I, s:[{s:s, s:o}]}", "id",
+						srv->cfg.waba_id, "time", (json_int_t)t,
+						"changes", "field", field, "value", value));
+		json_array_append_new(fields, json_string(field));
+	}
+	if (!srv->cfg.app_secret) {
+		json_decref(entries);
+		json_decref(fields);
+		return sa_refuse(status, 400, "no --app-secret-file: nothing to sign with");
+	}
+	const char *why = NULL;
+	const char *url = target_url(srv, req, &why);
+	if (!url) {
+		json_decref(entries);
+		json_decref(fields);
+		return sa_refuse(status, 400, "%s", why);
+	}
+
+	if (json_is_true(aj)) { /* the stand-in plays what it announces */
+		size_t i;
+		json_t *e;
+		json_array_foreach(entries, i, e) {
+			json_t *ch = json_array_get(json_object_get(e, "changes"), 0);
+			sa_account_apply(srv, json_string_value(json_object_get(ch, "field")),
+					 json_object_get(ch, "value"));
+		}
+	}
+
+	json_t *env = json_pack("{s:s, s:o}", "object", "whatsapp_business_account", "entry",
+				entries);
+	char *body = env ? json_dumps(env, JSON_COMPACT) : NULL;
+	if (!body) {
+		json_decref(env);
+		json_decref(fields);
+		return sa_refuse(status, 500, "out of memory");
+	}
+	size_t len = strlen(body);
+	char sig[72];
+	sign(&srv->cfg, body, len, sig);
+	json_t *statuses = json_array();
+	struct post_result res = {0};
+	for (long long i = 0; i < repeat; i++) {
+		free(res.resp);
+		post_counted(srv, "account", url, body, len, sig, "application/json",
+			     (unsigned)(i + 1), "fields", fields, &res);
+		json_array_append_new(statuses, json_integer(res.status));
+		if (sa_stopping(srv))
+			break;
+	}
+	json_t *ans = json_pack("{s:I, s:o, s:o, s:o, s:o}", "status", (json_int_t)res.status,
+				"body", env, "statuses", statuses, "response",
+				res.resp ? sa_json_lossy_string(res.resp, res.resp_len)
+					 : json_string(""),
+				"error", res.error[0] ? json_string(res.error) : json_null());
+	free(res.resp);
+	free(body);
+	json_decref(fields);
 	*status = 200;
 	return ans;
 }

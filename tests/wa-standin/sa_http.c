@@ -14,7 +14,20 @@ enum route {
 	ROUTE_WEBHOOK,
 	ROUTE_INBOUND, /* POST /_standin/inbound */
 	ROUTE_RAW,     /* POST /_standin/raw */
+	ROUTE_TEMPLATE,        /* POST /_standin/template */
+	ROUTE_LIMITS,          /* POST /_standin/limits */
+	ROUTE_RESET,           /* POST /_standin/reset */
+	ROUTE_ACCOUNT_WEBHOOK, /* POST /_standin/account_webhook */
+	ROUTE_ACCOUNT,         /* GET /_standin/account */
 };
+
+/* Control routes: neither counted nor recorded. */
+static bool is_control(enum route r)
+{
+	return r == ROUTE_STATS || r == ROUTE_INBOUND || r == ROUTE_RAW ||
+	       r == ROUTE_TEMPLATE || r == ROUTE_LIMITS || r == ROUTE_RESET ||
+	       r == ROUTE_ACCOUNT_WEBHOOK || r == ROUTE_ACCOUNT;
+}
 enum auth { AUTH_OK, AUTH_MISSING, AUTH_INVALID };
 
 static const char *const auth_names[] = {"ok", "missing", "invalid"};
@@ -292,12 +305,10 @@ static void set_choice_error(struct answer *a, const struct choice *c,
 	set_error(a, c->status, "OAuthException", c->code, c->subcode, msg, d);
 }
 
-/* A valid send request: success or the chosen misbehaviour. */
-static void answer_send(struct sa_server *srv, const json_t *body,
-			struct answer *a)
+/* The chosen misbehaviour c, or success. */
+static void answer_choice(struct sa_server *srv, const json_t *body,
+			  const char *to, const struct choice *c, struct answer *a)
 {
-	const char *to = json_string_value(json_object_get(body, "to"));
-	const struct choice *c = choose(to);
 	if (!c) {
 		set_success(a, to, true);
 		return;
@@ -333,6 +344,29 @@ static void answer_send(struct sa_server *srv, const json_t *body,
 		break;
 	}
 	}
+}
+
+/*
+ * A valid send request: refused by Meta's account rules, else success or
+ * the chosen misbehaviour. The rules' check and what an accepted message
+ * leaves behind (reached, pair interval) happen under one lock.
+ */
+static void answer_send(struct sa_server *srv, const json_t *body,
+			struct answer *a)
+{
+	const char *to = json_string_value(json_object_get(body, "to"));
+	struct sa_refusal ref;
+	sa_account_lock(srv);
+	if (sa_account_refuse(srv, body, &ref)) {
+		char msg[256];
+		snprintf(msg, sizeof msg, "(#%ld) %s", ref.code, ref.title);
+		set_error(a, ref.status, "OAuthException", ref.code, ref.subcode, msg,
+			  ref.details);
+	} else {
+		answer_choice(srv, body, to, choose(to), a);
+	}
+	sa_account_count(srv, body, a->code, a->status == 200 && a->wamid);
+	sa_account_unlock(srv);
 }
 
 static void answer_messages(struct sa_server *srv, struct MHD_Connection *conn,
@@ -570,7 +604,9 @@ static enum MHD_Result finish(struct sa_server *srv, struct MHD_Connection *conn
 	struct answer a = {.ctype = json_ctype};
 	sa_fbtrace_id(a.fbtrace);
 
-	if (r->route == ROUTE_INBOUND || r->route == ROUTE_RAW) {
+	if (r->route == ROUTE_INBOUND || r->route == ROUTE_RAW ||
+	    r->route == ROUTE_TEMPLATE || r->route == ROUTE_LIMITS ||
+	    r->route == ROUTE_RESET || r->route == ROUTE_ACCOUNT_WEBHOOK) {
 		r->answered = true; /* control requests are not counted */
 		if (strcmp(r->method, MHD_HTTP_METHOD_POST) != 0) {
 			a.allow = "POST";
@@ -581,12 +617,44 @@ static enum MHD_Result finish(struct sa_server *srv, struct MHD_Connection *conn
 		} else {
 			json_t *req = r->len ? json_loadb(r->body, r->len, 0, NULL) : NULL;
 			unsigned st = 500;
-			json_t *ans = r->route == ROUTE_INBOUND ? sa_hooks_inbound(srv, req, &st)
-								: sa_hooks_raw(srv, req, &st);
+			json_t *ans;
+			switch (r->route) {
+			case ROUTE_INBOUND:
+				ans = sa_hooks_inbound(srv, req, &st);
+				break;
+			case ROUTE_RAW:
+				ans = sa_hooks_raw(srv, req, &st);
+				break;
+			case ROUTE_TEMPLATE:
+				ans = sa_account_template(srv, req, &st);
+				break;
+			case ROUTE_LIMITS:
+				ans = sa_account_limits(srv, req, &st);
+				break;
+			case ROUTE_RESET:
+				ans = sa_account_reset(srv, req, &st);
+				break;
+			default:
+				ans = sa_hooks_account(srv, req, &st);
+				break;
+			}
 			json_decref(req);
 			if (!ans)
 				ans = json_pack("{s:s}", "error", "out of memory");
 			set_json(&a, st, ans);
+		}
+		enum MHD_Result ret = send_answer(conn, r, &a);
+		free(a.body);
+		return ret;
+	}
+
+	if (r->route == ROUTE_ACCOUNT) {
+		r->answered = true; /* control requests are not counted */
+		if (strcmp(r->method, MHD_HTTP_METHOD_GET) == 0) {
+			set_json(&a, 200, sa_account_get(srv));
+		} else {
+			a.allow = "GET";
+			set_json(&a, 405, json_pack("{s:s}", "error", "only GET is allowed here"));
 		}
 		enum MHD_Result ret = send_answer(conn, r, &a);
 		free(a.body);
@@ -749,6 +817,16 @@ enum MHD_Result sa_handle(void *cls, struct MHD_Connection *conn,
 			r->route = ROUTE_INBOUND;
 		else if (strcmp(url, "/_standin/raw") == 0)
 			r->route = ROUTE_RAW;
+		else if (strcmp(url, "/_standin/template") == 0)
+			r->route = ROUTE_TEMPLATE;
+		else if (strcmp(url, "/_standin/limits") == 0)
+			r->route = ROUTE_LIMITS;
+		else if (strcmp(url, "/_standin/reset") == 0)
+			r->route = ROUTE_RESET;
+		else if (strcmp(url, "/_standin/account_webhook") == 0)
+			r->route = ROUTE_ACCOUNT_WEBHOOK;
+		else if (strcmp(url, "/_standin/account") == 0)
+			r->route = ROUTE_ACCOUNT;
 		else if (parse_messages_path(url, r))
 			r->route = ROUTE_MESSAGES;
 		else if (strncmp(url, "/_webhook", 9) == 0 &&
@@ -760,8 +838,7 @@ enum MHD_Result sa_handle(void *cls, struct MHD_Connection *conn,
 			r->sw_signature = header_copy(conn, "webhook-signature");
 		}
 		r->auth = check_auth(srv, conn);
-		if (r->route != ROUTE_STATS && r->route != ROUTE_INBOUND &&
-		    r->route != ROUTE_RAW) { /* recorded once it is answered */
+		if (!is_control(r->route)) { /* recorded once it is answered */
 			pthread_mutex_lock(&srv->mu);
 			srv->begun++;
 			pthread_mutex_unlock(&srv->mu);
@@ -794,8 +871,7 @@ void sa_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	(void)toe;
 	if (!r)
 		return;
-	if (!r->answered && r->route != ROUTE_STATS && r->route != ROUTE_INBOUND &&
-	    r->route != ROUTE_RAW) {
+	if (!r->answered && !is_control(r->route)) {
 		/* The client went away before the whole request arrived. */
 		struct answer a = {.status = 0};
 		account(srv, r, r->auth, NULL, &a, true);

@@ -1,5 +1,6 @@
 /* Small helpers: ids, time, UTF-8, secrets, files, a string set, naps. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -404,4 +405,30 @@ bool sa_stopping(struct sa_server *srv)
 	bool s = srv->stopping;
 	pthread_mutex_unlock(&srv->stop_mu);
 	return s;
+}
+
+json_t *sa_refuse(unsigned *status, unsigned code, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	*status = code;
+	return json_pack("{s:o}", "error", sa_json_lossy_string(msg, strlen(msg)));
+}
+
+const char *sa_unknown_member(const json_t *obj, const char *const *allowed)
+{
+	const char *k;
+	const json_t *v;
+	json_object_foreach((json_t *)obj, k, v) {
+		(void)v;
+		bool known = false;
+		for (size_t i = 0; allowed[i]; i++)
+			known |= strcmp(allowed[i], k) == 0;
+		if (!known)
+			return k;
+	}
+	return NULL;
 }

@@ -64,6 +64,10 @@ struct sa_config {
 	unsigned webhook_timeout_ms;
 	const char *waba_id;
 	const char *display_phone_number;
+
+	/* Meta's account rules at start (sa_account.c). */
+	unsigned pair_interval_ms; /* 0: off */
+	long long messaging_limit; /* -1: none */
 };
 
 /* Recipients that already had their first 920 failure. */
@@ -106,6 +110,42 @@ struct sa_code_count {
 	uint64_t n;
 };
 
+/* Template states the stand-in plays. */
+enum sa_tpl_status { SA_TPL_APPROVED, SA_TPL_PAUSED, SA_TPL_DISABLED };
+
+/* What a test said about one template (or, lang NULL, all its languages). */
+struct sa_rule {
+	char *name;
+	char *lang; /* underscore form; NULL: every language */
+	bool has_status, has_category, has_billable;
+	enum sa_tpl_status status;
+	char category[33];
+	bool billable;
+};
+
+/* Meta's account rules and what they counted (sa_account.c). */
+struct sa_account {
+	pthread_mutex_t mu; /* taken before srv->mu, never after */
+	struct sa_rule *rules;
+	size_t n_rules, cap_rules;
+	unsigned pair_ms;     /* 0: off */
+	long long limit;      /* -1: none */
+	long limit_code;      /* 131049 or 130429 */
+	long long window_ms;  /* the moving window of the limit */
+	json_t *reached;      /* to -> ms (CLOCK_MONOTONIC) it was last reached */
+	json_t *last;         /* to -> ms of its last accepted message */
+	json_t *templates;    /* name -> language as sent -> counters */
+	json_t *recipients;   /* to -> counters */
+	json_t *refusals;     /* code -> n, by the rules only */
+};
+
+/* A refusal by the account rules. */
+struct sa_refusal {
+	unsigned status;
+	long code, subcode;
+	const char *title, *details;
+};
+
 #define SA_MAX_CODES 64
 #define SA_MAX_STATUS 600
 
@@ -125,6 +165,7 @@ struct sa_server {
 	uint64_t webhook_seen;
 
 	struct sa_hooks hooks;
+	struct sa_account account;
 
 	/* Naps (slow and latency) end early when stopping turns true. */
 	pthread_mutex_t stop_mu;
@@ -216,6 +257,44 @@ void sa_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 /* Append rec (taken) to the record as one line, "seq" spliced in front. */
 void sa_record(struct sa_server *srv, json_t *rec);
 
+/* ---- sa_account.c: Meta's account rules ---- */
+
+void sa_account_init(struct sa_server *srv);
+void sa_account_free(struct sa_server *srv);
+void sa_account_lock(struct sa_server *srv);
+void sa_account_unlock(struct sa_server *srv);
+/*
+ * With the lock held, for a valid send body: true (and *out) when the
+ * account rules refuse it.
+ */
+bool sa_account_refuse(struct sa_server *srv, const json_t *body,
+		       struct sa_refusal *out);
+/*
+ * With the lock held: count a valid send answered with error code (0: none);
+ * accepted (200 with a wamid) marks its recipient reached now.
+ */
+void sa_account_count(struct sa_server *srv, const json_t *body, long code,
+		      bool accepted);
+/* The pricing category (at most 32 characters) and billable of a template. */
+void sa_account_pricing(struct sa_server *srv, const char *name, const char *lang,
+			char category[33], bool *billable);
+/* A stable made-up 15-digit id of a template in a language (- or _). */
+long long sa_template_id(const char *name, const char *lang);
+/* Take on an account webhook's change (apply: true); value already checked. */
+void sa_account_apply(struct sa_server *srv, const char *field, const json_t *value);
+
+/* The control endpoints; req NULL when not JSON. */
+json_t *sa_account_template(struct sa_server *srv, const json_t *req, unsigned *status);
+json_t *sa_account_limits(struct sa_server *srv, const json_t *req, unsigned *status);
+json_t *sa_account_reset(struct sa_server *srv, const json_t *req, unsigned *status);
+json_t *sa_account_get(struct sa_server *srv);
+
+/* Control answers: {"error": message} and *status = code. */
+json_t *sa_refuse(unsigned *status, unsigned code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* The first member of obj not in allowed (NULL-terminated), or NULL. */
+const char *sa_unknown_member(const json_t *obj, const char *const *allowed);
+
 /* ---- sa_hook.c: Meta's webhook side ---- */
 
 /* Set up the poster (always) and start its thread (with --status-webhook). */
@@ -243,5 +322,7 @@ void sa_hooks_stats(struct sa_server *srv, json_t *obj);
  */
 json_t *sa_hooks_inbound(struct sa_server *srv, const json_t *req, unsigned *status);
 json_t *sa_hooks_raw(struct sa_server *srv, const json_t *req, unsigned *status);
+/* POST /_standin/account_webhook: the account fields, signed, posted at once. */
+json_t *sa_hooks_account(struct sa_server *srv, const json_t *req, unsigned *status);
 
 #endif

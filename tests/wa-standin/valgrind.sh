@@ -108,6 +108,24 @@ ctl raw '{"body":"{}","signature":"sha256=00"}'
 ctl raw '{"body":"{}","signature":null}'
 ctl raw '{"body":"{}","url":"http://127.0.0.1:1/"}'
 ctl raw '{"body":1}'
+# Meta's account rules: templates, limits, counters, account webhooks.
+ctl template '{"name":"t","language":"pt-BR","status":"PAUSED","category":"utility"}'
+ctl template '{"name":"t","status":"DISABLED","billable":false}'
+ctl template '{"name":"t","status":"bad"}'
+send +5511987654321
+ctl template '{"name":"t","language":"pt_BR","status":"APPROVED"}'
+ctl limits '{"pair_interval_ms":60000,"messaging_limit":1,"limit_code":130429,"reached":["+5511987650001"],"reached_ago_ms":10}'
+ctl limits '{"reached":["x",1]}'
+send +5511987654321
+send +5511987654321
+ctl limits '{"messaging_limit":null,"pair_interval_ms":0}'
+ctl account_webhook '{"field":"message_template_status_update","time":1763460000,"apply":true,"value":{"event":"PAUSED","message_template_name":"t","message_template_language":"pt-BR","other_info":{"title":"FIRST_PAUSE"}}}'
+ctl account_webhook '{"changes":[{"field":"message_template_quality_update","time":"1763460001","value":{"new_quality_score":"RED","message_template_name":"t","message_template_language":"en"}},{"field":"phone_number_quality_update","value":{"event":"DOWNGRADE","current_limit":"TIER_2K","max_daily_conversations_per_business":"2000"}}],"apply":true,"repeat":2}'
+ctl account_webhook '{"field":"phone_number_quality_update","value":{"event":"SIDEWAYS"}}'
+ctl account_webhook '{"changes":[{"field":"x","value":{}}]}'
+curl -sS -o /dev/null "$base/_standin/account" || true
+ctl reset '{"reached":true,"rules":true}'
+ctl reset '{"x":1}'
 # Until every queued status is posted (valgrind is slow).
 for _ in $(seq 300); do
 	curl -sS "$base/_standin/stats" 2>/dev/null | grep -q '"webhooks_pending":0' && break

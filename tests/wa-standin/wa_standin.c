@@ -53,6 +53,12 @@ static const char usage[] =
 	"POST /_standin/inbound and /_standin/raw post inbound messages and\n"
 	"raw bodies on request.\n"
 	"\n"
+	"Meta's account rules (also set by POST /_standin/template, /limits):\n"
+	"      --pair-interval-ms N    a second message to one recipient within\n"
+	"                              N ms gets 131056 (default 0: off)\n"
+	"      --messaging-limit N     at most N distinct recipients per moving\n"
+	"                              24 h, then 131049 (default: no limit)\n"
+	"\n"
 	"      --verbose               show libmicrohttpd's messages while serving\n"
 	"      --help                  show this help and exit\n"
 	"\n"
@@ -83,6 +89,8 @@ enum {
 	OPT_WEBHOOK_TIMEOUT_MS,
 	OPT_WABA_ID,
 	OPT_DISPLAY_PHONE_NUMBER,
+	OPT_PAIR_INTERVAL_MS,
+	OPT_MESSAGING_LIMIT,
 };
 
 static const struct option opts[] = {
@@ -106,6 +114,8 @@ static const struct option opts[] = {
 	{"webhook-timeout-ms", required_argument, NULL, OPT_WEBHOOK_TIMEOUT_MS},
 	{"waba-id", required_argument, NULL, OPT_WABA_ID},
 	{"display-phone-number", required_argument, NULL, OPT_DISPLAY_PHONE_NUMBER},
+	{"pair-interval-ms", required_argument, NULL, OPT_PAIR_INTERVAL_MS},
+	{"messaging-limit", required_argument, NULL, OPT_MESSAGING_LIMIT},
 	{NULL, 0, NULL, 0},
 };
 
@@ -292,6 +302,12 @@ static void parse_args(int argc, char **argv, struct sa_config *cfg)
 				    "not '%s'", optarg);
 			cfg->display_phone_number = optarg;
 			break;
+		case OPT_PAIR_INTERVAL_MS:
+			cfg->pair_interval_ms = parse_uint("pair-interval-ms", optarg, 86400000);
+			break;
+		case OPT_MESSAGING_LIMIT:
+			cfg->messaging_limit = parse_uint("messaging-limit", optarg, 1000000000);
+			break;
 		case OPT_HELP:
 			fputs(usage, stdout);
 			exit(SA_EXIT_OK);
@@ -352,7 +368,8 @@ int main(int argc, char **argv)
 			.statuses = {SA_SENT, SA_DELIVERED, SA_READ}, .n_statuses = 3,
 			.webhook_retries = 5, .webhook_timeout_ms = 10000,
 			.waba_id = "102290129340398",
-			.display_phone_number = "15550783881"},
+			.display_phone_number = "15550783881",
+			.messaging_limit = -1},
 		.record_fd = -1,
 	};
 	parse_args(argc, argv, &srv.cfg);
@@ -392,6 +409,7 @@ int main(int argc, char **argv)
 	pthread_condattr_destroy(&ca);
 	sa_ids_init();
 	json_object_seed(0); /* before any thread makes an object */
+	sa_account_init(&srv);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		die(SA_EXIT_SOFTWARE, "cannot initialise libcurl");
 
@@ -444,6 +462,7 @@ int main(int argc, char **argv)
 	if (srv.record_fd >= 0)
 		close(srv.record_fd);
 	sa_strset_free(&srv.failed_once);
+	sa_account_free(&srv);
 	pthread_cond_destroy(&srv.stop_cv);
 	pthread_mutex_destroy(&srv.stop_mu);
 	pthread_mutex_destroy(&srv.mu);
