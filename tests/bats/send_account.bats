@@ -71,13 +71,28 @@ of() { requests "select(.template == \"$1\")"; }
 	[ "$(row "$b" status)" = sent ]
 }
 
+# standin POST PATH JSON: a control of the stand-in (it must answer 200).
+standin() {
+	curl -sS --fail-with-body --max-time 10 -H 'Content-Type: application/json' \
+		--data-binary "$2" "$WHATSAPP_API_URL/_standin/$1" >/dev/null
+}
+
+# asked TEMPLATE: requests the stand-in counted for TEMPLATE (language en).
+asked() {
+	curl -sS --max-time 10 "$WHATSAPP_API_URL/_standin/account" |
+		jq -r --arg t "$1" '.templates[$t].en.requests // 0'
+}
+
 @test "the first 132015 pauses the template: six queued, concurrency 1, one request; the rest wait uncharged" {
-	for i in 1 2 3 4 5 6; do user "$i" 917; done
+	# Meta paused it and no webhook said so: the stand-in answers 132015
+	standin template '{"name": "engagement_weekly_review", "status": "PAUSED"}'
+	for i in 1 2 3 4 5 6; do user "$i"; done
 	for i in 1 2 3 4 5 6; do msg "$i" weekly_review >/dev/null; done
 	user 7; g=$(msg 7 goodbye)
 	send --concurrency 1
 	[ "$status" -eq 0 ]
 	[ "$(of engagement_weekly_review)" -eq 1 ]
+	[ "$(asked engagement_weekly_review)" -eq 1 ]
 	[ "$(row "$g" status)" = sent ]
 	[ "$(q "SELECT count(*) FROM engagement.message_queue
 	        WHERE message_type = 'weekly_review' AND status = 'queued' AND attempts = 0")" -eq 6 ]
@@ -104,6 +119,9 @@ of() { requests "select(.template == \"$1\")"; }
 
 @test "TIER_250: 250 people a day at most, goodbyes first, people already reached not counted again, the rest wait uncharged" {
 	[ "$(change phone_number_quality_update '{"event": "DOWNGRADE", "current_limit": "TIER_250"}')" = applied ]
+	# and Meta enforces it: past 250 people, 131049
+	standin limits '{"messaging_limit": 250}'
+
 	# three people reached by an earlier run
 	for i in 1 2 3; do user "$i"; msg "$i" goodbye >/dev/null; done
 	send --pair-interval 0
@@ -135,17 +153,20 @@ of() { requests "select(.template == \"$1\")"; }
 	        WHERE u.phone_e164 < '+5511901001' AND m.status = 'sent'")" -eq 6 ]
 	[ "$(q "SELECT count(*) || ' ' || sum(attempts) || ' ' || bool_and(next_attempt_at > '$NOW')
 	        FROM engagement.message_queue WHERE status = 'queued'")" = "23 0 true" ]
-	# no answer the stand-in would give past a limit: never asked past it
+	# never asked past the limit: Meta refused nothing
 	[ "$(requests 'select(.status != 200)')" -eq 0 ]
+	[ "$(curl -sS "$WHATSAPP_API_URL/_standin/account" | jq -c '[.limit_used, .refusals]')" = '[250,{}]' ]
 }
 
 @test "the pair rate: two messages to one person in one run, one request; the other waits --pair-interval" {
 	user 1; user 2
+	standin limits '{"pair_interval_ms": 6000}'   # Meta's 131056
 	msg 1 goodbye >/dev/null; msg 1 weekly_review >/dev/null; c=$(msg 2 goodbye)
 	# (a minute, so that no test timing comes near it)
 	eng queue-send --db "$CONN" --pair-interval 60s
 	[ "$status" -eq 0 ]
 	[ "$(requests)" -eq 2 ]
+	[ "$(requests 'select(.error_code == 131056)')" -eq 0 ]
 	[ "$(row "$c" status)" = sent ]
 	[ "$(q "SELECT count(*) FROM engagement.message_queue WHERE user_id = '$(uid 1)' AND status = 'sent'")" -eq 1 ]
 	waited=$(q "SELECT id FROM engagement.message_queue WHERE user_id = '$(uid 1)' AND status = 'queued'")
@@ -161,7 +182,8 @@ of() { requests "select(.template == \"$1\")"; }
 	[ "$(sj .deferred)" -eq 1 ]
 	[ "$(requests)" -eq 2 ]
 	[ "$(row "$waited" "status || ' ' || attempts")" = "queued 0" ]
-	# --pair-interval 0: no spacing
+	# --pair-interval 0: no spacing (Meta's own rule off too, for the test)
+	standin limits '{"pair_interval_ms": 0}'
 	q "UPDATE engagement.message_queue SET next_attempt_at = now() - interval '1 second' WHERE id = $waited" >/dev/null
 	eng queue-send --db "$CONN" --pair-interval 0
 	[ "$(requests)" -eq 3 ]

@@ -1457,3 +1457,52 @@ meta_pauses() {
 	stop_hook
 	[ "$(sh_ .priced)" -eq 3 ]
 }
+
+@test "the whole loop, Meta's account rules: a PAUSED webhook stops the template's sends, APPROVED restarts them, statuses bring the price" {
+	start_hook
+	start_standin --status-webhook "$URL" --app-secret-file "$SECRET_FILE" --status-delay-ms 20
+	user 1 active; user 2 active; user 3 goodbye_sent
+	a=$(queued 1 weekly_review); b=$(queued 2 weekly_review); c=$(queued 3 goodbye)
+	q "UPDATE engagement.message_queue SET params = '{\"activity_count\": 4}'
+	   WHERE message_type = 'weekly_review'" >/dev/null
+	# account_webhook FIELD-AND-VALUE: the stand-in posts it, signed, and acts on it
+	account_webhook() {
+		local r
+		r=$(curl -sS --max-time 30 -H 'Content-Type: application/json' \
+			--data-binary "$1" "$WHATSAPP_API_URL/_standin/account_webhook")
+		jq -e '.status == 200' <<<"$r" >/dev/null || { echo "account_webhook $1: $r" >&2; return 1; }
+		DELIVERED=$((DELIVERED + 1))
+	}
+	asked() {
+		curl -sS --max-time 10 "$WHATSAPP_API_URL/_standin/account" |
+			jq -r --arg t "$1" '.templates[$t].en.requests // 0'
+	}
+	account_webhook "{\"field\": \"message_template_status_update\", \"time\": $((NOW_S - 20)), \"apply\": true,
+		\"value\": {\"event\": \"PAUSED\", \"message_template_name\": \"engagement_weekly_review\",
+		            \"message_template_language\": \"en\"}}"
+	settle
+	[ "$(q "SELECT provider_status FROM engagement.message_templates WHERE template_key = 'weekly_review' AND locale = 'en'")" = PAUSED ]
+	eng queue-send --db "$CONN"
+	[ "$status" -eq 0 ]
+	[ "$(sj .sent)" -eq 1 ]
+	[ "$(row "$c" status)" = sent ]
+	[ "$(asked engagement_weekly_review)" -eq 0 ]
+	[ "$(row "$a" "status || ' ' || attempts")" = "queued 0" ]
+	account_webhook "{\"field\": \"message_template_status_update\", \"time\": $((NOW_S - 10)), \"apply\": true,
+		\"value\": {\"event\": \"APPROVED\", \"message_template_name\": \"engagement_weekly_review\",
+		            \"message_template_language\": \"en\"}}"
+	# (the goodbye's statuses arrive meanwhile: wait for the template itself)
+	wait_for 30 '[ "$(q "SELECT provider_status FROM engagement.message_templates
+	                     WHERE template_key = '\''weekly_review'\'' AND locale = '\''en'\''")" = APPROVED ]'
+	eng queue-send --db "$CONN"
+	[ "$status" -eq 0 ]
+	[ "$(sj .sent)" -eq 2 ]
+	[ "$(asked engagement_weekly_review)" -eq 2 ]
+	# their statuses come back priced (the stand-in's default: marketing, billable)
+	wait_standin '.webhooks_pending == 0'
+	settle "$(q "SELECT count(*) FROM engagement.webhook_inbox")"
+	for id in $a $b $c; do
+		[ "$(row "$id" "pricing_category || ' ' || billable")" = "marketing true" ]
+	done
+	[ "$(q "SELECT n FROM engagement.message_counts WHERE kind = 'billable' AND code = 'marketing'")" -eq 3 ]
+}
