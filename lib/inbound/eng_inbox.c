@@ -35,6 +35,17 @@ static json_t *time_json(eng_time t)
 	return json_string(ts);
 }
 
+/* One call of a database function taking (rows jsonb, run id). */
+static PGresult *call_rows(struct eng_db *db, const char *sql, const json_t *rows,
+			   const char *run_id, struct eng_err *err)
+{
+	char *text = eng_json_dump(rows);
+	const char *p[] = {text, run_id};
+	PGresult *r = eng_db_query(db, sql, 2, p, err);
+	free(text);
+	return r;
+}
+
 static enum eng_status apply_statuses(struct eng_db *db, const struct eng_meta_delivery *d,
 				      size_t nd, const char *run_id,
 				      struct eng_inbox_counts *k, struct eng_err *err)
@@ -59,16 +70,13 @@ static enum eng_status apply_statuses(struct eng_db *db, const struct eng_meta_d
 		json_decref(rows);
 		return ENG_OK;
 	}
-	char *text = eng_json_dump(rows);
-	json_decref(rows);
-	const char *p[] = {text, run_id};
 	/* engagement.apply_delivery_statuses (migration 0014): matched to sent
 	 * messages only, forward only, published, counted; a 131050 records
 	 * the person's opt-out */
-	PGresult *r = eng_db_query(db,
-				   "SELECT * FROM engagement.apply_delivery_statuses($1::jsonb, $2::uuid)",
-				   2, p, err);
-	free(text);
+	PGresult *r = call_rows(db,
+				"SELECT * FROM engagement.apply_delivery_statuses($1::jsonb, $2::uuid)",
+				rows, run_id, err);
+	json_decref(rows);
 	if (!r)
 		return eng_err_prefix(err, "could not apply delivery statuses");
 #define NUM(name) atoll(PQgetvalue(r, 0, PQfnumber(r, name)))
@@ -102,12 +110,8 @@ static enum eng_status apply_pricing(struct eng_db *db, const struct eng_meta_de
 		}
 	enum eng_status st = ENG_OK;
 	if (json_array_size(rows)) {
-		char *text = eng_json_dump(rows);
-		const char *p[] = {text, run_id};
-		PGresult *r = eng_db_query(db,
-					   "SELECT engagement.record_pricing($1::jsonb, $2::uuid)", 2,
-					   p, err);
-		free(text);
+		PGresult *r = call_rows(db, "SELECT engagement.record_pricing($1::jsonb, $2::uuid)",
+					rows, run_id, err);
 		if (r)
 			k->priced += atoll(PQgetvalue(r, 0, 0));
 		else
@@ -129,15 +133,12 @@ static enum eng_status apply_account(struct eng_db *db, const struct eng_meta_de
 		json_array_extend(changes, d[i].account);
 	enum eng_status st = ENG_OK;
 	if (json_array_size(changes)) {
-		char *text = eng_json_dump(changes);
-		const char *p[] = {text, run_id};
 		/* in order of their time, each at most once (migration 0016) */
-		PGresult *r = eng_db_query(db,
-					   "SELECT outcome, count(*) FROM "
-					   "engagement.apply_account_changes($1::jsonb, $2::uuid) "
-					   "GROUP BY outcome",
-					   2, p, err);
-		free(text);
+		PGresult *r = call_rows(db,
+					"SELECT outcome, count(*) FROM "
+					"engagement.apply_account_changes($1::jsonb, $2::uuid) "
+					"GROUP BY outcome",
+					changes, run_id, err);
 		for (int i = 0; r && i < PQntuples(r); i++) {
 			const char *o = PQgetvalue(r, i, 0);
 			long long n = atoll(PQgetvalue(r, i, 1));
