@@ -112,6 +112,11 @@ fs_q() {
 
 fs_uid() { printf '00000000-0000-4000-8000-%012d' "$1"; }
 
+# fs_conn DB: a trial program's --db: dbname=DB on the test cluster, or,
+# when FS_DB_HOSTS names a primary and its standby (the ff_ helpers), the
+# multi-host string before it (libpq picks the one that takes writes).
+fs_conn() { echo "${FS_DB_HOSTS:+$FS_DB_HOSTS }dbname=$1"; }
+
 # fs_poll_start DB / fs_poll SQL / fs_poll_stop: one query (one line, one
 # value) asked again and again on one open connection (a psql coprocess):
 # a fraction of a millisecond each instead of a new psql every time, so
@@ -429,7 +434,10 @@ fs_trial_optout() {
 #
 # The server is stopped (-m fast) while requests are in flight, kept down
 # DOWN_S seconds and started again (the same port); DOWN_S 0 is one
-# "pg_ctl restart -m fast". The stop comes once the stand-in has recorded
+# "pg_ctl restart -m fast"; DOWN_S "failover:S" is a failover instead (a
+# primary and its standby, ff_ helpers: the primary stopped -m immediate,
+# the standby promoted S seconds later; queue-send given the multi-host
+# string; reach_ms: from the stop to the sender's database_reachable). The stop comes once the stand-in has recorded
 # AFTER requests (default CONCURRENCY) and half a latency more (the next
 # requests are then on the wire, their fence long committed). The outage
 # is measured as it happened (outage_ms: from the stop to the server
@@ -448,15 +456,17 @@ fs_trial_optout() {
 # Stops the whole cluster: nothing else may use it meanwhile.
 fs_trial_restart() {
 	local dir=$1 down=$2 n=${3:-30} conc=${4:-4} lat=${5:-500} lease=${6:-15} after=${7:-}
-	local db="faults_rs_${down}_$$_$RANDOM" pid rc problems=() at_stop t0 t_stop t_up t_down
+	local db="faults_rs_${down//:/_}_$$_$RANDOM" pid rc problems=() at_stop t0 t_stop t_up t_down
 	local requests distinct sent withid sending reconnects unrec s logged twice rounds=0 rc2 unexplained
-	local seen_down
+	local seen_down failover='' promote_ms=null reach_ms=null
+	case $down in failover:*) failover=${down#failover:} ;; esac
 	mkdir -p "$dir"
+	[ -z "$failover" ] || ff_ready || return 1
 	fs_db_new "$db"
 	fs_seed "$db" "$n" 1
 	fs_standin_start "$dir" --latency-ms "$lat" || return 1
 	t0=$(fs_now_ms)
-	fs_bg "$dir" send "$ENG_BIN/queue-send" --db "dbname=$db" --rate 0 \
+	fs_bg "$dir" send "$ENG_BIN/queue-send" --db "$(fs_conn "$db")" --rate 0 \
 		--concurrency "$conc" --lease-seconds "$lease"
 	pid=$FS_PID
 	fs_wait_requests "$FS_RECORD" "${after:-$conc}" 60 || problems+=("no requests before the restart")
@@ -464,7 +474,11 @@ fs_trial_restart() {
 	at_stop=$(fs_requests "$FS_RECORD")
 	t_down=$(fs_now_ms)
 	t_stop=$((t_down - t0))
-	if [ "$down" = 0 ]; then
+	if [ -n "$failover" ]; then
+		ff_failover "$failover" || problems+=("the failover failed")
+		t_down=$FF_T_STOP
+		promote_ms=$((FF_T_PROMOTED - FF_T_STOP))
+	elif [ "$down" = 0 ]; then
 		fs_as_owner "$ENG_PG_BIN/pg_ctl" -D "$ENG_PG_ROOT/data" -o "-p $PGPORT" \
 			-l "$ENG_PG_ROOT/server.log" -w -t 60 restart -m fast >/dev/null
 	else
@@ -474,6 +488,7 @@ fs_trial_restart() {
 	fi
 	t_up=$(( $(fs_now_ms) - t0 ))
 	fs_wait_pid "$pid" 120 && rc=0 || rc=$?
+	[ -z "$failover" ] || reach_ms=$(ff_reach_ms "$dir/send.log" database_reachable "$t_down")
 	s=$(cat "$dir/send.json")
 	seen_down=$(jq -rn 'first(inputs | select(.event == "database_reachable") | .down_ms) // "null"' \
 		"$dir/send.log" 2>/dev/null || echo null)
@@ -488,7 +503,7 @@ fs_trial_restart() {
 		                 WHERE status IN ('queued', 'sending')")" -gt 0 ]; do
 		rounds=$((rounds + 1))
 		fs_wait_leases_out "$db" $((lease + 10)) || break
-		fs_bg "$dir" "rerun$rounds" "$ENG_BIN/queue-send" --db "dbname=$db" --rate 0 \
+		fs_bg "$dir" "rerun$rounds" "$ENG_BIN/queue-send" --db "$(fs_conn "$db")" --rate 0 \
 			--concurrency "$conc" --lease-seconds "$lease"
 		fs_wait_pid "$FS_PID" 120 && rc2=0 || rc2=$?
 		[ "$rc2" -eq 0 ] || problems+=("rerun $rounds exited $rc2")
@@ -518,6 +533,7 @@ fs_trial_restart() {
 		problems+=("a provider_message_id the stand-in did not answer for that message")
 	fs_json down_s "$down" messages "$n" lease_ms "$((lease * 1000))" outage_ms "$((t0 + t_up - t_down))" \
 		sender_down_ms "$seen_down" stop_at_ms "$t_stop" up_at_ms "$t_up" \
+		promote_after_ms "$promote_ms" reach_ms "$reach_ms" \
 		requests_at_stop "$at_stop" requests "$requests" distinct "$distinct" \
 		sent_twice "$twice" sent_twice_unexplained "$unexplained" \
 		dup_ids "$(sort -n "$dir/dups.ids" | tr '\n' ' ')" sent "$sent" sending "$sending" rc "$rc" \
