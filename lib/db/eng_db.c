@@ -156,8 +156,29 @@ static void on_notice(void *arg, const PGresult *r)
 enum eng_status eng_db_connect(struct eng_db *db, const char *conninfo,
 			       const char *appname, struct eng_err *err)
 {
-	const char *keys[4];
-	const char *vals[4];
+	return eng_db_open(db, conninfo, appname, ENG_DB_PRIMARY, err);
+}
+
+/* libpq's walk through the hosts, then (when a server refused and there
+ * are several) each host on its own: eng_db_hosts.c */
+static PGconn *connect_walk(const char *const *keys, const char *const *vals)
+{
+	PGconn *c = PQconnectdbParams(keys, vals, 1);
+	if (!c || PQstatus(c) == CONNECTION_OK)
+		return c;
+	PGconn *alt = eng_db_each_host(c);
+	if (!alt)
+		return c;
+	PQfinish(c);
+	return alt;
+}
+
+enum eng_status eng_db_open(struct eng_db *db, const char *conninfo,
+			    const char *appname, enum eng_db_session session,
+			    struct eng_err *err)
+{
+	const char *keys[5];
+	const char *vals[5];
 	int k = 0;
 
 	if (!conninfo || !*conninfo) {
@@ -184,6 +205,12 @@ enum eng_status eng_db_connect(struct eng_db *db, const char *conninfo,
 		keys[k] = "connect_timeout";
 		vals[k++] = "10";
 	}
+	/* a writer never settles on a standby: of several hosts, the one
+	 * that takes writes (the connection string may say otherwise) */
+	if (session == ENG_DB_PRIMARY && !getenv("PGTARGETSESSIONATTRS")) {
+		keys[k] = "target_session_attrs";
+		vals[k++] = "read-write";
+	}
 	if (conninfo) {
 		keys[k] = "dbname";
 		vals[k++] = conninfo;
@@ -195,7 +222,8 @@ enum eng_status eng_db_connect(struct eng_db *db, const char *conninfo,
 
 	wipe_secrets(db);
 	db->nsecrets = eng_db_secret_words(conninfo, db->secrets, ENG_DB_SECRETS);
-	db->conn = PQconnectdbParams(keys, vals, 1);
+	db->lost = false;
+	db->conn = connect_walk(keys, vals);
 	if (!db->conn)
 		return eng_err_set(err, ENG_EINTERNAL,
 				   "out of memory opening a connection");
@@ -244,6 +272,7 @@ void eng_db_close(struct eng_db *db)
 	PQclear(db->first);
 	db->first = NULL;
 	db->busy = false;
+	db->lost = false;
 	if (db->conn)
 		PQfinish(db->conn);
 	db->conn = NULL;
@@ -256,7 +285,18 @@ enum eng_status eng_db_reconnect(struct eng_db *db, struct eng_err *err)
 	PQclear(db->first);
 	db->first = NULL;
 	db->busy = false;
+	db->lost = false;
+	/* the whole list again (after a failover the old host is gone or a
+	 * standby): never the host used before */
 	PQreset(db->conn);
+	if (PQstatus(db->conn) != CONNECTION_OK) {
+		PGconn *alt = eng_db_each_host(db->conn);
+		if (alt) {
+			PQfinish(db->conn);
+			db->conn = alt;
+			PQsetNoticeReceiver(db->conn, on_notice, NULL);
+		}
+	}
 	if (PQstatus(db->conn) == CONNECTION_OK)
 		return ENG_OK;
 	char m[400];
@@ -394,7 +434,16 @@ char *eng_db_int_array(const long long *v, size_t n)
 
 bool eng_db_alive(struct eng_db *db)
 {
-	return db->conn && PQstatus(db->conn) == CONNECTION_OK;
+	return db->conn && !db->lost && PQstatus(db->conn) == CONNECTION_OK;
+}
+
+bool eng_db_consume(struct eng_db *db)
+{
+	if (!eng_db_alive(db))
+		return false;
+	if (!PQconsumeInput(db->conn) || PQstatus(db->conn) != CONNECTION_OK)
+		db->lost = true;
+	return !db->lost;
 }
 
 enum eng_status eng_db_error(struct eng_db *db, const PGresult *r,
@@ -418,6 +467,9 @@ enum eng_status eng_db_error(struct eng_db *db, const PGresult *r,
 	else
 		snprintf(m, sizeof(m), "%s", primary);
 
+	/* an error libpq made up (no SQLSTATE): is the server still there? */
+	if (!state && eng_db_alive(db))
+		(void)eng_db_consume(db);
 	enum eng_status st;
 	if (!eng_db_alive(db))
 		st = ENG_ETEMP; /* lost mid-run: whatever it was, retry later */

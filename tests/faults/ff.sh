@@ -7,10 +7,11 @@
 # with pg_basebackup -R (its own socket directory and port). The primary
 # waits for the standby (synchronous_standby_names '*', synchronous_commit
 # on): what it acknowledged is on the standby. The pair is described in
-# ENG_PGSTATE/ff.env (sourced after env): PGHOST and PGPORT name both nodes
-# and PGTARGETSESSIONATTRS=read-write, so psql and the helpers of lib.sh
-# reach whichever node is the primary; FS_DB_HOSTS is the same, for the
-# programs' --db (fs_conn); FF_PRIMARY is 1 or 2.
+# ENG_PGSTATE/ff.env (sourced after env): FS_DB_HOSTS names both nodes
+# (host=SOCK1,SOCK2 port=P1,P2 target_session_attrs=read-write), for the
+# programs' --db (fs_conn); PGHOST and PGPORT name the primary alone, for
+# psql and the helpers of lib.sh (which must not depend on what the
+# programs are tested for); FF_PRIMARY is 1 or 2.
 #
 # ff_failover S: the primary stopped (-m immediate), the standby promoted S
 # seconds later (pg_ctl promote -w); the new primary takes writes without a
@@ -37,9 +38,10 @@ ff_node() {
 # ff_write_env PRIMARY STANDBY_OK
 ff_write_env() {
 	local hosts="$ENG_PG_ROOT/sock,$ENG_PG_ROOT/sock2" ports="$FF_PORT1,$FF_PORT2"
+	ff_node "$1"
 	cat >"$FF_ENV.tmp" <<-ENV
 	export FF_PORT1='$FF_PORT1' FF_PORT2='$FF_PORT2' FF_PRIMARY='$1' FF_STANDBY_OK='$2'
-	export PGHOST='$hosts' PGPORT='$ports' PGTARGETSESSIONATTRS=read-write
+	export PGHOST='$FF_SOCK' PGPORT='$FF_PORT'
 	export FS_DB_HOSTS='host=$hosts port=$ports target_session_attrs=read-write'
 	ENV
 	mv "$FF_ENV.tmp" "$FF_ENV"
@@ -58,7 +60,7 @@ ff_start() {
 # ff_q N SQL: a query on node N itself
 ff_q() {
 	ff_node "$1"
-	PGTARGETSESSIONATTRS=any psql -X -q -At -v ON_ERROR_STOP=1 -h "$FF_SOCK" -p "$FF_PORT" \
+	psql -X -q -At -v ON_ERROR_STOP=1 -h "$FF_SOCK" -p "$FF_PORT" \
 		-d postgres -c "$2"
 }
 
@@ -107,14 +109,15 @@ ff_ready() {
 }
 
 # ff_failover S: stop the primary (-m immediate), promote the standby S
-# seconds later; sets FF_T_STOP and FF_T_PROMOTED (fs_now_ms)
+# seconds later; sets FF_T_STOP (the primary gone: pg_ctl stop returned)
+# and FF_T_PROMOTED (pg_ctl promote returned), both fs_now_ms
 ff_failover() {
 	# shellcheck disable=SC1090
 	. "$FF_ENV"
 	local p=$FF_PRIMARY s=$((3 - FF_PRIMARY))
 	ff_node "$p"
-	FF_T_STOP=$(fs_now_ms)
 	ff_pgctl -D "$FF_DIR" -m immediate -w stop >/dev/null || return 1
+	FF_T_STOP=$(fs_now_ms)
 	sleep "$1"
 	ff_node "$s"
 	ff_pgctl -D "$FF_DIR" -w -t 60 promote >/dev/null || return 1
