@@ -109,8 +109,8 @@ enum eng_status eng_db_open(struct eng_db *db, const char *conninfo,
 			    const char *appname, enum eng_db_session session,
 			    struct eng_err *err)
 {
-	const char *keys[5];
-	const char *vals[5];
+	const char *keys[9];
+	const char *vals[9];
 	int k = 0;
 
 	if (!conninfo || !*conninfo) {
@@ -136,6 +136,19 @@ enum eng_status eng_db_open(struct eng_db *db, const char *conninfo,
 	if (!getenv("PGCONNECT_TIMEOUT")) {
 		keys[k] = "connect_timeout";
 		vals[k++] = "10";
+	}
+	/* over TCP, a primary that vanished (its host lost, a network cut)
+	 * sends nothing: without keepalives a statement would wait for the
+	 * kernel's retransmissions (15 minutes) before the failover is seen.
+	 * Dead within about 25 s instead (the connection string may say
+	 * otherwise; ignored on Unix sockets). */
+	static const char *const tcp[][2] = {
+		{"keepalives_idle", "10"}, {"keepalives_interval", "5"},
+		{"keepalives_count", "3"},
+	};
+	for (size_t i = 0; i < sizeof(tcp) / sizeof(tcp[0]); i++) {
+		keys[k] = tcp[i][0];
+		vals[k++] = tcp[i][1];
 	}
 	/* a writer never settles on a standby: of several hosts, the one
 	 * that takes writes (the connection string may say otherwise) */
