@@ -12,7 +12,11 @@
 # takes the old one's place (ff_ready), so every trial fails over.
 #
 # The whole file uses a private cluster (the pair), started in setup_file.
-# Every program runs as its own login (helpers.bash).
+# Every program runs as its own login (helpers.bash). One trial of each
+# (FAULTS_SEED sets the seed); the quick tier leaves out the promotion
+# longer than the lease and engagement-event (optout-set is the batch
+# tools' representative there). FF_PROMOTE_S: the seconds between the
+# primary's stop and the promotion (1).
 bats_require_minimum_version 1.5.0
 
 export ENG_PGSTATE="$BATS_FILE_TMPDIR/pg"
@@ -101,6 +105,7 @@ ok() {
 }
 
 @test "queue-send: a promotion that takes longer than the lease (8 s against 5): nothing sent twice, every outcome it holds recorded" {
+	fs_full_only
 	local r
 	r=$(fs_trial_restart "$T/qslong" "failover:8" 30 4 500 5)
 	show "queue-send, promoted after 8s, lease 5s: $r"
@@ -145,6 +150,7 @@ job() {
 }
 
 @test "engagement-event --batch with ids: failover mid-run: each event applied once" {
+	fs_full_only
 	job event_ids
 }
 

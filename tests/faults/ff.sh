@@ -117,10 +117,12 @@ ff_failover() {
 	local p=$FF_PRIMARY s=$((3 - FF_PRIMARY))
 	ff_node "$p"
 	ff_pgctl -D "$FF_DIR" -m immediate -w stop >/dev/null || return 1
+	# shellcheck disable=SC2034 # (FF_T_STOP, FF_T_PROMOTED: read by lib.sh)
 	FF_T_STOP=$(fs_now_ms)
 	sleep "$1"
 	ff_node "$s"
 	ff_pgctl -D "$FF_DIR" -w -t 60 promote >/dev/null || return 1
+	# shellcheck disable=SC2034
 	FF_T_PROMOTED=$(fs_now_ms)
 	ff_write_env "$s" 0
 }
