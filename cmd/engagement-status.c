@@ -121,7 +121,7 @@ static void done(void *o)
 static const struct eng_prog prog = {
 	.name = "engagement-status", .usage = usage, .options = options,
 	.exits = exits, .opts = opts, .fields = fields,
-	.on_opt = on_opt, .start = ENG_START_DB | ENG_START_SCHEMA | ENG_START_NOW,
+	.on_opt = on_opt, .start = ENG_START_DB | ENG_START_SCHEMA | ENG_START_NOW | ENG_START_STANDBY,
 	.run = run, .output = output, .done = done,
 };
 

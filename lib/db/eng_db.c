@@ -21,74 +21,6 @@ static void tidy_libpq_message(const char *in, char *out, size_t outsz)
 		out[--n] = '\0';
 }
 
-static int by_length_desc(const void *a, const void *b)
-{
-	size_t x = strlen(*(char *const *)a), y = strlen(*(char *const *)b);
-	return (x < y) - (x > y);
-}
-
-static size_t add_word(char **out, size_t n, size_t max, const char *w, size_t len)
-{
-	if (len < 3 || n >= max)
-		return n;
-	for (size_t i = 0; i < n; i++)
-		if (strlen(out[i]) == len && memcmp(out[i], w, len) == 0)
-			return n;
-	out[n] = eng_xmalloc(len + 1);
-	memcpy(out[n], w, len);
-	out[n][len] = '\0';
-	return n + 1;
-}
-
-size_t eng_db_secret_words(const char *conninfo, char **out, size_t max)
-{
-	size_t n = 0;
-	if (!conninfo)
-		return 0;
-	char *perr = NULL;
-	PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
-	for (PQconninfoOption *o = opts; o && o->keyword; o++)
-		if (strcmp(o->keyword, "password") == 0 && o->val)
-			n = add_word(out, n, max, o->val, strlen(o->val));
-	PQconninfoFree(opts);
-	PQfreemem(perr);
-	const char *scheme = strstr(conninfo, "://");
-	const char *at = strrchr(conninfo, '@');
-	if (scheme && at && at > scheme) {
-		const char *user = scheme + 3;
-		const char *colon = memchr(user, ':', (size_t)(at - user));
-		if (colon) {
-			const char *p = colon + 1;
-			n = add_word(out, n, max, p, (size_t)(at - p));
-			while (p < at) {
-				size_t k = strcspn(p, "/:@?#&=,");
-				if (p + k > at)
-					k = (size_t)(at - p);
-				n = add_word(out, n, max, p, k);
-				p += k + 1;
-			}
-		}
-	}
-	qsort(out, n, sizeof(*out), by_length_desc);
-	return n;
-}
-
-void eng_db_redact(char *msg, size_t cap, char *const *words, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		size_t wl = strlen(words[i]);
-		char *hit;
-		while (wl && (hit = strstr(msg, words[i])) != NULL) {
-			size_t tail = strlen(hit + wl);
-			if (wl >= 3) { /* "***" is never longer than the word */
-				memcpy(hit, "***", 3);
-				memmove(hit + 3, hit + wl, tail + 1);
-			}
-		}
-	}
-	(void)cap;
-}
-
 static void wipe_secrets(struct eng_db *db)
 {
 	for (size_t i = 0; i < db->nsecrets; i++) {
@@ -156,8 +88,29 @@ static void on_notice(void *arg, const PGresult *r)
 enum eng_status eng_db_connect(struct eng_db *db, const char *conninfo,
 			       const char *appname, struct eng_err *err)
 {
-	const char *keys[4];
-	const char *vals[4];
+	return eng_db_open(db, conninfo, appname, ENG_DB_PRIMARY, err);
+}
+
+/* libpq's walk through the hosts, then (when a server refused and there
+ * are several) each host on its own: eng_db_hosts.c */
+static PGconn *connect_walk(const char *const *keys, const char *const *vals)
+{
+	PGconn *c = PQconnectdbParams(keys, vals, 1);
+	if (!c || PQstatus(c) == CONNECTION_OK)
+		return c;
+	PGconn *alt = eng_db_each_host(c);
+	if (!alt)
+		return c;
+	PQfinish(c);
+	return alt;
+}
+
+enum eng_status eng_db_open(struct eng_db *db, const char *conninfo,
+			    const char *appname, enum eng_db_session session,
+			    struct eng_err *err)
+{
+	const char *keys[9];
+	const char *vals[9];
 	int k = 0;
 
 	if (!conninfo || !*conninfo) {
@@ -184,6 +137,25 @@ enum eng_status eng_db_connect(struct eng_db *db, const char *conninfo,
 		keys[k] = "connect_timeout";
 		vals[k++] = "10";
 	}
+	/* over TCP, a primary that vanished (its host lost, a network cut)
+	 * sends nothing: without keepalives a statement would wait for the
+	 * kernel's retransmissions (15 minutes) before the failover is seen.
+	 * Dead within about 25 s instead (the connection string may say
+	 * otherwise; ignored on Unix sockets). */
+	static const char *const tcp[][2] = {
+		{"keepalives_idle", "10"}, {"keepalives_interval", "5"},
+		{"keepalives_count", "3"},
+	};
+	for (size_t i = 0; i < sizeof(tcp) / sizeof(tcp[0]); i++) {
+		keys[k] = tcp[i][0];
+		vals[k++] = tcp[i][1];
+	}
+	/* a writer never settles on a standby: of several hosts, the one
+	 * that takes writes (the connection string may say otherwise) */
+	if (session == ENG_DB_PRIMARY && !getenv("PGTARGETSESSIONATTRS")) {
+		keys[k] = "target_session_attrs";
+		vals[k++] = "read-write";
+	}
 	if (conninfo) {
 		keys[k] = "dbname";
 		vals[k++] = conninfo;
@@ -195,7 +167,8 @@ enum eng_status eng_db_connect(struct eng_db *db, const char *conninfo,
 
 	wipe_secrets(db);
 	db->nsecrets = eng_db_secret_words(conninfo, db->secrets, ENG_DB_SECRETS);
-	db->conn = PQconnectdbParams(keys, vals, 1);
+	db->lost = false;
+	db->conn = connect_walk(keys, vals);
 	if (!db->conn)
 		return eng_err_set(err, ENG_EINTERNAL,
 				   "out of memory opening a connection");
@@ -244,6 +217,7 @@ void eng_db_close(struct eng_db *db)
 	PQclear(db->first);
 	db->first = NULL;
 	db->busy = false;
+	db->lost = false;
 	if (db->conn)
 		PQfinish(db->conn);
 	db->conn = NULL;
@@ -256,7 +230,18 @@ enum eng_status eng_db_reconnect(struct eng_db *db, struct eng_err *err)
 	PQclear(db->first);
 	db->first = NULL;
 	db->busy = false;
+	db->lost = false;
+	/* the whole list again (after a failover the old host is gone or a
+	 * standby): never the host used before */
 	PQreset(db->conn);
+	if (PQstatus(db->conn) != CONNECTION_OK) {
+		PGconn *alt = eng_db_each_host(db->conn);
+		if (alt) {
+			PQfinish(db->conn);
+			db->conn = alt;
+			PQsetNoticeReceiver(db->conn, on_notice, NULL);
+		}
+	}
 	if (PQstatus(db->conn) == CONNECTION_OK)
 		return ENG_OK;
 	char m[400];
@@ -394,7 +379,16 @@ char *eng_db_int_array(const long long *v, size_t n)
 
 bool eng_db_alive(struct eng_db *db)
 {
-	return db->conn && PQstatus(db->conn) == CONNECTION_OK;
+	return db->conn && !db->lost && PQstatus(db->conn) == CONNECTION_OK;
+}
+
+bool eng_db_consume(struct eng_db *db)
+{
+	if (!eng_db_alive(db))
+		return false;
+	if (!PQconsumeInput(db->conn) || PQstatus(db->conn) != CONNECTION_OK)
+		db->lost = true;
+	return !db->lost;
 }
 
 enum eng_status eng_db_error(struct eng_db *db, const PGresult *r,
@@ -418,6 +412,9 @@ enum eng_status eng_db_error(struct eng_db *db, const PGresult *r,
 	else
 		snprintf(m, sizeof(m), "%s", primary);
 
+	/* an error libpq made up (no SQLSTATE): is the server still there? */
+	if (!state && eng_db_alive(db))
+		(void)eng_db_consume(db);
 	enum eng_status st;
 	if (!eng_db_alive(db))
 		st = ENG_ETEMP; /* lost mid-run: whatever it was, retry later */

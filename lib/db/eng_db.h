@@ -25,9 +25,14 @@ struct eng_db {
 	 * cut out of every message libpq writes about connecting */
 	char *secrets[ENG_DB_SECRETS];
 	size_t nsecrets;
+	/* the server went away under a statement: a server that dies at once
+	 * (stopped -m immediate, killed, its host lost: a failover) closes
+	 * the socket without an error, and libpq may still report
+	 * CONNECTION_OK until the next call; eng_db_alive says false */
+	bool lost;
 };
 
-#define ENG_DB_INIT {NULL, false, NULL, {NULL}, 0}
+#define ENG_DB_INIT {NULL, false, NULL, {NULL}, 0, false}
 
 /* conninfo: a keyword string or URI; NULL means DATABASE_URL, then libpq's
  * defaults. application_name is forced to appname. A conninfo libpq cannot
@@ -36,6 +41,30 @@ struct eng_db {
 enum eng_status eng_db_connect(struct eng_db *db, const char *conninfo,
 			       const char *appname, struct eng_err *err);
 void eng_db_close(struct eng_db *db);
+
+/* The server a connection needs. ENG_DB_PRIMARY (what eng_db_connect
+ * opens): one that takes writes, target_session_attrs=read-write unless the
+ * connection string or PGTARGETSESSIONATTRS says otherwise, so that of
+ * several hosts (host=a,b port=p,q) the primary is chosen, whichever it is
+ * now. ENG_DB_ANY: reads only, a hot standby will do (engagement-status);
+ * libpq's default, or what the connection string asks
+ * (target_session_attrs=prefer-standby). */
+enum eng_db_session { ENG_DB_PRIMARY, ENG_DB_ANY };
+enum eng_status eng_db_open(struct eng_db *db, const char *conninfo,
+			    const char *appname, enum eng_db_session session,
+			    struct eng_err *err);
+
+/* libpq walks a list of hosts only past those it cannot reach or that
+ * cannot take connections now; when a server refused a connection of
+ * several hosts (a FATAL in failed's message), try each host on its own,
+ * in order, with the rest of failed's options: the connection, or NULL
+ * (eng_db_hosts.c). */
+PGconn *eng_db_each_host(PGconn *failed);
+/* (exposed for tests) How many hosts a host and a hostaddr list name; the
+ * i-th item of a comma-separated list (the only item of a one-item list),
+ * NULL past its end; the caller frees it. */
+size_t eng_db_host_count(const char *hosts, const char *hostaddrs);
+char *eng_db_host_item(const char *list, size_t i);
 
 /* Whether a connection string carries a password (false when it cannot be
  * parsed). */
@@ -79,6 +108,9 @@ enum eng_status eng_db_commit(struct eng_db *db, struct eng_err *err);
 void eng_db_rollback(struct eng_db *db);
 bool eng_db_in_transaction(struct eng_db *db);
 bool eng_db_alive(struct eng_db *db);
+/* Read what has arrived (notifications, results) without blocking: false,
+ * and the connection marked lost, when the server is gone. */
+bool eng_db_consume(struct eng_db *db);
 
 /* Reconnect with the same parameters after the connection was lost:
  * ENG_OK when it is back, else the connection error (ENG_ETEMP while the

@@ -195,7 +195,8 @@ enum eng_status eng_run_start(struct eng_run *run, unsigned what,
 		eng_log(ENG_WARN, "password_on_command_line",
 			ENG_S("hint", "--db shows it to every user of this host (ps, "
 				      "/proc): use ~/.pgpass, PGPASSFILE or PGSERVICE"));
-	if (eng_db_connect(&run->db, run->opt.db, run->program, err))
+	if (eng_db_open(&run->db, run->opt.db, run->program,
+			what & ENG_START_STANDBY ? ENG_DB_ANY : ENG_DB_PRIMARY, err))
 		return err->status;
 
 	if ((what & ENG_START_SCHEMA) &&

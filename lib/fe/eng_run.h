@@ -60,6 +60,8 @@ enum {
 	ENG_START_NOW = 1u << 2,    /* fix run->now */
 	ENG_START_RECORD = 1u << 3, /* write a job_runs row */
 	ENG_START_GUARD = 1u << 4,  /* single-run lease (75 already_running) */
+	ENG_START_STANDBY = 1u << 5, /* reads only: a hot standby will do
+				      * (eng_db_open ENG_DB_ANY) */
 	ENG_START_JOB = ENG_START_DB | ENG_START_SCHEMA | ENG_START_NOW |
 			ENG_START_RECORD | ENG_START_GUARD,
 	ENG_START_TOOL = ENG_START_DB | ENG_START_SCHEMA | ENG_START_NOW,

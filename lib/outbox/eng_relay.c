@@ -431,7 +431,7 @@ static enum eng_status wait_notify(struct relay *r, struct eng_err *err)
 		return eng_err_set(err, ENG_ETEMP, "lost the database connection");
 	/* A notification that came with the last fetch is already buffered:
 	 * select() would not see it. */
-	if (!PQconsumeInput(c))
+	if (!eng_db_consume(r->job->db))
 		return eng_err_set(err, ENG_ETEMP, "lost the database connection");
 	if (drain_notifies(c))
 		return ENG_OK;
@@ -442,7 +442,7 @@ static enum eng_status wait_notify(struct relay *r, struct eng_err *err)
 	int rc = select(sock + 1, &rfds, NULL, NULL, &tv);
 	if (rc < 0 && errno != EINTR)
 		return eng_err_set(err, ENG_EINTERNAL, "select: %s", strerror(errno));
-	if (!PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK)
+	if (!eng_db_consume(r->job->db))
 		return eng_err_set(err, ENG_ETEMP, "lost the database connection");
 	drain_notifies(c);
 	return ENG_OK;
@@ -451,7 +451,6 @@ static enum eng_status wait_notify(struct relay *r, struct eng_err *err)
 /* After a lost connection: reconnect with backoff and LISTEN again. */
 static enum eng_status reconnect(struct relay *r, struct eng_err *err)
 {
-	PGconn *c = r->job->db->conn;
 	for (int attempt = 1; !eng_interrupted; attempt++) {
 		double wait = fmin(30.0, pow(2.0, fmin(attempt - 1, 5)));
 		eng_log(ENG_WARN, "reconnecting", ENG_I("attempt", attempt),
@@ -459,10 +458,13 @@ static enum eng_status reconnect(struct relay *r, struct eng_err *err)
 		nap((int64_t)(wait * jitter(r) * 1e6));
 		if (eng_interrupted)
 			break;
-		PQreset(c);
-		/* LISTEN again and renew the lease at once: the outage may
-		 * have lasted most of it (a lost lease ends the run). */
-		if (PQstatus(c) == CONNECTION_OK && listen_(r, err) == ENG_OK) {
+		/* through the whole list of hosts (after a failover, to
+		 * whichever is the primary now); LISTEN again there (a LISTEN
+		 * is the session's: the new server knows nothing of it), and
+		 * renew the lease at once: the outage may have lasted most of
+		 * it (a lost lease ends the run). */
+		struct eng_err e = ENG_ERR_INIT;
+		if (eng_db_reconnect(r->job->db, &e) == ENG_OK && listen_(r, err) == ENG_OK) {
 			if (eng_job_renew_lease(r->job, err))
 				return err->status;
 			r->reconnects++;

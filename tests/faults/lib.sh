@@ -112,6 +112,11 @@ fs_q() {
 
 fs_uid() { printf '00000000-0000-4000-8000-%012d' "$1"; }
 
+# fs_conn DB: a trial program's --db: dbname=DB on the test cluster, or,
+# when FS_DB_HOSTS names a primary and its standby (the ff_ helpers), the
+# multi-host string before it (libpq picks the one that takes writes).
+fs_conn() { echo "${FS_DB_HOSTS:+$FS_DB_HOSTS }dbname=$1"; }
+
 # fs_poll_start DB / fs_poll SQL / fs_poll_stop: one query (one line, one
 # value) asked again and again on one open connection (a psql coprocess):
 # a fraction of a millisecond each instead of a new psql every time, so
@@ -429,7 +434,10 @@ fs_trial_optout() {
 #
 # The server is stopped (-m fast) while requests are in flight, kept down
 # DOWN_S seconds and started again (the same port); DOWN_S 0 is one
-# "pg_ctl restart -m fast". The stop comes once the stand-in has recorded
+# "pg_ctl restart -m fast"; DOWN_S "failover:S" is a failover instead (a
+# primary and its standby, ff_ helpers: the primary stopped -m immediate,
+# the standby promoted S seconds later; queue-send given the multi-host
+# string; reach_ms: from the stop to the sender's database_reachable). The stop comes once the stand-in has recorded
 # AFTER requests (default CONCURRENCY) and half a latency more (the next
 # requests are then on the wire, their fence long committed). The outage
 # is measured as it happened (outage_ms: from the stop to the server
@@ -448,15 +456,17 @@ fs_trial_optout() {
 # Stops the whole cluster: nothing else may use it meanwhile.
 fs_trial_restart() {
 	local dir=$1 down=$2 n=${3:-30} conc=${4:-4} lat=${5:-500} lease=${6:-15} after=${7:-}
-	local db="faults_rs_${down}_$$_$RANDOM" pid rc problems=() at_stop t0 t_stop t_up t_down
+	local db="faults_rs_${down//:/_}_$$_$RANDOM" pid rc problems=() at_stop t0 t_stop t_up t_down
 	local requests distinct sent withid sending reconnects unrec s logged twice rounds=0 rc2 unexplained
-	local seen_down
+	local seen_down failover='' promote_ms=null reach_ms=null
+	case $down in failover:*) failover=${down#failover:} ;; esac
 	mkdir -p "$dir"
+	[ -z "$failover" ] || ff_ready || return 1
 	fs_db_new "$db"
 	fs_seed "$db" "$n" 1
 	fs_standin_start "$dir" --latency-ms "$lat" || return 1
 	t0=$(fs_now_ms)
-	fs_bg "$dir" send "$ENG_BIN/queue-send" --db "dbname=$db" --rate 0 \
+	fs_bg "$dir" send "$ENG_BIN/queue-send" --db "$(fs_conn "$db")" --rate 0 \
 		--concurrency "$conc" --lease-seconds "$lease"
 	pid=$FS_PID
 	fs_wait_requests "$FS_RECORD" "${after:-$conc}" 60 || problems+=("no requests before the restart")
@@ -464,7 +474,11 @@ fs_trial_restart() {
 	at_stop=$(fs_requests "$FS_RECORD")
 	t_down=$(fs_now_ms)
 	t_stop=$((t_down - t0))
-	if [ "$down" = 0 ]; then
+	if [ -n "$failover" ]; then
+		ff_failover "$failover" || problems+=("the failover failed")
+		t_down=$FF_T_STOP
+		promote_ms=$((FF_T_PROMOTED - FF_T_STOP))
+	elif [ "$down" = 0 ]; then
 		fs_as_owner "$ENG_PG_BIN/pg_ctl" -D "$ENG_PG_ROOT/data" -o "-p $PGPORT" \
 			-l "$ENG_PG_ROOT/server.log" -w -t 60 restart -m fast >/dev/null
 	else
@@ -474,6 +488,7 @@ fs_trial_restart() {
 	fi
 	t_up=$(( $(fs_now_ms) - t0 ))
 	fs_wait_pid "$pid" 120 && rc=0 || rc=$?
+	[ -z "$failover" ] || reach_ms=$(ff_reach_ms "$dir/send.log" database_reachable "$t_down")
 	s=$(cat "$dir/send.json")
 	seen_down=$(jq -rn 'first(inputs | select(.event == "database_reachable") | .down_ms) // "null"' \
 		"$dir/send.log" 2>/dev/null || echo null)
@@ -488,7 +503,7 @@ fs_trial_restart() {
 		                 WHERE status IN ('queued', 'sending')")" -gt 0 ]; do
 		rounds=$((rounds + 1))
 		fs_wait_leases_out "$db" $((lease + 10)) || break
-		fs_bg "$dir" "rerun$rounds" "$ENG_BIN/queue-send" --db "dbname=$db" --rate 0 \
+		fs_bg "$dir" "rerun$rounds" "$ENG_BIN/queue-send" --db "$(fs_conn "$db")" --rate 0 \
 			--concurrency "$conc" --lease-seconds "$lease"
 		fs_wait_pid "$FS_PID" 120 && rc2=0 || rc2=$?
 		[ "$rc2" -eq 0 ] || problems+=("rerun $rounds exited $rc2")
@@ -518,6 +533,7 @@ fs_trial_restart() {
 		problems+=("a provider_message_id the stand-in did not answer for that message")
 	fs_json down_s "$down" messages "$n" lease_ms "$((lease * 1000))" outage_ms "$((t0 + t_up - t_down))" \
 		sender_down_ms "$seen_down" stop_at_ms "$t_stop" up_at_ms "$t_up" \
+		promote_after_ms "$promote_ms" reach_ms "$reach_ms" \
 		requests_at_stop "$at_stop" requests "$requests" distinct "$distinct" \
 		sent_twice "$twice" sent_twice_unexplained "$unexplained" \
 		dup_ids "$(sort -n "$dir/dups.ids" | tr '\n' ' ')" sent "$sent" sending "$sending" rc "$rc" \
@@ -834,12 +850,13 @@ fj_scenario() {
 	esac
 }
 
-# fj_conn DB direct|bouncer: the --db value.
+# fj_conn DB direct|bouncer: the --db value (direct: fs_conn, both hosts
+# of a pair in failover.bats).
 fj_conn() {
 	if [ "$2" = bouncer ]; then
 		echo "host=127.0.0.1 port=${ENG_PGBOUNCER_PORT:?no PgBouncer in this cluster} dbname=$1"
 	else
-		echo "dbname=$1"
+		fs_conn "$1"
 	fi
 }
 
@@ -1303,13 +1320,18 @@ fj_summary_ok() {
 # missed the work (the run had already finished when the signal landed: on
 # a busy machine the poller can notice the target late) proves nothing
 # either way, so that trial is made again on a fresh clone, another fault
-# point drawn, up to 4 attempts; its line says how many it took.
+# point drawn, up to 4 attempts; its line says how many it took. The same
+# for a failover (failover.bats) that found the run already over.
 fj_trial() {
 	local k line
 	for k in 1 2 3 4; do
 		line=$(FJ_ATTEMPT=$k fj_trial_once "$@")
-		[ "$4" = kill9 ] || break
-		jq -e '.mid_run == true or .ok != true' <<<"$line" >/dev/null 2>&1 && break
+		case $4 in
+		kill9) jq -e '.mid_run == true or .ok != true' <<<"$line" >/dev/null 2>&1 && break ;;
+		# (a failover the run did not notice: again, on a fresh standby)
+		failover) jq -e '.mid_run == true or .ok != true' <<<"$line" >/dev/null 2>&1 && break ;;
+		*) break ;;
+		esac
 	done
 	jq -c --argjson k "$k" '. + {attempts: $k}' <<<"$line"
 }
@@ -1320,8 +1342,10 @@ fj_trial_once() {
 	local found=false t0 run_ms wait_ms=0 restart_ms=0 cut=0 at_fault='' progress base fin pct mid
 	local rerun_rc rerun_ms rid rstatus=none dups='' noop_rc='' noop_dups='' noop_applied=''
 	local lost=0 duplicated=0 replayed=0 mismatch=0 inv invalid_before=0 verify_rc=
-	local committed sec miss extra line
+	local committed sec miss extra line reach_ms=null promote_ms=null
 	mkdir -p "$dir"
+	[ "$fault" != failover ] || ff_ready || { fj_json program "$sc" scenario "$sc" fault "$fault" \
+		seed "$seed" trials 1 violations 1 ok false problems "no synchronous standby"; return 0; }
 	{ fj_ref "$sc" && { [ "$fault" != bouncer ] || fj_ref_bouncer "$sc"; }; } || { fj_json program "$sc" scenario "$sc" fault "$fault" seed "$seed" trials 1 \
 		violations 1 ok false problems "no reference run"; return 0; }
 	fj_scenario "$sc"
@@ -1368,6 +1392,12 @@ fj_trial_once() {
 			-l "$ENG_PG_ROOT/server.log" -w -t 60 restart -m fast >/dev/null ||
 			problems+=("pg_ctl restart failed")
 		restart_ms=$(( $(fs_now_ms) - r0 )) ;;
+	failover)
+		# the primary stopped -m immediate, the standby promoted (ff.sh)
+		kill -0 "$pid" 2>/dev/null && killed=true
+		ff_failover "${FF_PROMOTE_S:-1}" || problems+=("the failover failed")
+		promote_ms=$((FF_T_PROMOTED - FF_T_STOP))
+		restart_ms=$(( $(fs_now_ms) - FF_T_STOP )) ;;
 	bouncer)
 		kill -0 "$pid" 2>/dev/null && killed=true
 		fs_poll "SELECT count(*) || '|' || coalesce(string_agg(coalesce(state, '-'), ','), '')
@@ -1381,6 +1411,9 @@ fj_trial_once() {
 	fs_poll_stop
 	fs_wait_pid "$pid" 120 && rc=0 || rc=$?
 	run_ms=$(( $(fs_now_ms) - t0 ))
+	# how long the run took to reach the new primary (to go on, or to
+	# record its end)
+	[ "$fault" != failover ] || reach_ms=$(ff_reach_ms "$dir/run.log" reconnected "$FF_T_STOP")
 	if [ "$mode" = bouncer ] && [ "$(cat "$d/$sc.bouncer_same" 2>/dev/null)" != 1 ]; then
 		problems+=("the uninterrupted run through PgBouncer left another database than the direct one")
 	fi
@@ -1514,6 +1547,7 @@ fj_trial_once() {
 		mid_run "$mid" progress_pct "$pct" committed "$committed" \
 		invalid_indexes_left "$invalid_before" backend_at_kill "$found" backend_wait_ms "$wait_ms" restart_ms "$restart_ms" \
 		connections_cut "$cut" server_state_at_fault "$at_fault" killed_run "$rstatus" \
+		promote_after_ms "$promote_ms" reach_ms "$reach_ms" \
 		rerun_rc "$rerun_rc" rerun_ms "$rerun_ms" rerun_duplicates "$dups" \
 		noop_rc "$noop_rc" noop_duplicates "$noop_dups" \
 		verify_rc "$verify_rc" lost "$lost" duplicated "$duplicated" \
@@ -1529,7 +1563,7 @@ fj_trial_once() {
 # (restart: always one at a time); result lines in seed order.
 fj_trials() {
 	local p=$1 dir=$2 seed0=$3 count=$4 sc=$5 fault=$6
-	[ "$fault" = restart ] && p=1
+	[ "$fault" = restart ] || [ "$fault" = failover ] && p=1
 	fj_ref "$sc" >&2 || return 1
 	if [ "$fault" = bouncer ]; then fj_ref_bouncer "$sc" >&2 || return 1; fi
 	fs_trials_parallel "$p" fj_trial "$dir" "$seed0" "$count" "$sc" "$fault"
@@ -1692,7 +1726,7 @@ fd_produce() {
 	local db=$1 n=$2 iv=$3 next=1 end
 	end=$(($(fs_now_ms) + 60000))
 	while :; do
-		if psql -X -q -d "$db" -c "DO \$\$ BEGIN FOR i IN $next..$n LOOP
+		if psql -X -q -d "$(fs_conn "$db")" -c "DO \$\$ BEGIN FOR i IN $next..$n LOOP
 		        INSERT INTO engagement.outbox_events (aggregate_type, aggregate_id, event_type, payload)
 		        VALUES ('fault', 'live-' || i, 'test.live', jsonb_build_object('n', i));
 		        COMMIT; PERFORM pg_sleep($iv / 1000.0); END LOOP; END \$\$" >/dev/null 2>&1; then
@@ -1704,7 +1738,7 @@ fd_produce() {
 			return 1
 		fi
 		sleep 0.1
-		next=$(psql -X -q -At -d "$db" -c "SELECT coalesce(max((payload->>'n')::int), 0) + 1
+		next=$(psql -X -q -At -d "$(fs_conn "$db")" -c "SELECT coalesce(max((payload->>'n')::int), 0) + 1
 		        FROM engagement.outbox_events WHERE event_type = 'test.live'" 2>/dev/null) || next=1
 		[ -n "$next" ] || next=1
 	done
@@ -1822,11 +1856,12 @@ fd_trial_relay() {
 	local db="fd_rl_${seed}_$$_$RANDOM" conn t0 problems=() k=1 rc pid prod
 	local n0 produce=20 piv=30 batch=5 pad=0 delay=40 after=0 timeout=2s attempts=3
 	local recv=() killed=false at=0 cuts=0 rr follow=() reruns=0 s i t_run durs=()
+	local promote_ms=null reach_ms=null
 	mkdir -p "$dir"
 	: >"$dir/runs.jsonl"
 	RANDOM=$seed
 	t0=$(fs_now_ms)
-	conn="dbname=$db"
+	conn=$(fs_conn "$db")
 	[ "$fault" = bouncer-cut ] && conn="host=127.0.0.1 port=${ENG_PGBOUNCER_PORT:?no PgBouncer} dbname=$db"
 	[ "$mode" = follow ] && follow=(--follow)
 	if [ "$sink" = stdout ]; then
@@ -1862,7 +1897,7 @@ fd_trial_relay() {
 	pid=$FD_PID
 	# a database fault hits a relay that is connected and working
 	case $fault in
-	restart | cut | bouncer-cut)
+	restart | cut | bouncer-cut | failover)
 		fd_wait_log "$dir/r1.log" job_started 20 || problems+=("run 1 did not start")
 		;;
 	esac
@@ -1882,6 +1917,16 @@ fd_trial_relay() {
 		fd_sleep_ms "$at"
 		fd_pg_restart || problems+=("pg_ctl restart failed")
 		;;
+	failover)
+		# (failover.bats, ff.sh) once a random number of the events
+		# there at the start are published: the primary stopped -m
+		# immediate, the standby promoted
+		fd_rand $((n0 / 2)); after=$((1 + FD_R))
+		fd_wait_published "$db" "$after" "$pid" 60
+		at=$(($(fs_now_ms) - t_run))
+		ff_failover "${FF_PROMOTE_S:-1}" || problems+=("the failover failed")
+		promote_ms=$((FF_T_PROMOTED - FF_T_STOP))
+		;;
 	cut | bouncer-cut)
 		fd_rand 200; at=$FD_R
 		fd_sleep_ms "$at"
@@ -1897,10 +1942,11 @@ fd_trial_relay() {
 	esac
 	if [ "$mode" = follow ] && ! $killed; then
 		# it comes back by itself (in the same run) after losing the database
-		if [ "$fault" = restart ] || { [ "$fault" = cut ] && [ "$cuts" -gt 0 ]; }; then
+		if [ "$fault" = restart ] || [ "$fault" = failover ] || { [ "$fault" = cut ] && [ "$cuts" -gt 0 ]; }; then
 			fd_wait_log "$dir/r1.log" reconnected 30 ||
 				problems+=("--follow did not reconnect within 30 s of the $fault")
 		fi
+		[ "$fault" != failover ] || reach_ms=$(ff_reach_ms "$dir/r1.log" reconnected "$FF_T_STOP")
 		fd_wait_caught_up "$db" "$prod" 60 || problems+=("--follow did not catch up within 60 s: $(fd_unpublished "$db") unpublished")
 		kill -TERM "$pid" 2>/dev/null || true
 		fs_wait_pid "$pid" 15 2>>"$dir/wait.err" && rc=0 || rc=$?
@@ -1917,6 +1963,7 @@ fd_trial_relay() {
 	if [ "$mode" = oneshot ]; then
 		case $fault:$rc in
 		kill9:137 | kill9:0 | restart:0 | restart:75 | cut:0 | cut:75 | bouncer-cut:0 | bouncer-cut:75) ;;
+		failover:0 | failover:75) ;;
 		recv-4xx:69 | recv-5xx:0 | recv-5xx:75 | recv-slow:0 | recv-slow:75 | recv-junk:0 | \
 			recv-garbage:0 | recv-garbage:75 | recv-drop:0 | recv-drop:75 | recv-mix:0 | recv-mix:75) ;;
 		*) problems+=("run 1 ($fault) exited $rc") ;;
@@ -2004,7 +2051,7 @@ fd_trial_relay() {
 	local out
 	out=$(fs_json program outbox-relay fault "$fault" sink "$sink" mode "$mode" trials 1 seed "$seed" \
 		at_ms "$at" after_published "$after" killed "$killed" cuts "$cuts" rc "$rc" retries_run1 "$retries1" reconnects_run1 "$reconn1" \
-		unpublished_after_run1 "$left1" reruns "$reruns" \
+		unpublished_after_run1 "$left1" reruns "$reruns" promote_after_ms "$promote_ms" reach_ms "$reach_ms" \
 		last_rc "${rr:-null}" durations_ms "${durs[*]}" \
 		duration_ms $(($(fs_now_ms) - t0)) lease_left "$locks" running_left "$running" \
 		ok "$([ ${#problems[@]} -eq 0 ] && echo true || echo false)" \
@@ -2062,7 +2109,7 @@ fd_wh_bodies() {
 # DIR/url; sets FD_HOOK_PID and FD_HOOK_PORT
 fd_wh_start() {
 	local dir=$1 name=$2 db=$3 port=${4:-0} i
-	"$ENG_BIN/engagement-webhook" --db "${FD_WH_CONN:-dbname=$db}" --listen "127.0.0.1:$port" \
+	"$ENG_BIN/engagement-webhook" --db "${FD_WH_CONN:-$(fs_conn "$db")}" --listen "127.0.0.1:$port" \
 		--app-secret-file "$dir/app_secret" --verify-token-file "$dir/verify_token" \
 		>"$dir/$name.json" 2>"$dir/$name.log" &
 	FD_HOOK_PID=$!
@@ -2153,6 +2200,7 @@ fd_trial_webhook() {
 	local dir=$1 seed=$2 fault=$3 people=${4:-15}
 	local db="fd_wh_${seed}_$$_$RANDOM" t0 T problems=() poster at=0 rc drc=-1
 	local at_kill=0 lost_at_kill=0 unapplied_drain=0 k cuts=0 down=0 i restarted=0 trc=-1
+	local promote_ms=null reach_ms=null
 	mkdir -p "$dir"
 	RANDOM=$seed
 	t0=$(fs_now_ms)
@@ -2215,6 +2263,14 @@ fd_trial_webhook() {
 			fs_pg_start
 		fi
 		;;
+	failover)
+		# (failover.bats, ff.sh) the primary stopped -m immediate, the
+		# standby promoted; reach_ms: from the stop to the first 200
+		# answered after it
+		ff_failover "${FF_PROMOTE_S:-1}" || problems+=("the failover failed")
+		promote_ms=$((FF_T_PROMOTED - FF_T_STOP))
+		down=${FF_PROMOTE_S:-1}
+		;;
 	term-db-down)
 		# the database goes away, then the service is told to stop
 		fs_pg_stop
@@ -2242,6 +2298,11 @@ fd_trial_webhook() {
 		;;
 	esac
 	fs_wait_pid "$poster" 90 || problems+=("the poster did not finish")
+	if [ "$fault" = failover ]; then
+		reach_ms=$(jq -rn --argjson t "$FF_T_STOP" '[inputs | select(.status == 200 and .t_sent * 1000 >= $t)
+		           | .t_done * 1000 | floor | select(. >= $t)] | if length == 0 then null
+		           else (min - $t) end' "$dir/posts.jsonl" 2>/dev/null || echo null)
+	fi
 	# every delivery stored is applied within a second or so
 	for i in $(seq 100); do
 		[ "$(fs_q "$db" "SELECT count(*) FROM engagement.webhook_inbox WHERE applied_at IS NULL")" = 0 ] && break
@@ -2260,6 +2321,7 @@ fd_trial_webhook() {
 	[ "$(jq -r .violations <<<"$c")" = 0 ] || problems+=("$(jq -r .problems <<<"$c")")
 	out=$(fs_json program engagement-webhook fault "$fault" trials 1 seed "$seed" people "$people" \
 		at_ms "$at" down_s "$down" cuts "$cuts" answered_at_kill "$at_kill" lost_at_kill "$lost_at_kill" \
+		promote_after_ms "$promote_ms" reach_ms "$reach_ms" \
 		drain_rc "$drc" unapplied_after_drain "$unapplied_drain" rc "$rc" term_rc_db_down "$trc" \
 		duration_ms $(($(fs_now_ms) - t0)) \
 		ok "$([ ${#problems[@]} -eq 0 ] && echo true || echo false)" \

@@ -68,6 +68,31 @@ static void test_words(void **state)
 	assert_int_equal(eng_db_secret_words(NULL, w, ENG_DB_SECRETS), 0);
 }
 
+/* The lists of a multi-host connection string (eng_db_hosts.c): one item
+ * serves every host; items are cut at commas. */
+static void test_hosts(void **state)
+{
+	(void)state;
+	assert_int_equal(eng_db_host_count("/a,/b", NULL), 2);
+	assert_int_equal(eng_db_host_count("db1", "10.0.0.1,10.0.0.2,10.0.0.3"), 3);
+	assert_int_equal(eng_db_host_count(NULL, ""), 0);
+	assert_int_equal(eng_db_host_count("one", NULL), 1);
+	char *s = eng_db_host_item("5432,5433", 1);
+	assert_string_equal(s, "5433");
+	free(s);
+	s = eng_db_host_item("5432", 1); /* one port for every host */
+	assert_string_equal(s, "5432");
+	free(s);
+	s = eng_db_host_item("/a,,/c", 1); /* an empty item: libpq's default */
+	assert_string_equal(s, "");
+	free(s);
+	assert_null(eng_db_host_item("a,b", 2));
+	assert_null(eng_db_host_item("", 0));
+	assert_null(eng_db_host_item(NULL, 0));
+	/* nothing to walk: no connection, or no refusal from a server */
+	assert_null(eng_db_each_host(NULL));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -75,6 +100,7 @@ int main(void)
 		cmocka_unit_test(test_uri_at),
 		cmocka_unit_test(test_plain),
 		cmocka_unit_test(test_words),
+		cmocka_unit_test(test_hosts),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
