@@ -32,9 +32,10 @@ static void wipe_secrets(struct eng_db *db)
 }
 
 /* A libpq message about connecting, one line, with nothing of a password. */
-static void connect_message(const struct eng_db *db, char *out, size_t outsz)
+static void connect_message(const struct eng_db *db, const PGconn *c, char *out,
+			    size_t outsz)
 {
-	tidy_libpq_message(PQerrorMessage(db->conn), out, outsz);
+	tidy_libpq_message(PQerrorMessage(c), out, outsz);
 	eng_db_redact(out, outsz, db->secrets, db->nsecrets);
 }
 
@@ -91,18 +92,21 @@ enum eng_status eng_db_connect(struct eng_db *db, const char *conninfo,
 	return eng_db_open(db, conninfo, appname, ENG_DB_PRIMARY, err);
 }
 
-/* libpq's walk through the hosts, then (when a server refused and there
- * are several) each host on its own: eng_db_hosts.c */
-static PGconn *connect_walk(const char *const *keys, const char *const *vals)
+/* The connection that serves, from walk (a connection with every host,
+ * just tried: libpq's walk through the list): walk itself, or (when a
+ * server refused and there are several hosts) one host of it tried on its
+ * own (eng_db_hosts.c), walk then kept for the next reconnect. */
+static void take_walk(struct eng_db *db, PGconn *walk)
 {
-	PGconn *c = PQconnectdbParams(keys, vals, 1);
-	if (!c || PQstatus(c) == CONNECTION_OK)
-		return c;
-	PGconn *alt = eng_db_each_host(c);
-	if (!alt)
-		return c;
-	PQfinish(c);
-	return alt;
+	PGconn *alt = walk && PQstatus(walk) != CONNECTION_OK ? eng_db_each_host(walk) : NULL;
+	if (db->conn && db->conn != walk)
+		PQfinish(db->conn);
+	if (db->walk && db->walk != walk)
+		PQfinish(db->walk);
+	db->conn = alt ? alt : walk;
+	db->walk = alt ? walk : NULL;
+	if (db->conn)
+		PQsetNoticeReceiver(db->conn, on_notice, NULL);
 }
 
 enum eng_status eng_db_open(struct eng_db *db, const char *conninfo,
@@ -168,13 +172,14 @@ enum eng_status eng_db_open(struct eng_db *db, const char *conninfo,
 	wipe_secrets(db);
 	db->nsecrets = eng_db_secret_words(conninfo, db->secrets, ENG_DB_SECRETS);
 	db->lost = false;
-	db->conn = connect_walk(keys, vals);
+	db->conn = db->walk = NULL; /* (a new connection: nothing of an old one is read) */
+	take_walk(db, PQconnectdbParams(keys, vals, 1));
 	if (!db->conn)
 		return eng_err_set(err, ENG_EINTERNAL,
 				   "out of memory opening a connection");
 	if (PQstatus(db->conn) != CONNECTION_OK) {
 		char m[400];
-		connect_message(db, m, sizeof(m));
+		connect_message(db, db->conn, m, sizeof(m));
 		enum eng_status st = eng_db_classify_connect_error(
 			m, PQconnectionNeedsPassword(db->conn));
 		PQfinish(db->conn);
@@ -194,7 +199,6 @@ enum eng_status eng_db_open(struct eng_db *db, const char *conninfo,
 					   m);
 		}
 	}
-	PQsetNoticeReceiver(db->conn, on_notice, NULL);
 	return ENG_OK;
 }
 
@@ -220,7 +224,10 @@ void eng_db_close(struct eng_db *db)
 	db->lost = false;
 	if (db->conn)
 		PQfinish(db->conn);
+	if (db->walk)
+		PQfinish(db->walk);
 	db->conn = NULL;
+	db->walk = NULL;
 }
 
 enum eng_status eng_db_reconnect(struct eng_db *db, struct eng_err *err)
@@ -232,20 +239,14 @@ enum eng_status eng_db_reconnect(struct eng_db *db, struct eng_err *err)
 	db->busy = false;
 	db->lost = false;
 	/* the whole list again (after a failover the old host is gone or a
-	 * standby): never the host used before */
-	PQreset(db->conn);
-	if (PQstatus(db->conn) != CONNECTION_OK) {
-		PGconn *alt = eng_db_each_host(db->conn);
-		if (alt) {
-			PQfinish(db->conn);
-			db->conn = alt;
-			PQsetNoticeReceiver(db->conn, on_notice, NULL);
-		}
-	}
+	 * standby): never only the host used before */
+	PGconn *walk = db->walk ? db->walk : db->conn;
+	PQreset(walk);
+	take_walk(db, walk);
 	if (PQstatus(db->conn) == CONNECTION_OK)
 		return ENG_OK;
 	char m[400];
-	connect_message(db, m, sizeof(m));
+	connect_message(db, db->conn, m, sizeof(m));
 	enum eng_status st = eng_db_classify_connect_error(
 		m, PQconnectionNeedsPassword(db->conn));
 	return eng_err_set(err, st == ENG_EPERM ? st : ENG_ETEMP,

@@ -30,9 +30,14 @@ struct eng_db {
 	 * the socket without an error, and libpq may still report
 	 * CONNECTION_OK until the next call; eng_db_alive says false */
 	bool lost;
+	/* the connection with every host of the string, kept (closed) while
+	 * one host of it, tried on its own, serves (eng_db_hosts.c): a
+	 * reconnect walks the whole list again from it, never only the host
+	 * that served before */
+	PGconn *walk;
 };
 
-#define ENG_DB_INIT {NULL, false, NULL, {NULL}, 0, false}
+#define ENG_DB_INIT {NULL, false, NULL, {NULL}, 0, false, NULL}
 
 /* conninfo: a keyword string or URI; NULL means DATABASE_URL, then libpq's
  * defaults. application_name is forced to appname. A conninfo libpq cannot
