@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Where queue-send's database time goes: N due messages (one per person,
+# weekly_review) drained with --rate 0 against a fixed-answer nginx (the
+# same setup as ../shared/bench/peer-send.sh), pg_stat_statements on the
+# server (track = all: nested statements inside the database's functions
+# too), then per statement: milliseconds per 1,000 messages, calls, rows
+# and WAL bytes per message, the top 25. One line of totals first.
+#
+#   bench/send_profile.sh [BINDIR] [N] [CONCURRENCY]   (defaults: build/release 30000 64)
+#
+# Needs nginx and the PostgreSQL server binaries; run as root (the server
+# runs as the postgres user). Everything lives under a temporary folder.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=$(cd "${1:-build/release}" && pwd); N=${2:-30000}; J=${3:-64}
+PGBIN=$(pg_config --bindir)
+W=$(mktemp -d /tmp/prof-XXXX); chown postgres "$W"
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+PGP=$(free_port); NGP=$(free_port)
+cleanup() { [ -f "$W/ng.pid" ] && kill "$(cat "$W/ng.pid")" 2>/dev/null; runuser -u postgres -- "$PGBIN/pg_ctl" -D "$W/data" -m immediate stop >/dev/null 2>&1; rm -rf "$W"; }
+trap cleanup EXIT
+runuser -u postgres -- "$PGBIN/initdb" -D "$W/data" -U postgres -A trust --no-sync -E UTF8 >/dev/null
+printf "port=$PGP\nlisten_addresses='127.0.0.1'\nunix_socket_directories='$W'\nfsync=off\nsynchronous_commit=off\nshared_buffers=512MB\nmax_connections=200\nshared_preload_libraries='pg_stat_statements'\npg_stat_statements.track=all\n" >>"$W/data/postgresql.auto.conf"
+runuser -u postgres -- "$PGBIN/pg_ctl" -D "$W/data" -l "$W/pg.log" -w start >/dev/null
+DB="host=127.0.0.1 port=$PGP user=postgres"
+cat >"$W/nginx.conf" <<CONF
+worker_processes 1; pid $W/ng.pid; error_log $W/ng.err;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000; client_body_temp_path $W/ng;
+  server { listen 127.0.0.1:$NGP;
+    location / { default_type application/json;
+      return 200 '{"messaging_product":"whatsapp","contacts":[{"input":"x","wa_id":"x"}],"messages":[{"id":"wamid.BENCH"}]}'; } } }
+CONF
+mkdir -p "$W/ng"; nginx -c "$W/nginx.conf"
+echo bench >"$W/token"; chmod 600 "$W/token"
+export WHATSAPP_API_URL=http://127.0.0.1:$NGP WHATSAPP_API_VERSION=v23.0 WHATSAPP_PHONE_NUMBER_ID=1 WHATSAPP_ACCESS_TOKEN_FILE=$W/token
+psql -Xq "$DB dbname=postgres" -c "CREATE DATABASE q" >/dev/null
+"$BIN/migrate" --db "$DB dbname=q" up >/dev/null 2>&1
+psql -Xq "$DB dbname=q" -v ON_ERROR_STOP=1 >/dev/null <<SQL
+CREATE EXTENSION pg_stat_statements;
+INSERT INTO engagement.users (id, phone_e164)
+  SELECT ('00000000-0000-4000-8000-' || lpad(g::text, 12, '0'))::uuid, '+55' || (11900000000 + g)::text FROM generate_series(1, $N) g;
+INSERT INTO engagement.message_queue (user_id, message_type, template_key, params, idempotency_key, next_attempt_at)
+  SELECT id, 'weekly_review', 'weekly_review', '{"activity_count": 3}', id::text, now() - interval '1 minute' FROM engagement.users;
+VACUUM ANALYZE;
+SELECT pg_stat_statements_reset();
+SQL
+cpu0=$(awk '{print $14+$15}' /proc/$(head -1 "$W/data/postmaster.pid")/stat)
+t0=$(date +%s.%N)
+"$BIN/queue-send" --db "$DB dbname=q" --rate 0 --concurrency "$J" --log-level warn >"$W/q.json"
+t1=$(date +%s.%N)
+echo "sent $(jq .sent "$W/q.json") in $(echo "$t1 - $t0" | bc) s"
+psql -XAq "$DB dbname=q" -F ' | ' <<SQL
+SELECT round(total_exec_time::numeric * 1000 / $N, 1) AS ms_per_1000, calls, round((total_exec_time/calls)::numeric, 2) AS ms_per_call, rows,
+  round((wal_bytes / $N)::numeric) AS wal_b_per_msg, left(regexp_replace(query, '\s+', ' ', 'g'), 110)
+FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25;
+SQL
