@@ -183,13 +183,12 @@ static void add_value(struct eng_buf *b, const struct eng_field *x, bool json)
 {
 	char masked[48];
 	const char *s = x->s;
+	if (x->type == ENG_FT_PHONE && s) {
+		eng_mask_phone(s, masked, sizeof(masked));
+		s = masked;
+	}
 	switch (x->type) {
 	case ENG_FT_PHONE:
-		if (s) {
-			eng_mask_phone(s, masked, sizeof(masked));
-			s = masked;
-		}
-		/* fall through */
 	case ENG_FT_STR:
 	case ENG_FT_JSON:
 		if (!s)

@@ -107,6 +107,8 @@ static void fig_in(struct page *p, const char *tag, const char *cls, const char 
 
 /* A figure in a table cell: fig(p, "int", "/queue/%s", ...) */
 static void fig(struct page *p, const char *fmt, const char *ptrfmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void fig(struct page *p, const char *fmt, const char *ptrfmt, ...)
 {
 	char ptr[512];
 	va_list ap;
