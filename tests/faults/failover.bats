@@ -24,8 +24,11 @@ if [ -f "$ENG_PGSTATE/env" ]; then
 	load ../bats/helpers
 fi
 # the jobs' populations: smaller than jobs.bats (one trial each, and every
-# trial makes a standby again)
-export FJ_USERS=${FJ_USERS:-6000} FJ_BATCH_USERS=${FJ_BATCH_USERS:-6000} FJ_OPTOUT_USERS=${FJ_OPTOUT_USERS:-6000}
+# trial makes a standby again), but engagement-daily's large enough that its
+# run (about a second) outlasts a primary's stop on a loaded machine: with
+# 6,000 users it took 170 ms, and under stress-ng --cpu 2 four failovers in
+# a row landed after it (scripts/flaky)
+export FJ_USERS=${FJ_USERS:-24000} FJ_BATCH_USERS=${FJ_BATCH_USERS:-6000} FJ_OPTOUT_USERS=${FJ_OPTOUT_USERS:-6000}
 export FJ_ACTIVE_EVERY=${FJ_ACTIVE_EVERY:-10} FJ_DAILY_BATCH=${FJ_DAILY_BATCH:-25}
 export FJ_DIR="$BATS_FILE_TMPDIR/fj"
 # shellcheck source=tests/faults/lib.sh
