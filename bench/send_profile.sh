@@ -45,11 +45,22 @@ INSERT INTO engagement.message_queue (user_id, message_type, template_key, param
 VACUUM ANALYZE;
 SELECT pg_stat_statements_reset();
 SQL
-cpu0=$(awk '{print $14+$15}' /proc/$(head -1 "$W/data/postmaster.pid")/stat)
-t0=$(date +%s.%N)
-"$BIN/queue-send" --db "$DB dbname=q" --rate 0 --concurrency "$J" --log-level warn >"$W/q.json"
-t1=$(date +%s.%N)
-echo "sent $(jq .sent "$W/q.json") in $(echo "$t1 - $t0" | bc) s"
+# The server's CPU time so far, in clock ticks: the postmaster and every
+# process it runs (backends, autovacuum, the writers), and what its children
+# that ended had used (the run's backends end with it).
+pg_ticks() {
+  local pm; pm=$(head -1 "$W/data/postmaster.pid")
+  { cat "/proc/$pm/stat"; for p in $(pgrep -P "$pm"); do cat "/proc/$p/stat" 2>/dev/null; done; } |
+    awk '{ sub(/^.*\) /, ""); t += $12 + $13; if (NR == 1) t += $14 + $15 } END { print t }'
+}
+cpu0=$(pg_ticks)
+TIMEFORMAT='%R %U %S'
+{ time "$BIN/queue-send" --db "$DB dbname=q" --rate 0 --concurrency "$J" --log-level warn >"$W/q.json"; } 2>"$W/time"
+sleep 1   # the run's backends end
+cpu1=$(pg_ticks)
+read -r wall qu qs <"$W/time"
+hz=$(getconf CLK_TCK)
+echo "sent $(jq .sent "$W/q.json") in $wall s; CPU per 1,000 messages: the server $(( (cpu1 - cpu0) * 1000 * 1000 / hz / N )) ms, queue-send $(echo "($qu + $qs) * 1000000 / $N" | bc) ms"
 psql -XAq "$DB dbname=q" -F ' | ' <<SQL
 SELECT round(total_exec_time::numeric * 1000 / $N, 1) AS ms_per_1000, calls, round((total_exec_time/calls)::numeric, 2) AS ms_per_call, rows,
   round((wal_bytes / $N)::numeric) AS wal_b_per_msg, left(regexp_replace(query, '\s+', ' ', 'g'), 110)
