@@ -64,15 +64,19 @@ static enum eng_status apply_statuses(struct eng_db *db, const struct eng_meta_d
 				snprintf(code, sizeof(code), "%ld", x->error_code);
 				json_object_set_new(o, "code", json_string(code));
 			}
+			if (x->category) {
+				json_object_set_new(o, "category", json_string(x->category));
+				json_object_set_new(o, "billable", json_boolean(x->billable));
+			}
 			json_array_append_new(rows, o);
 		}
 	if (json_array_size(rows) == 0) {
 		json_decref(rows);
 		return ENG_OK;
 	}
-	/* engagement.apply_delivery_statuses (migration 0014): matched to sent
-	 * messages only, forward only, published, counted; a 131050 records
-	 * the person's opt-out */
+	/* engagement.apply_delivery_statuses (migrations 0014, 0021): matched
+	 * to sent messages only, forward only, published, counted; a 131050
+	 * records the person's opt-out; the price moves with the status */
 	PGresult *r = call_rows(db,
 				"SELECT * FROM engagement.apply_delivery_statuses($1::jsonb, $2::uuid)",
 				rows, run_id, err);
@@ -87,39 +91,10 @@ static enum eng_status apply_statuses(struct eng_db *db, const struct eng_meta_d
 	k->read += NUM("read");
 	k->failed += NUM("failed");
 	k->preferences += NUM("stops");
+	k->priced += NUM("priced");
 #undef NUM
 	PQclear(r);
 	return ENG_OK;
-}
-
-/* What each status says the message costs: [{wamid, category, billable}],
- * in the order the statuses came (the last one of a message wins). */
-static enum eng_status apply_pricing(struct eng_db *db, const struct eng_meta_delivery *d,
-				     size_t nd, const char *run_id, struct eng_inbox_counts *k,
-				     struct eng_err *err)
-{
-	json_t *rows = json_array();
-	for (size_t i = 0; i < nd; i++)
-		for (size_t j = 0; j < d[i].nstatuses; j++) {
-			const struct eng_meta_status *x = &d[i].statuses[j];
-			if (x->category)
-				json_array_append_new(rows, json_pack("{s:s, s:s, s:b}", "wamid",
-								      x->wamid, "category",
-								      x->category, "billable",
-								      x->billable));
-		}
-	enum eng_status st = ENG_OK;
-	if (json_array_size(rows)) {
-		PGresult *r = call_rows(db, "SELECT engagement.record_pricing($1::jsonb, $2::uuid)",
-					rows, run_id, err);
-		if (r)
-			k->priced += atoll(PQgetvalue(r, 0, 0));
-		else
-			st = eng_err_prefix(err, "could not record pricing");
-		PQclear(r);
-	}
-	json_decref(rows);
-	return st;
 }
 
 /* ---- the account's changes ---------------------------------------------------- */
@@ -318,8 +293,6 @@ static enum eng_status apply_range(struct eng_db *db, struct claimed *c, size_t 
 	}
 	if (!failure)
 		st = apply_statuses(db, c->d + from, to - from, run_id, k, err);
-	if (st == ENG_OK && !failure)
-		st = apply_pricing(db, c->d + from, to - from, run_id, k, err);
 	if (st == ENG_OK && !failure)
 		st = apply_account(db, c->d + from, to - from, run_id, k, err);
 	if (st == ENG_OK && !failure)

@@ -250,6 +250,36 @@ tables() {
 	diff "$TMP/before.sql" "$TMP/after.sql"
 }
 
+@test "0020 gives every finished message its finish time (when it last changed), its updated_at kept" {
+	new_db empty
+	eng migrate --db "$CONN" up --to 19
+	[ "$status" -eq 0 ]
+	q "INSERT INTO engagement.users (id, phone_e164) VALUES ('00000000-0000-4000-8000-000000000001', '+5511900000001');
+	   INSERT INTO engagement.message_queue (user_id, message_type, template_key, idempotency_key,
+	     status, provider_message_id, sent_at, updated_at)
+	   SELECT '00000000-0000-4000-8000-000000000001', 'goodbye', 'goodbye', 'k' || g,
+	     (ARRAY['queued', 'sent', 'failed', 'cancelled'])[g % 4 + 1],
+	     CASE WHEN g % 4 = 1 THEN 'wamid.' || g END, CASE WHEN g % 4 = 1 THEN now() END,
+	     now() - make_interval(days => g)
+	   FROM generate_series(1, 25000) g" >/dev/null
+	q "CREATE TABLE public.before AS SELECT id, status, updated_at FROM engagement.message_queue" >/dev/null
+	eng migrate --db "$CONN" up
+	[ "$status" -eq 0 ]
+	# in batches across the whole id range; queued messages have none
+	[ "$(q "SELECT count(*) FROM engagement.message_queue m JOIN public.before b USING (id)
+	        WHERE m.updated_at = b.updated_at AND m.finished_at IS NOT DISTINCT FROM
+	          CASE WHEN b.status <> 'queued' THEN b.updated_at END")" -eq 25000 ]
+	# a status on a finished message keeps its finish time; a requeue clears it
+	q "UPDATE engagement.message_queue SET delivery_status = 'read', read_at = now()
+	   WHERE idempotency_key = 'k1';
+	   UPDATE engagement.message_queue SET status = 'queued' WHERE idempotency_key = 'k2'" >/dev/null
+	[ "$(q "SELECT string_agg(m.idempotency_key || ':' || (m.finished_at = b.updated_at)::text
+	          || ':' || (m.updated_at > b.updated_at)::text, ',' ORDER BY m.id)
+	        FROM engagement.message_queue m JOIN public.before b USING (id)
+	        WHERE m.idempotency_key IN ('k1', 'k2')")" = "k1:true:true" ]
+	[ "$(q "SELECT finished_at IS NULL FROM engagement.message_queue WHERE idempotency_key = 'k2'")" = t ]
+}
+
 @test "down --steps 2 reverts the two newest" {
 	new_db empty
 	eng migrate --db "$CONN" up

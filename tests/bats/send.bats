@@ -558,6 +558,22 @@ teardown() {
 	[ "$(q "SELECT count(*) FROM engagement.audit_log")" -eq 1 ]
 }
 
+@test "retention counts from when a message finished: a later status does not keep it, a requeue does" {
+	user 1
+	q "INSERT INTO engagement.message_queue (user_id, message_type, template_key, idempotency_key, status,
+	     provider_message_id, sent_at, updated_at, last_error_code)
+	   VALUES ('$(uid 1)', 'goodbye', 'goodbye', 'read-late', 'sent', 'wamid.1', now() - interval '40 days', now() - interval '40 days', NULL),
+	          ('$(uid 1)', 'goodbye', 'goodbye', 'requeued', 'failed', NULL, NULL, now() - interval '40 days', '131000')" >/dev/null
+	# read yesterday, requeued for tomorrow: both changed recently
+	q "UPDATE engagement.message_queue SET delivery_status = 'read', delivered_at = now() - interval '1 day',
+	     read_at = now() - interval '1 day' WHERE idempotency_key = 'read-late';
+	   UPDATE engagement.message_queue SET status = 'queued', next_attempt_at = now() + interval '1 day'
+	   WHERE idempotency_key = 'requeued'" >/dev/null
+	send --retain-days 30
+	[ "$(sj .purged)" -eq 1 ]
+	[ "$(q "SELECT string_agg(idempotency_key || ':' || status, ',') FROM engagement.message_queue")" = requeued:queued ]
+}
+
 @test "bad options exit 64" {
 	for args in "--batch 0" "--concurrency x" "--rate -5" "--rate fast" "--max-seconds 0" \
 		"--timeout 10parsecs" "--lease-seconds 1" "--per-user-hourly 0" "--bogus"; do
