@@ -22,7 +22,9 @@
 # applied_at, p50/p99), and checks that every acknowledged delivery was stored
 # and applied (each status moved its message, each user's message recorded);
 # for the peer, that every acknowledged delivery was stored. At the end the
-# medians, the ratio ours/peer and the targets (>= 5000/s, p99 < 50 ms).
+# medians, the ratio ours/peer and the targets (>= 5000/s, p99 < 50 ms, the
+# lag to applied p99 < 2 s), and one line per paced run (its lag, the
+# target p99 < 1 s, and the applier's rate over the load and the drain).
 #
 # Then a run of ours held to each rate of PACED_RATE requests/s (default
 # 5000, the target; "5000 2500" for two runs; 0 skips them): the
@@ -223,6 +225,7 @@ p50=([ours]="" [peer]="")
 p99=([ours]="" [peer]="")
 lag50=()
 lag99=()
+paced_lines=() # one line per paced run, printed again at the end
 problems=0
 
 # pgss_snapshot OUT: the statements that took the most time since the
@@ -392,6 +395,12 @@ run() {
     rejected=$(jq -r '.rejected_events // 0' "$out.summary.json" 2>/dev/null || echo '?')
     printf '       acked %d, stored %d, applied %d (%d s after the load), broken %d: %s; lag to applied p50 %s ms, p99 %s ms, max %s ms\n' \
       "$acked" "$stored" "$applied" "$drain_s" "$broken" "$ok" "$l50" "$l99" "$lmax"
+    if [ -n "$rate" ]; then
+      paced_lines+=("$(printf 'ours at %s/s: %.0f req/s, ack p99 %.2f ms, lag to applied p50 %s ms, p99 %s ms (target p99 < 1000 ms: %s); applier %.0f deliveries/s' \
+        "$rate" "$(jf "$f" rps)" "$(jf "$f" p99_ms)" "$l50" "$l99" \
+        "$(awk -v a="$l99" 'BEGIN {print (a < 1000) ? "met" : "MISSED"}')" \
+        "$(awk -v n="$applied" -v s="$secs" -v d="$drain_s" 'BEGIN {print n / (s + d)}')")")
+    fi
     printf '       effects: %d status items, %d messages not in their expected delivery_status; %d inbound messages (%d from users), %d without their event (%s rejected: message_rejected in its log); %d outbox events: %s\n' \
       "$nst" "$wrong" "$nmsg" "$known" "$missing" "$rejected" "$outbox" "$effects"
     printf '       its own summary: %s\n' \
@@ -433,6 +442,7 @@ for rate in $paced; do
   attempt ours "p$k" "$rate"
 done
 
+[ "${#paced_lines[@]}" = 0 ] || { echo "== paced"; printf '%s\n' "${paced_lines[@]}"; }
 if [ "$rounds" = 0 ]; then # only the paced runs
   echo "command: $cmdline  (USERS=$users BODIES=$nbodies WRK_THREADS=$wthreads THREADS=${THREADS:-2} DURABLE=$durable PACED_RATE=$paced${OURS_ARGS:+ OURS_ARGS=$OURS_ARGS})"
   [ "$problems" = 0 ]
@@ -452,7 +462,8 @@ printf 'ours/peer: %.2fx the throughput, %.2fx the p99\n' \
   "$(awk -v a="$mo" -v b="$mp" 'BEGIN {print a / b}')" "$(awk -v a="$o99" -v b="$q99" 'BEGIN {print a / b}')"
 t_rate=$(awk -v a="$mo" 'BEGIN {print (a >= 5000) ? "met" : "MISSED"}')
 t_p99=$(awk -v a="$o99" 'BEGIN {print (a < 50) ? "met" : "MISSED"}')
-echo "targets: >= 5000 signed deliveries/s acknowledged: $t_rate; p99 < 50 ms: $t_p99;" \
+t_lag=$(awk -v a="$(median "${lag99[@]}")" 'BEGIN {print (a < 2000) ? "met" : "MISSED"}')
+echo "targets: >= 5000 signed deliveries/s acknowledged: $t_rate; p99 < 50 ms: $t_p99; lag to applied p99 < 2 s: $t_lag;" \
   "every delivery stored and applied: $([ "$problems" = 0 ] && echo yes || echo "NO ($problems run(s))");" \
   "with the expected effects: $([ "$wrong_effects" = 0 ] && echo yes || echo "NO ($wrong_effects run(s))")"
 [ "$noisy_kept" = 0 ] || echo "note: $noisy_kept run(s) counted although other processes disturbed them"

@@ -173,21 +173,24 @@ teardown() {
 
 # ---- pricing ---------------------------------------------------------------------
 
-@test "pricing: sent and billable by category over the last day, from record_pricing; not error codes" {
+@test "pricing: sent and billable by category over the last day, from the statuses' prices; not error codes" {
 	user 1
 	for i in 1 2 3 4; do
 		q "INSERT INTO engagement.message_queue (user_id, message_type, template_key, params,
 		     idempotency_key, status, provider_message_id, sent_at)
 		   VALUES ('$(uid 1)', 'goodbye', 'goodbye', '{}', 'k:p$i', 'sent', 'wamid.p$i', now())" >/dev/null
 	done
-	# p1 priced twice: counted once; older counts left out of the day
-	q "SELECT engagement.record_pricing('[
-	     {\"wamid\": \"wamid.p1\", \"category\": \"marketing\", \"billable\": true},
-	     {\"wamid\": \"wamid.p2\", \"category\": \"marketing\", \"billable\": false},
-	     {\"wamid\": \"wamid.p3\", \"category\": \"utility\", \"billable\": true},
-	     {\"wamid\": \"wamid.p4\", \"category\": \"marketing_lite\", \"billable\": true}]', NULL);
+	# p1 priced twice (a status, then a later one): counted once; older
+	# counts left out of the day; record_pricing (receivers built before
+	# 0021) counts the same way
+	q "SELECT engagement.apply_delivery_statuses('[
+	     {\"wamid\": \"wamid.p1\", \"status\": \"delivered\", \"at\": \"2026-01-01T00:00:00Z\", \"category\": \"marketing\", \"billable\": true},
+	     {\"wamid\": \"wamid.p2\", \"status\": \"delivered\", \"at\": \"2026-01-01T00:00:00Z\", \"category\": \"marketing\", \"billable\": false},
+	     {\"wamid\": \"wamid.p3\", \"status\": \"delivered\", \"at\": \"2026-01-01T00:00:00Z\", \"category\": \"utility\", \"billable\": true}]', NULL);
+	   SELECT engagement.apply_delivery_statuses('[
+	     {\"wamid\": \"wamid.p1\", \"status\": \"read\", \"at\": \"2026-01-01T00:01:00Z\", \"category\": \"marketing\", \"billable\": true}]', NULL);
 	   SELECT engagement.record_pricing('[
-	     {\"wamid\": \"wamid.p1\", \"category\": \"marketing\", \"billable\": true}]', NULL);
+	     {\"wamid\": \"wamid.p4\", \"category\": \"marketing_lite\", \"billable\": true}]', NULL);
 	   INSERT INTO engagement.message_counts (minute, kind, code, n) VALUES
 	     (date_trunc('minute', now() - interval '25 hours'), 'priced', 'marketing', 50),
 	     (date_trunc('minute', now() - interval '25 hours'), 'billable', 'marketing', 50)" >/dev/null
