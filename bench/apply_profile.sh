@@ -44,42 +44,21 @@ echo "bench-secret" >"$W/secret"
 gen=$(python3 bench/webhook/bodies.py "$N" "$USERS" "$W/secret" "$W/bodies.txt")
 cut -f2- "$W/bodies.txt" | sed 's/\\/\\\\/g' >"$W/inbox.txt"
 nmsgs=$(jq .messages <<<"$gen")
-psql -Xq "$DB" -v ON_ERROR_STOP=1 >/dev/null <<SQL
+psql -Xq "$DB" -v ON_ERROR_STOP=1 -v users="$USERS" -v nmsgs="$nmsgs" >/dev/null <<SQL
 CREATE EXTENSION pg_stat_statements;
-INSERT INTO engagement.users (id, phone_e164)
-SELECT ('00000000-0000-4000-8000-' || lpad(i::text, 12, '0'))::uuid, '+5511' || lpad(i::text, 9, '0')
-FROM generate_series(1, $USERS) i;
-INSERT INTO engagement.user_preferences (user_id) SELECT id FROM engagement.users;
-INSERT INTO engagement.engagement_states (user_id, state, last_activity_at, goodbye_sent_at, goodbye_expires_at)
-SELECT id, 'active', now() - interval '3 days', NULL, NULL FROM engagement.users
-WHERE right(phone_e164, 2)::int % 20 <> 0
-UNION ALL
-SELECT id, 'goodbye_sent', now() - interval '15 days', now() - interval '1 day', now() + interval '1 day'
-FROM engagement.users WHERE right(phone_e164, 2)::int % 20 = 0;
-INSERT INTO engagement.message_queue (user_id, message_type, template_key, params, idempotency_key,
-  status, provider_message_id, sent_at, attempts)
-SELECT ('00000000-0000-4000-8000-' || lpad(((m - 1) % $USERS + 1)::text, 12, '0'))::uuid,
-  'weekly_review', 'weekly_review', '{"activity_count": 3}', 'bench:' || m, 'sent',
-  'wamid.BENCH' || lpad(m::text, 12, '0'), now() - interval '1 hour', 1
-FROM generate_series(1, $nmsgs) m;
+\\i bench/webhook/seed.sql
 ${PRE_SQL:-}
 \copy engagement.webhook_inbox (body) FROM '$W/inbox.txt'
 VACUUM ANALYZE;
 CHECKPOINT;
 SELECT pg_stat_statements_reset();
 SQL
-# The server's CPU time so far, in clock ticks: the postmaster and every
-# process it runs, and what its children that ended had used.
-pg_ticks() {
-  local pm; pm=$(head -1 "$W/data/postmaster.pid")
-  { cat "/proc/$pm/stat"; for p in $(pgrep -P "$pm"); do cat "/proc/$p/stat" 2>/dev/null; done; } |
-    awk '{ sub(/^.*\) /, ""); t += $12 + $13; if (NR == 1) t += $14 + $15 } END { print t }'
-}
-cpu0=$(pg_ticks)
+. bench/pg_ticks.sh
+cpu0=$(pg_ticks "$W/data")
 TIMEFORMAT='%R %U %S'
 { time "$BIN/engagement-webhook" --db "$DB" --drain --batch "$BATCH" --log-level warn >"$W/a.json"; } 2>"$W/time"
 sleep 1
-cpu1=$(pg_ticks)
+cpu1=$(pg_ticks "$W/data")
 read -r wall au as <"$W/time"
 hz=$(getconf CLK_TCK)
 applied=$(jq .applied "$W/a.json")

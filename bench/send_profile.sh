@@ -45,19 +45,12 @@ INSERT INTO engagement.message_queue (user_id, message_type, template_key, param
 VACUUM ANALYZE;
 SELECT pg_stat_statements_reset();
 SQL
-# The server's CPU time so far, in clock ticks: the postmaster and every
-# process it runs (backends, autovacuum, the writers), and what its children
-# that ended had used (the run's backends end with it).
-pg_ticks() {
-  local pm; pm=$(head -1 "$W/data/postmaster.pid")
-  { cat "/proc/$pm/stat"; for p in $(pgrep -P "$pm"); do cat "/proc/$p/stat" 2>/dev/null; done; } |
-    awk '{ sub(/^.*\) /, ""); t += $12 + $13; if (NR == 1) t += $14 + $15 } END { print t }'
-}
-cpu0=$(pg_ticks)
+. bench/pg_ticks.sh
+cpu0=$(pg_ticks "$W/data")
 TIMEFORMAT='%R %U %S'
 { time "$BIN/queue-send" --db "$DB dbname=q" --rate 0 --concurrency "$J" --log-level warn >"$W/q.json"; } 2>"$W/time"
 sleep 1   # the run's backends end
-cpu1=$(pg_ticks)
+cpu1=$(pg_ticks "$W/data")
 read -r wall qu qs <"$W/time"
 hz=$(getconf CLK_TCK)
 echo "sent $(jq .sent "$W/q.json") in $wall s; CPU per 1,000 messages: the server $(( (cpu1 - cpu0) * 1000 * 1000 / hz / N )) ms, queue-send $(echo "($qu + $qs) * 1000000 / $N" | bc) ms"
