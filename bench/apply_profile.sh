@@ -23,20 +23,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(cd "${1:-build/release}" && pwd); N=${2:-100000}; BATCH=${3:-200}
 USERS=${USERS:-20000}
-PGBIN=$(pg_config --bindir)
+. bench/profile_lib.sh
 W=$(mktemp -d /tmp/apply-prof-XXXX); chmod 755 "$W"
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[ "$(id -u)" != 0 ] || chown postgres "$W"
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-PGP=$(free_port)
 cleanup() {
-  as_pg "$PGBIN/pg_ctl" -D "$W/data" -m immediate stop >/dev/null 2>&1
+  prof_server_stop "$W"
   if [ -n "${KEEP:-}" ]; then echo "kept: $W" >&2; else rm -rf "$W"; fi
 }
 trap cleanup EXIT
-as_pg "$PGBIN/initdb" -D "$W/data" -U postgres -A trust --no-sync -E UTF8 >/dev/null
-printf "port=$PGP\nlisten_addresses=''\nunix_socket_directories='$W'\nfsync=off\nsynchronous_commit=off\nshared_buffers=512MB\nshared_preload_libraries='pg_stat_statements'\npg_stat_statements.track=all\n" >>"$W/data/postgresql.auto.conf"
-as_pg "$PGBIN/pg_ctl" -D "$W/data" -l "$W/pg.log" -w start >/dev/null
+prof_server "$W"
 DB="host=$W port=$PGP user=postgres dbname=a"
 psql -Xq "host=$W port=$PGP user=postgres dbname=postgres" -c "CREATE DATABASE a" >/dev/null
 "$BIN/migrate" --db "$DB" up >/dev/null 2>&1
@@ -53,7 +47,6 @@ VACUUM ANALYZE;
 CHECKPOINT;
 SELECT pg_stat_statements_reset();
 SQL
-. bench/pg_ticks.sh
 cpu0=$(pg_ticks "$W/data")
 TIMEFORMAT='%R %U %S'
 { time "$BIN/engagement-webhook" --db "$DB" --drain --batch "$BATCH" --log-level warn >"$W/a.json"; } 2>"$W/time"
@@ -64,9 +57,6 @@ hz=$(getconf CLK_TCK)
 applied=$(jq .applied "$W/a.json")
 left=$(psql -XAtq "$DB" -c "SELECT count(*) FROM engagement.webhook_inbox WHERE applied_at IS NULL")
 echo "applied $applied deliveries ($(jq .status_items <<<"$gen") status items, $left left) in $wall s: $(echo "$applied / $wall" | bc) deliveries/s; CPU per 1,000 deliveries: the server $(( (cpu1 - cpu0) * 1000 * 1000 / hz / N )) ms, the applier $(echo "($au + $as) * 1000000 / $N" | bc) ms"
-psql -XAq "$DB" -F ' | ' <<SQL
-SELECT n_tup_upd AS queue_updates, n_tup_hot_upd AS hot FROM pg_stat_user_tables WHERE relname = 'message_queue';
-SELECT round(total_exec_time::numeric * 1000 / $N, 1) AS ms_per_1000, calls, round((total_exec_time/calls)::numeric, 2) AS ms_per_call, rows,
-  round((wal_bytes / $N)::numeric) AS wal_b_per_delivery, left(regexp_replace(query, '\s+', ' ', 'g'), 110)
-FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25;
-SQL
+psql -XAq "$DB" -F ' | ' -c "SELECT n_tup_upd AS queue_updates, n_tup_hot_upd AS hot
+  FROM pg_stat_user_tables WHERE relname = 'message_queue'"
+prof_statements "$DB" "$N" delivery

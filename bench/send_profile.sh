@@ -13,15 +13,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(cd "${1:-build/release}" && pwd); N=${2:-30000}; J=${3:-64}
-PGBIN=$(pg_config --bindir)
-W=$(mktemp -d /tmp/prof-XXXX); chown postgres "$W"
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-PGP=$(free_port); NGP=$(free_port)
-cleanup() { [ -f "$W/ng.pid" ] && kill "$(cat "$W/ng.pid")" 2>/dev/null; runuser -u postgres -- "$PGBIN/pg_ctl" -D "$W/data" -m immediate stop >/dev/null 2>&1; rm -rf "$W"; }
+. bench/profile_lib.sh
+W=$(mktemp -d /tmp/prof-XXXX)
+cleanup() { [ -f "$W/ng.pid" ] && kill "$(cat "$W/ng.pid")" 2>/dev/null; prof_server_stop "$W"; rm -rf "$W"; }
 trap cleanup EXIT
-runuser -u postgres -- "$PGBIN/initdb" -D "$W/data" -U postgres -A trust --no-sync -E UTF8 >/dev/null
-printf "port=$PGP\nlisten_addresses='127.0.0.1'\nunix_socket_directories='$W'\nfsync=off\nsynchronous_commit=off\nshared_buffers=512MB\nmax_connections=200\nshared_preload_libraries='pg_stat_statements'\npg_stat_statements.track=all\n" >>"$W/data/postgresql.auto.conf"
-runuser -u postgres -- "$PGBIN/pg_ctl" -D "$W/data" -l "$W/pg.log" -w start >/dev/null
+prof_server "$W"
+NGP=$(free_port)
 DB="host=127.0.0.1 port=$PGP user=postgres"
 cat >"$W/nginx.conf" <<CONF
 worker_processes 1; pid $W/ng.pid; error_log $W/ng.err;
@@ -45,7 +42,6 @@ INSERT INTO engagement.message_queue (user_id, message_type, template_key, param
 VACUUM ANALYZE;
 SELECT pg_stat_statements_reset();
 SQL
-. bench/pg_ticks.sh
 cpu0=$(pg_ticks "$W/data")
 TIMEFORMAT='%R %U %S'
 { time "$BIN/queue-send" --db "$DB dbname=q" --rate 0 --concurrency "$J" --log-level warn >"$W/q.json"; } 2>"$W/time"
@@ -54,8 +50,4 @@ cpu1=$(pg_ticks "$W/data")
 read -r wall qu qs <"$W/time"
 hz=$(getconf CLK_TCK)
 echo "sent $(jq .sent "$W/q.json") in $wall s; CPU per 1,000 messages: the server $(( (cpu1 - cpu0) * 1000 * 1000 / hz / N )) ms, queue-send $(echo "($qu + $qs) * 1000000 / $N" | bc) ms"
-psql -XAq "$DB dbname=q" -F ' | ' <<SQL
-SELECT round(total_exec_time::numeric * 1000 / $N, 1) AS ms_per_1000, calls, round((total_exec_time/calls)::numeric, 2) AS ms_per_call, rows,
-  round((wal_bytes / $N)::numeric) AS wal_b_per_msg, left(regexp_replace(query, '\s+', ' ', 'g'), 110)
-FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25;
-SQL
+prof_statements "$DB dbname=q" "$N" msg

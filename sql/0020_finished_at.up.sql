@@ -25,11 +25,12 @@ ALTER TABLE engagement.message_queue ADD COLUMN IF NOT EXISTS finished_at timest
 CREATE OR REPLACE FUNCTION engagement.touch_message() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.status NOT IN ('sent', 'failed', 'blocked', 'cancelled') THEN
-        NEW.finished_at := NULL;
-    ELSIF TG_OP = 'INSERT' THEN
+    IF TG_OP = 'INSERT' THEN -- (called for a finished row only)
         NEW.finished_at := coalesce(NEW.finished_at, NEW.updated_at);
         RETURN NEW;
+    END IF;
+    IF NEW.status NOT IN ('sent', 'failed', 'blocked', 'cancelled') THEN
+        NEW.finished_at := NULL;
     ELSIF NEW.status IS DISTINCT FROM OLD.status THEN
         NEW.finished_at := now();
     ELSIF OLD.finished_at IS NOT NULL THEN
@@ -39,9 +40,7 @@ BEGIN
     ELSE
         NEW.finished_at := OLD.updated_at;
     END IF;
-    IF TG_OP = 'UPDATE' THEN
-        NEW.updated_at := now();
-    END IF;
+    NEW.updated_at := now();
     RETURN NEW;
 END
 $$;
