@@ -68,6 +68,14 @@ char *eng_xstrndup(const char *s, size_t n)
 	return p;
 }
 
+size_t eng_hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return (size_t)h;
+}
+
 void eng_buf_init(struct eng_buf *b, size_t max)
 {
 	b->data = NULL;

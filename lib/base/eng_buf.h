@@ -56,4 +56,8 @@ void *eng_xgrow(void *v, size_t n, size_t *cap, size_t size);
 #define ENG_GROW(v, n, cap) ((v) = eng_xgrow((v), (n), &(cap), sizeof(*(v))))
 char *eng_xstrndup(const char *s, size_t n);
 
+/* FNV-1a of a string, for the open-addressing tables keyed on ids (every
+ * byte counts: ids need not be random). */
+size_t eng_hash_str(const char *s);
+
 #endif

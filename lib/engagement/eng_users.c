@@ -155,14 +155,6 @@ void eng_users_not_found(const struct eng_user_ref *r, struct eng_err *err)
 	}
 }
 
-static size_t hash(const char *s)
-{
-	size_t h = 1469598103934665603ULL;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
-}
-
 void eng_idset_clear(struct eng_idset *set)
 {
 	memset(set, 0, sizeof(*set));
@@ -173,7 +165,7 @@ bool eng_idset_add(struct eng_idset *set, const char *id)
 	size_t cap = sizeof(set->slot) / sizeof(*set->slot);
 	if (set->n >= ENG_IDSET_MAX)
 		return false;
-	for (size_t i = hash(id) % cap;; i = (i + 1) % cap) {
+	for (size_t i = eng_hash_str(id) % cap;; i = (i + 1) % cap) {
 		if (!set->slot[i]) {
 			set->slot[i] = id;
 			set->n++;

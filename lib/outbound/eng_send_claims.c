@@ -113,7 +113,7 @@ static struct user_sends *user_of(struct sender *s, const char *id)
 		for (size_t i = 0; i < s->users_cap; i++) {
 			if (!s->users[i].user_id[0])
 				continue;
-			size_t h = strtoull(s->users[i].user_id + 24, NULL, 16) % cap;
+			size_t h = eng_hash_str(s->users[i].user_id) % cap;
 			while (nu[h].user_id[0])
 				h = (h + 1) % cap;
 			nu[h] = s->users[i];
@@ -122,7 +122,7 @@ static struct user_sends *user_of(struct sender *s, const char *id)
 		s->users = nu;
 		s->users_cap = cap;
 	}
-	size_t h = strtoull(id + 24, NULL, 16) % s->users_cap;
+	size_t h = eng_hash_str(id) % s->users_cap;
 	while (s->users[h].user_id[0] && strcmp(s->users[h].user_id, id) != 0)
 		h = (h + 1) % s->users_cap;
 	if (!s->users[h].user_id[0]) {
