@@ -280,6 +280,76 @@ tables() {
 	[ "$(q "SELECT finished_at IS NULL FROM engagement.message_queue WHERE idempotency_key = 'k2'")" = t ]
 }
 
+@test "0022 writes the events and audit rows 0021 wrote; quiet_until answers as before, inlined" {
+	# the same outcomes and statuses on a database at 21 and one at the newest
+	scenario="
+	  INSERT INTO engagement.users (id, phone_e164)
+	  SELECT ('00000000-0000-4000-8000-00000000000' || g)::uuid, '+551190000000' || g
+	  FROM generate_series(1, 4) g;
+	  INSERT INTO engagement.message_queue (user_id, message_type, template_key, idempotency_key,
+	    status, locked_by, locked_until, claimed_by)
+	  SELECT ('00000000-0000-4000-8000-00000000000' || g)::uuid, 'goodbye', 'goodbye', 'k' || g,
+	    'sending', 'w1', now() + interval '1 hour', '{w1}'
+	  FROM generate_series(1, 4) g;
+	  SELECT count(*) FROM engagement.record_outcomes('w1', '00000000-0000-4000-8000-0000000000aa', '[
+	    {\"id\": 1, \"kind\": \"sent\", \"charge\": 1, \"before\": 0, \"requested\": true,
+	     \"wamid\": \"wamid.1\", \"sent_at\": \"2026-03-01T10:00:00Z\"},
+	    {\"id\": 2, \"kind\": \"failed\", \"charge\": 1, \"before\": 0, \"requested\": true,
+	     \"code\": \"131026\", \"error\": \"undeliverable\", \"http_status\": 400},
+	    {\"id\": 3, \"kind\": \"retried\", \"charge\": 1, \"before\": 0, \"requested\": true,
+	     \"next_attempt_at\": \"2026-03-01T10:05:00Z\", \"attempt\": 1, \"http_status\": 503},
+	    {\"id\": 4, \"kind\": \"sent\", \"charge\": 1, \"before\": 0, \"requested\": true,
+	     \"wamid\": \"wamid.4\", \"sent_at\": \"2026-03-01T10:00:01Z\"}]');
+	  SELECT delivered, read, failed, priced FROM engagement.apply_delivery_statuses('[
+	    {\"wamid\": \"wamid.1\", \"status\": \"delivered\", \"at\": \"2026-03-01T10:00:02Z\",
+	     \"category\": \"utility\", \"billable\": true},
+	    {\"wamid\": \"wamid.1\", \"status\": \"read\", \"at\": \"2026-03-01T10:00:03Z\"},
+	    {\"wamid\": \"wamid.4\", \"status\": \"failed\", \"at\": \"2026-03-01T10:00:04Z\",
+	     \"code\": \"131026\"}]', '00000000-0000-4000-8000-0000000000bb')"
+	written="SELECT string_agg(event_type || ' ' || aggregate_id || ' ' || payload::text || ' '
+	    || correlation_id, E'\n' ORDER BY id) FROM engagement.outbox_events
+	  WHERE aggregate_type = 'message';
+	  SELECT string_agg(event || ' ' || message_id || ' ' || source || ' ' || details::text
+	    || ' ' || run_id, E'\n' ORDER BY id) FROM engagement.audit_log"
+	# every half hour of four days when clocks change, in three zones, five windows
+	quiet="SELECT md5(string_agg(coalesce(engagement.quiet_until(a, z, w.s, w.e)::text, '-'), ','
+	    ORDER BY a, z, w.s, w.e))
+	  FROM generate_series(timestamptz '2026-03-07 00:00Z', '2026-03-10 00:00Z', '30 minutes') a0
+	  CROSS JOIN (VALUES (interval '0'), ('21 days'), ('238 days'), ('231 days')) d(x)
+	  CROSS JOIN LATERAL (SELECT a0 + d.x AS a) t
+	  CROSS JOIN (VALUES ('America/New_York'), ('Europe/Berlin'), ('UTC')) zz(z)
+	  CROSS JOIN (VALUES (time '22:00', time '07:00'), ('01:30', '03:00'), ('09:00', '17:00'),
+	    (NULL, '07:00'), ('08:00', '08:00')) w(s, e)"
+	new_db empty
+	eng migrate --db "$CONN" up --to 21
+	[ "$status" -eq 0 ]
+	old=$DB
+	q "$scenario" >"$TMP/old.run"
+	q "$written" >"$TMP/old.sql"
+	q "$quiet" >"$TMP/old.quiet"
+	new_db empty
+	eng migrate --db "$CONN" up
+	[ "$status" -eq 0 ]
+	[ "$(q "SELECT max(version) FROM engagement.schema_migrations")" -ge 22 ]
+	q "$scenario" >"$TMP/new.run"
+	q "$written" >"$TMP/new.sql"
+	q "$quiet" >"$TMP/new.quiet"
+	diff "$TMP/old.run" "$TMP/new.run"
+	diff "$TMP/old.sql" "$TMP/new.sql"
+	diff "$TMP/old.quiet" "$TMP/new.quiet"
+	# sent 1 and 4, failed 2; delivered and read 1, undelivered 4
+	[ "$(q "SELECT string_agg(event_type || ':' || aggregate_id, ',' ORDER BY id)
+	        FROM engagement.outbox_events WHERE aggregate_type = 'message'")" = \
+		"message.sent:1,message.sent:4,message.failed:2,message.delivered:1,message.read:1,message.undelivered:4" ]
+	[ "$(q "SELECT count(*) FROM engagement.audit_log")" -eq 5 ]
+	grep -q '"provider_message_id": "wamid.1"' "$TMP/new.sql"
+	# both functions are one expression the planner inlines
+	! q "EXPLAIN (VERBOSE, COSTS OFF) SELECT engagement.quiet_until(now(), 'UTC', '22:00', '07:00')" |
+		grep -q quiet_until
+	! q "EXPLAIN (VERBOSE, COSTS OFF) SELECT engagement.message_event_payload('message.sent', m)
+	     FROM engagement.message_queue m" | grep -q message_event_payload
+}
+
 @test "down --steps 2 reverts the two newest" {
 	new_db empty
 	eng migrate --db "$CONN" up
