@@ -151,7 +151,11 @@ bool snd_may_claim(const struct sender *s)
 	if (s->stop || s->drained ||
 	    (s->o->max_messages && s->k.claimed >= s->o->max_messages))
 		return false;
-	return s->pending.n < (size_t)s->o->concurrency * 2;
+	/* the next claim goes out while what is left still covers its
+	 * round trip: a claim of N takes the database about as long as
+	 * sending N does, so waiting for the queue to fall under two rounds
+	 * of requests left the requests idle until it came back */
+	return s->pending.n < (size_t)s->o->concurrency * 2 + (size_t)snd_claim_size(s);
 }
 
 int snd_claim_size(const struct sender *s)
