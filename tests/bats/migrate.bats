@@ -350,6 +350,36 @@ tables() {
 	     FROM engagement.message_queue m" | grep -q message_event_payload
 }
 
+@test "the fence locks its group through the primary key, however few claims the statistics expect" {
+	new_db
+	q "INSERT INTO engagement.users (id, phone_e164)
+	   SELECT ('00000000-0000-4000-8000-' || lpad(g::text, 12, '0'))::uuid, '+55119' || lpad(g::text, 8, '0')
+	   FROM generate_series(1, 3000) g;
+	   INSERT INTO engagement.message_queue (user_id, message_type, template_key, idempotency_key)
+	   SELECT id, 'weekly_review', 'weekly_review', id::text FROM engagement.users;
+	   ANALYZE engagement.message_queue" >/dev/null
+	# statistics taken while nothing was claimed; then 2,000 claims in flight
+	q "SELECT count(*) FROM engagement.claim_messages('w1', now(), 300, 2000, 10)" >/dev/null
+	plans=$(psql -X -q -At -d "$DB" 2>&1 <<-'SQL'
+		LOAD 'auto_explain';
+		SET auto_explain.log_min_duration = 0;
+		SET auto_explain.log_nested_statements = on;
+		SET auto_explain.log_level = notice;
+		SET client_min_messages = notice;
+		BEGIN;
+		SELECT count(*) FROM engagement.send_fence(ARRAY(SELECT id FROM engagement.message_queue
+		    WHERE status = 'sending' ORDER BY id LIMIT 10), 'w1', NULL, 0);
+		ROLLBACK;
+	SQL
+	)
+	# the plan of the statement that locks the group: up to the next one
+	held=$(awk '/FOR UPDATE SKIP LOCKED\) q/ {on = 1} on && /NOTICE/ {exit} on' <<<"$plans")
+	[[ "$held" == *"on message_queue_pkey"* ]] || { echo "$plans"; return 1; }
+	[[ "$held" != *message_queue_lease_idx* ]]
+	# and the fence answered for the ten
+	[ "$(tail -1 <<<"$plans")" = 10 ]
+}
+
 @test "down --steps 2 reverts the two newest" {
 	new_db empty
 	eng migrate --db "$CONN" up
