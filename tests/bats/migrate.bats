@@ -374,7 +374,7 @@ tables() {
 	)
 	# the plan of the statement that locks the group: up to the next one
 	held=$(awk '/FOR UPDATE SKIP LOCKED\) q/ {on = 1} on && /NOTICE/ {exit} on' <<<"$plans")
-	[[ "$held" == *"on message_queue_pkey"* ]] || { echo "$plans"; return 1; }
+	[[ "$held" == *message_queue_pkey* ]] || { echo "$plans"; return 1; }
 	[[ "$held" != *message_queue_lease_idx* ]]
 	# and the fence answered for the ten
 	[ "$(tail -1 <<<"$plans")" = 10 ]
