@@ -49,7 +49,8 @@ SELECT pg_stat_statements_reset();
 SQL
 cpu0=$(pg_ticks "$W/data")
 TIMEFORMAT='%R %U %S'
-{ time "$BIN/engagement-webhook" --db "$DB" --drain --batch "$BATCH" --log-level warn >"$W/a.json"; } 2>"$W/time"
+{ time "$BIN/engagement-webhook" --db "$DB" --drain --batch "$BATCH" --log-level warn >"$W/a.json" 2>"$W/a.log"; } 2>"$W/time" ||
+  prof_failed "engagement-webhook --drain" "$W/a.log"
 sleep 1
 cpu1=$(pg_ticks "$W/data")
 read -r wall au as <"$W/time"

@@ -25,7 +25,8 @@ prof_server_stop() { as_pg "$PGBIN/pg_ctl" -D "$1/data" -m immediate stop >/dev/
 # and what its children that ended had used (a run's backends end with it).
 pg_ticks() {
   local pm; pm=$(head -1 "$1/postmaster.pid")
-  { cat "/proc/$pm/stat"; for p in $(pgrep -P "$pm"); do cat "/proc/$p/stat" 2>/dev/null; done; } |
+  # (a child may end between pgrep and cat: skipped, not a failure of the pipe)
+  { cat "/proc/$pm/stat"; for p in $(pgrep -P "$pm"); do cat "/proc/$p/stat" 2>/dev/null || true; done; } |
     awk '{ sub(/^.*\) /, ""); t += $12 + $13; if (NR == 1) t += $14 + $15 } END { print t }'
 }
 
@@ -37,4 +38,12 @@ SELECT round(total_exec_time::numeric * 1000 / $2, 1) AS ms_per_1000, calls, rou
   round((wal_bytes / $2)::numeric) AS wal_b_per_$3, left(regexp_replace(query, '\s+', ' ', 'g'), 110)
 FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25;
 SQL
+}
+
+# prof_failed PROGRAM LOG: a measured run that failed is said, with the end
+# of its log, rather than ending the script without a word (set -e).
+prof_failed() {
+  echo "$1 failed; the end of its log ($2):" >&2
+  tail -5 "$2" >&2
+  exit 1
 }

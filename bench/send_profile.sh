@@ -44,7 +44,8 @@ SELECT pg_stat_statements_reset();
 SQL
 cpu0=$(pg_ticks "$W/data")
 TIMEFORMAT='%R %U %S'
-{ time "$BIN/queue-send" --db "$DB dbname=q" --rate 0 --concurrency "$J" --log-level warn >"$W/q.json"; } 2>"$W/time"
+{ time "$BIN/queue-send" --db "$DB dbname=q" --rate 0 --concurrency "$J" --log-level warn >"$W/q.json" 2>"$W/q.log"; } 2>"$W/time" ||
+  prof_failed queue-send "$W/q.log"
 sleep 1   # the run's backends end
 cpu1=$(pg_ticks "$W/data")
 read -r wall qu qs <"$W/time"
