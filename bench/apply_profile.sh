@@ -47,17 +47,11 @@ VACUUM ANALYZE;
 CHECKPOINT;
 SELECT pg_stat_statements_reset();
 SQL
-cpu0=$(pg_ticks "$W/data")
-TIMEFORMAT='%R %U %S'
-{ time "$BIN/engagement-webhook" --db "$DB" --drain --batch "$BATCH" --log-level warn >"$W/a.json" 2>"$W/a.log"; } 2>"$W/time" ||
-  prof_failed "engagement-webhook --drain" "$W/a.log"
-sleep 1
-cpu1=$(pg_ticks "$W/data")
-read -r wall au as <"$W/time"
-hz=$(getconf CLK_TCK)
+prof_measure "$W" "$N" "$W/a.json" "$W/a.log" \
+  "$BIN/engagement-webhook" --db "$DB" --drain --batch "$BATCH" --log-level warn
 applied=$(jq .applied "$W/a.json")
 left=$(psql -XAtq "$DB" -c "SELECT count(*) FROM engagement.webhook_inbox WHERE applied_at IS NULL")
-echo "applied $applied deliveries ($(jq .status_items <<<"$gen") status items, $left left) in $wall s: $(echo "$applied / $wall" | bc) deliveries/s; CPU per 1,000 deliveries: the server $(( (cpu1 - cpu0) * 1000 * 1000 / hz / N )) ms, the applier $(echo "($au + $as) * 1000000 / $N" | bc) ms"
+echo "applied $applied deliveries ($(jq .status_items <<<"$gen") status items, $left left) in $WALL s: $(echo "$applied / $WALL" | bc) deliveries/s; CPU per 1,000 deliveries: the server $SERVER_MS ms, the applier $PROGRAM_MS ms"
 psql -XAq "$DB" -F ' | ' -c "SELECT n_tup_upd AS queue_updates, n_tup_hot_upd AS hot
   FROM pg_stat_user_tables WHERE relname = 'message_queue'"
 prof_statements "$DB" "$N" delivery

@@ -40,6 +40,24 @@ FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25;
 SQL
 }
 
+# prof_measure DIR N OUT LOG CMD...: CMD run under time (stdout to OUT,
+# stderr to LOG), the server of DIR/data measured before and after (its
+# backends given a second to end). Sets WALL (seconds), and SERVER_MS and
+# PROGRAM_MS: the server's and CMD's CPU per 1,000 of N units.
+prof_measure() {
+  local dir=$1 n=$2 out=$3 log=$4 t0 t1 u s hz
+  shift 4
+  t0=$(pg_ticks "$dir/data")
+  TIMEFORMAT='%R %U %S'
+  { time "$@" >"$out" 2>"$log"; } 2>"$dir/time" || prof_failed "${1##*/}" "$log"
+  sleep 1
+  t1=$(pg_ticks "$dir/data")
+  read -r WALL u s <"$dir/time"
+  hz=$(getconf CLK_TCK)
+  SERVER_MS=$(( (t1 - t0) * 1000 * 1000 / hz / n ))
+  PROGRAM_MS=$(echo "($u + $s) * 1000000 / $n" | bc)
+}
+
 # prof_failed PROGRAM LOG: a measured run that failed is said, with the end
 # of its log, rather than ending the script without a word (set -e).
 prof_failed() {

@@ -42,13 +42,7 @@ INSERT INTO engagement.message_queue (user_id, message_type, template_key, param
 VACUUM ANALYZE;
 SELECT pg_stat_statements_reset();
 SQL
-cpu0=$(pg_ticks "$W/data")
-TIMEFORMAT='%R %U %S'
-{ time "$BIN/queue-send" --db "$DB dbname=q" --rate 0 --concurrency "$J" --log-level warn >"$W/q.json" 2>"$W/q.log"; } 2>"$W/time" ||
-  prof_failed queue-send "$W/q.log"
-sleep 1   # the run's backends end
-cpu1=$(pg_ticks "$W/data")
-read -r wall qu qs <"$W/time"
-hz=$(getconf CLK_TCK)
-echo "sent $(jq .sent "$W/q.json") in $wall s; CPU per 1,000 messages: the server $(( (cpu1 - cpu0) * 1000 * 1000 / hz / N )) ms, queue-send $(echo "($qu + $qs) * 1000000 / $N" | bc) ms"
+prof_measure "$W" "$N" "$W/q.json" "$W/q.log" \
+  "$BIN/queue-send" --db "$DB dbname=q" --rate 0 --concurrency "$J" --log-level warn
+echo "sent $(jq .sent "$W/q.json") in $WALL s; CPU per 1,000 messages: the server $SERVER_MS ms, queue-send $PROGRAM_MS ms"
 prof_statements "$DB dbname=q" "$N" msg

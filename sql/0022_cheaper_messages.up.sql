@@ -181,16 +181,14 @@ BEGIN
             engagement.message_event_payload('message.' || u.status, u.msg), p_run_id, u.user_id
         FROM upd u WHERE u.status IN ('sent', 'failed')
         ORDER BY u.status <> 'sent', u.id
-    ), counted AS (
+    ), counted AS MATERIALIZED (
         SELECT engagement.count_messages(array_agg(CASE event WHEN 'message_retry' THEN 'retried'
                 WHEN 'message_deferred' THEN 'deferred'
                 WHEN 'message_handed_back' THEN 'handed_back' ELSE status END), array_agg(code)) AS n
         FROM upd
-    ), forced AS MATERIALIZED (
-        SELECT (SELECT n FROM counted) AS n
     )
     -- (counted only reads: it runs because it is read here)
-    SELECT u.id FROM upd u CROSS JOIN forced
+    SELECT u.id FROM upd u CROSS JOIN counted
     UNION ALL SELECT d.id FROM done d;
 END
 $$;
